@@ -1,0 +1,1 @@
+//! Example programs for the rpb crates live in `src/bin/`, one scenario per file.

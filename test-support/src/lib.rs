@@ -1,0 +1,3 @@
+//! Shared fixtures for rpb's tests. Not published.
+
+pub mod contract;
