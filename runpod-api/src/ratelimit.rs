@@ -45,7 +45,7 @@ pub struct RateLimit {
 impl RateLimit {
     /// Reads both headers; returns `None` when neither is present. Malformed members are skipped.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let windows = header_str(headers, "ratelimit")
+        let windows: Vec<RateLimitWindow> = header_str(headers, "ratelimit")
             .map(|value| {
                 parse_items(value)
                     .into_iter()
@@ -57,7 +57,7 @@ impl RateLimit {
                     .collect()
             })
             .unwrap_or_default();
-        let policies = header_str(headers, "ratelimit-policy")
+        let policies: Vec<RateLimitPolicy> = header_str(headers, "ratelimit-policy")
             .map(|value| {
                 parse_items(value)
                     .into_iter()
@@ -111,7 +111,10 @@ fn parse_items(value: &str) -> Vec<(String, Vec<(String, String)>)> {
             let params = parts
                 .filter_map(|part| {
                     let (key, value) = part.split_once('=')?;
-                    Some((key.trim().to_owned(), value.trim().trim_matches('"').to_owned()))
+                    Some((
+                        key.trim().to_owned(),
+                        value.trim().trim_matches('"').to_owned(),
+                    ))
                 })
                 .collect();
             Some((name, params))
@@ -130,17 +133,24 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(
             "ratelimit",
-            HeaderValue::from_static(r#""minute";r=0;t=12, "hour";r=2800;t=1812, "day";r=49500;t=45012"#),
+            HeaderValue::from_static(
+                r#""minute";r=0;t=12, "hour";r=2800;t=1812, "day";r=49500;t=45012"#,
+            ),
         );
         headers.insert(
             "ratelimit-policy",
-            HeaderValue::from_static(r#""minute";q=60;w=60, "hour";q=3000;w=3600, "day";q=50000;w=86400"#),
+            HeaderValue::from_static(
+                r#""minute";q=60;w=60, "hour";q=3000;w=3600, "day";q=50000;w=86400"#,
+            ),
         );
         let limit = RateLimit::from_headers(&headers).expect("headers present");
         assert_eq!(limit.windows.len(), 3);
         assert_eq!(limit.windows[1].name, "hour");
         assert_eq!(limit.windows[1].remaining, Some(2800));
-        assert_eq!(limit.windows[1].reset_after, Some(Duration::from_secs(1812)));
+        assert_eq!(
+            limit.windows[1].reset_after,
+            Some(Duration::from_secs(1812))
+        );
         assert_eq!(limit.policies[2].quota, Some(50_000));
         assert_eq!(limit.policies[0].window, Some(Duration::from_secs(60)));
         assert_eq!(limit.tightest().map(|w| w.name.as_str()), Some("minute"));
@@ -150,7 +160,10 @@ mod tests {
     fn absent_headers_give_none_and_garbage_is_skipped() {
         assert_eq!(RateLimit::from_headers(&HeaderMap::new()), None);
         let mut headers = HeaderMap::new();
-        headers.insert("ratelimit", HeaderValue::from_static(r#", ;;, "minute";r=x;t=5"#));
+        headers.insert(
+            "ratelimit",
+            HeaderValue::from_static(r#", ;;, "minute";r=x;t=5"#),
+        );
         let limit = RateLimit::from_headers(&headers).expect("one member parses");
         assert_eq!(limit.windows.len(), 1);
         assert_eq!(limit.windows[0].remaining, None);

@@ -161,7 +161,10 @@ mod tests {
             policy.delay_before_retry(1, None, Duration::from_secs(120)),
             None
         );
-        assert_eq!(RetryPolicy::none().delay_before_retry(1, None, Duration::ZERO), None);
+        assert_eq!(
+            RetryPolicy::none().delay_before_retry(1, None, Duration::ZERO),
+            None
+        );
     }
 
     #[test]

@@ -103,7 +103,11 @@ mod tests {
         let mut events = parser.push(b": keep-alive\n\ndata: {\"a\":").expect("ok");
         assert!(events.is_empty());
         events.extend(parser.push(b"1}\r").expect("ok"));
-        events.extend(parser.push(b"\n\r\nevent: end\ndata: x\ndata: y\nid: 7\n\n").expect("ok"));
+        events.extend(
+            parser
+                .push(b"\n\r\nevent: end\ndata: x\ndata: y\nid: 7\n\n")
+                .expect("ok"),
+        );
         assert_eq!(
             events,
             vec![
