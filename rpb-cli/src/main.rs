@@ -23,6 +23,10 @@ fn main() -> ExitCode {
     }
 }
 
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "the skeleton has no fallible command yet; the CLI issue adds them"
+)]
 fn run() -> anyhow::Result<ExitCode> {
     let Cli {} = Cli::parse();
     Ok(ExitCode::SUCCESS)

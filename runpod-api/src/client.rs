@@ -153,7 +153,9 @@ impl ClientBuilder {
         let mut http = reqwest::Client::builder()
             .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60));
+            // No idle-pool timer either without timeouts: under paused time it would fire
+            // while a request waits for its answer.
+            .pool_idle_timeout(connect_timeout.map(|_| Duration::from_secs(60)));
         if let Some(timeout) = connect_timeout {
             http = http.connect_timeout(timeout);
         }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The full test suite, as the README gives it: installs the real peers the tests use (sshd,
+# Blender, Xvfb, x11vnc, noVNC, Chromium), then runs every test of every crate.
+#
+# Set RPB_RUNPOD_OPENAPI to RunPod's REST v2 OpenAPI document to add the contract check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+features=()
+if [ -n "${RPB_RUNPOD_OPENAPI:-}" ]; then
+    if [ ! -f "$RPB_RUNPOD_OPENAPI" ]; then
+        echo "test: RPB_RUNPOD_OPENAPI=$RPB_RUNPOD_OPENAPI does not exist" >&2
+        exit 1
+    fi
+    features=(--features runpod-api/contract)
+    echo "test: contract check against $RPB_RUNPOD_OPENAPI"
+fi
+
+cargo test --workspace --all-targets "${features[@]}"
