@@ -18,4 +18,4 @@ if [ -n "${RPB_RUNPOD_OPENAPI:-}" ]; then
     echo "test: contract check against $RPB_RUNPOD_OPENAPI"
 fi
 
-cargo test --workspace --all-targets "${features[@]}"
+cargo test --workspace --all-targets --features runpod-api/sim "${features[@]}"

@@ -55,6 +55,8 @@ mod ops;
 pub mod params;
 mod ratelimit;
 mod retry;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod sse;
 mod time;
 mod wait;

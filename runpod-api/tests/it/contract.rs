@@ -140,3 +140,73 @@ fn problem_bodies_match_the_spec() {
     });
     check("ErrorResponse", &problem);
 }
+
+/// Every kind of answer the simulator gives validates against the spec too.
+#[cfg(feature = "sim")]
+#[tokio::test]
+async fn simulator_answers_match_the_spec() {
+    use runpod_api::sim::Simulator;
+
+    let sim = Simulator::start().await.expect("simulator");
+    let http = reqwest::Client::new();
+    let base = sim.base_url();
+    let get = |path: String| {
+        let request = http.get(format!("{base}{path}")).bearer_auth(sim.api_key());
+        async move {
+            let response = request.send().await.expect("answer");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    };
+    let client = sim.client().expect("client");
+    client
+        .add_ssh_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIContractCheck rpb")
+        .await
+        .expect("key");
+    let pod = client
+        .create_pod(&crate::sim::blender_pod())
+        .await
+        .expect("create");
+    check("Pod", &serde_json::to_value(&pod).expect("json"));
+    let (_, provisioning) = get(format!("/pods/{}", pod.id)).await;
+    check("Pod", &provisioning);
+    client
+        .wait_for_pod(
+            &pod.id,
+            runpod_api::WaitFor::SshReady,
+            &crate::sim::fast_wait(),
+            |_| {},
+        )
+        .await
+        .expect("running");
+    let (_, running) = get(format!("/pods/{}", pod.id)).await;
+    check("Pod", &running);
+    client.stop_pod(&pod.id).await.expect("stop");
+    let (_, exited) = get(format!("/pods/{}", pod.id)).await;
+    check("Pod", &exited);
+    for (path, schema) in [
+        ("/pods".to_owned(), "ListPodsResponse"),
+        ("/catalog/gpus".to_owned(), "ListGpuTypesResponse"),
+        (
+            "/catalog/gpus?include=AVAILABILITY&product=POD".to_owned(),
+            "ListGpuTypesResponse",
+        ),
+        ("/catalog/gpus/NVIDIA%20RTX%20A5000".to_owned(), "GpuType"),
+        (
+            "/catalog/datacenters?include=GPU_AVAILABILITY".to_owned(),
+            "ListDataCentersResponse",
+        ),
+        ("/catalog/datacenters/SIM-LOCAL-1".to_owned(), "DataCenter"),
+        ("/account/ssh-keys".to_owned(), "SshKeys"),
+        ("/billing/pods".to_owned(), "ListPodBillingResponse"),
+        ("/pods/nope".to_owned(), "ErrorResponse"),
+        (
+            "/catalog/gpus?include=AVAILABILITY".to_owned(),
+            "ErrorResponse",
+        ),
+    ] {
+        let (status, body) = get(path.clone()).await;
+        assert!(status < 500, "{path}: {status}");
+        check(schema, &body);
+    }
+}

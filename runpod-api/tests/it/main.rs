@@ -13,6 +13,8 @@ mod errors;
 mod pods;
 mod retries;
 mod secrets;
+#[cfg(feature = "sim")]
+mod sim;
 mod wait;
 
 use runpod_api::{Client, RetryPolicy};

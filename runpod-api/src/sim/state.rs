@@ -1,0 +1,865 @@
+//! The simulator's in-memory world: pods and their lifecycle, the catalogs, SSH keys, billing and
+//! the fault knobs. Pure: time comes in as an argument, so every rule is testable without HTTP.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::models::{
+    Cloud, CreatePodRequest, GlobalNetworking, GpuType, LogLine, LogSource, Pod, PodAction, PodCpu,
+    PodGpu, PodRuntime, PodStatus, RuntimePort, SshEndpoint, UpdatePodRequest, Utilization,
+};
+
+/// How long the lifecycle phases last. Default: 30 ms each, for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timings {
+    /// `PROVISIONING` after create (machine assignment and image pull).
+    pub provisioning: Duration,
+    /// `STARTING` after provisioning, a start or a restart.
+    pub starting: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            provisioning: Duration::from_millis(30),
+            starting: Duration::from_millis(30),
+        }
+    }
+}
+
+impl Timings {
+    /// Timings like the real cloud's with a cached image: 20 s provisioning, 40 s starting.
+    pub fn realistic() -> Self {
+        Self {
+            provisioning: Duration::from_secs(20),
+            starting: Duration::from_secs(40),
+        }
+    }
+
+    /// Custom timings.
+    pub fn new(provisioning: Duration, starting: Duration) -> Self {
+        Self {
+            provisioning,
+            starting,
+        }
+    }
+}
+
+/// Which SSH endpoint a running pod reports in `ssh.direct`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SshEndpoints {
+    /// A documentation address (`203.0.113.x`) with a new random port on every start, like the
+    /// real cloud. Nothing listens there.
+    Fake,
+    /// Always this address (a local sshd, say).
+    Fixed(SocketAddr),
+    /// The next address of this list on every start (and restart), cycling.
+    Rotating(Vec<SocketAddr>),
+}
+
+/// Fault knobs; each counter is consumed by the requests it affects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Faults {
+    /// Answer the next N authenticated requests with 429 and this `Retry-After` (seconds).
+    pub rate_limit_next: u32,
+    /// `Retry-After` of those 429 answers, in seconds.
+    pub retry_after_secs: u64,
+    /// Answer the next N authenticated requests with this 5xx status.
+    pub server_error_next: u32,
+    /// Status of those answers (default 503).
+    pub server_error_status: u16,
+    /// Refuse the next N creates with "no longer any instances available".
+    pub no_capacity_next_create: u32,
+    /// Refuse the next N starts with "not enough free GPUs on the host machine".
+    pub no_free_gpu_next_start: u32,
+    /// After a start or restart, keep reporting the previous SSH port for this long once the
+    /// pod runs again (the real API does this for about 90 s).
+    pub stale_ssh_port_for: Duration,
+    /// Delay every answer by this much.
+    pub slow: Duration,
+    /// Refuse creates and starts with 402.
+    pub insufficient_balance: bool,
+    /// The next pod that would reach `RUNNING` goes to `ERROR` instead (N times).
+    pub error_next_boot: u32,
+}
+
+/// A pod as the simulator keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct SimPod {
+    pub(crate) pod: Pod,
+    /// The state the pod is heading to and since when.
+    phase: Phase,
+    phase_since: Instant,
+    /// Whether this boot still passes through `PROVISIONING`.
+    provisioning: bool,
+    /// The endpoint of the current boot, and of the previous one (for stale reports).
+    endpoint: Option<SocketAddr>,
+    previous_endpoint: Option<SocketAddr>,
+    /// When the current boot reached `RUNNING`, for the stale-port window.
+    running_since: Option<Instant>,
+    /// Seconds of billable time accumulated before the current boot, with the hourly price.
+    billed_seconds: f64,
+    price_per_hour: f64,
+    pub(crate) logs: Vec<LogLine>,
+    boot_fails: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Booting,
+    Stopped,
+    Failed,
+}
+
+/// A rule the request breaks, answered with 400, 402, 404 or 409.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) title: &'static str,
+    pub(crate) detail: String,
+}
+
+impl Refusal {
+    fn new(status: u16, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            title,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub(crate) const NO_CAPACITY: &str = "There are no longer any instances available with the \
+    requested specifications. Please refresh and try again.";
+pub(crate) const NO_FREE_GPU: &str =
+    "There are not enough free GPUs on the host machine to start this pod.";
+
+/// The whole simulated account.
+#[derive(Debug)]
+pub(crate) struct World {
+    pub(crate) pods: BTreeMap<String, SimPod>,
+    pub(crate) gpus: Vec<GpuType>,
+    pub(crate) ssh_keys: Vec<String>,
+    pub(crate) timings: Timings,
+    pub(crate) endpoints: SshEndpoints,
+    rotation: usize,
+    pub(crate) faults: Faults,
+    next_id: u64,
+    next_port: u16,
+    /// Requests answered in the current minute, for the `RateLimit` header.
+    pub(crate) minute_requests: VecDeque<Instant>,
+    clock_origin: Instant,
+    wall_origin: i64,
+}
+
+impl World {
+    pub(crate) fn new(timings: Timings, endpoints: SshEndpoints, gpus: Vec<GpuType>) -> Self {
+        let wall_origin = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0));
+        Self {
+            pods: BTreeMap::new(),
+            gpus,
+            ssh_keys: Vec::new(),
+            timings,
+            endpoints,
+            rotation: 0,
+            faults: Faults {
+                server_error_status: 503,
+                retry_after_secs: 1,
+                ..Faults::default()
+            },
+            next_id: 0,
+            next_port: 20_000,
+            minute_requests: VecDeque::new(),
+            clock_origin: Instant::now(),
+            wall_origin,
+        }
+    }
+
+    /// RFC 3339 time of `at` on the simulator's clock.
+    pub(crate) fn timestamp(&self, at: Instant) -> String {
+        let offset = at.saturating_duration_since(self.clock_origin).as_secs();
+        format_rfc3339(self.wall_origin + i64::try_from(offset).unwrap_or(0))
+    }
+
+    fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        // Base-36 ids like RunPod's, unique within the simulator.
+        let mut value = self.next_id * 7_919 + 1_000_000_000;
+        let mut id = String::new();
+        while value > 0 {
+            let digit = u32::try_from(value % 36).unwrap_or(0);
+            id.insert(0, char::from_digit(digit, 36).unwrap_or('0'));
+            value /= 36;
+        }
+        format!("sim{id}")
+    }
+
+    fn next_endpoint(&mut self) -> SocketAddr {
+        match &self.endpoints {
+            SshEndpoints::Fixed(address) => *address,
+            SshEndpoints::Rotating(list) if !list.is_empty() => {
+                let address = list[self.rotation % list.len()];
+                self.rotation += 1;
+                address
+            }
+            SshEndpoints::Fake | SshEndpoints::Rotating(_) => {
+                self.next_port = if self.next_port >= 60_000 {
+                    20_000
+                } else {
+                    self.next_port + 1_237
+                };
+                SocketAddr::from(([203, 0, 113, 7], self.next_port))
+            }
+        }
+    }
+
+    pub(crate) fn price(&self, gpu_id: &str, cloud: &Cloud, count: u32) -> Option<f64> {
+        let gpu = self.gpus.iter().find(|gpu| gpu.id == gpu_id)?;
+        Some(gpu.price_on(cloud)? * f64::from(count))
+    }
+
+    pub(crate) fn create(
+        &mut self,
+        request: &CreatePodRequest,
+        now: Instant,
+    ) -> Result<Pod, Refusal> {
+        if let Err(reason) = request.check() {
+            return Err(Refusal::new(400, "Bad Request", reason));
+        }
+        if self.faults.insufficient_balance {
+            return Err(Refusal::new(
+                402,
+                "Payment Required",
+                "insufficient balance",
+            ));
+        }
+        let cloud = request.cloud.clone().unwrap_or(Cloud::Secure);
+        let (price, gpu, cpu) = if let Some(gpu) = &request.gpu {
+            let count = gpu.count.unwrap_or(1);
+            let Some(price) = self.price(&gpu.id, &cloud, count) else {
+                return Err(Refusal::new(
+                    400,
+                    "Bad Request",
+                    format!("gpu type {:?} is not offered on {cloud} cloud", gpu.id),
+                ));
+            };
+            let pod_gpu = serde_json::from_value::<PodGpu>(serde_json::json!({
+                "id": gpu.id, "count": count, "vcpuCount": 8 * count, "memory": 32 * count
+            }))
+            .map_err(|error| Refusal::new(500, "Internal Server Error", error.to_string()))?;
+            (price, Some(pod_gpu), None)
+        } else {
+            let cpu = request.cpu.as_ref().map(|cpu| {
+                serde_json::from_value::<PodCpu>(serde_json::json!({
+                    "id": cpu.id, "vcpuCount": cpu.vcpu_count, "memory": 2 * cpu.vcpu_count
+                }))
+            });
+            let cpu = cpu
+                .transpose()
+                .map_err(|error| Refusal::new(500, "Internal Server Error", error.to_string()))?;
+            (0.06, None, cpu)
+        };
+        if self.faults.no_capacity_next_create > 0 {
+            self.faults.no_capacity_next_create -= 1;
+            return Err(Refusal::new(400, "Bad Request", NO_CAPACITY));
+        }
+        let id = self.new_id();
+        let pod_value = serde_json::json!({
+            "id": id,
+            "name": request.name,
+            "status": "PROVISIONING",
+            "actions": ["stop", "terminate"],
+            "image": request.image.clone().or_else(|| request.template_id.clone()).unwrap_or_default(),
+            "args": request.args.clone().unwrap_or_default(),
+            "disk": request.disk.unwrap_or(20),
+            "mounts": request.mounts.clone().unwrap_or_default(),
+            "ports": request.ports,
+            "env": request.env,
+            "registry": request.registry,
+            "cloud": cloud,
+            "dataCenterId": null,
+            "cudaVersion": null,
+            "ssh": {"proxy": null, "direct": null},
+            "template": request.template_id,
+            "cost": price,
+            "locked": false,
+            "runtime": null,
+            "createdAt": self.timestamp(now),
+            "startedAt": null,
+            "globalNetworking": {"enabled": request.global_networking.unwrap_or(false)},
+        });
+        let mut pod: Pod = serde_json::from_value(pod_value)
+            .map_err(|error| Refusal::new(500, "Internal Server Error", error.to_string()))?;
+        pod.gpu = gpu;
+        pod.cpu = cpu;
+        let mut sim = SimPod {
+            pod,
+            phase: Phase::Booting,
+            phase_since: now,
+            provisioning: true,
+            endpoint: None,
+            previous_endpoint: None,
+            running_since: None,
+            billed_seconds: 0.0,
+            price_per_hour: price,
+            logs: Vec::new(),
+            boot_fails: false,
+        };
+        self.boot(&mut sim, now, true);
+        self.log(
+            &mut sim,
+            now,
+            LogSource::System,
+            "pod created, pulling image",
+        );
+        self.pods.insert(id.clone(), sim);
+        self.refresh(&id, now);
+        Ok(self.pods[&id].pod.clone())
+    }
+
+    fn log(&self, pod: &mut SimPod, at: Instant, source: LogSource, line: &str) {
+        pod.logs.push(LogLine {
+            source,
+            line: line.to_owned(),
+            ts: self.timestamp(at),
+            event_id: None,
+        });
+    }
+
+    /// Brings one pod's observed state up to `now`.
+    pub(crate) fn refresh(&mut self, id: &str, now: Instant) {
+        let Some(mut sim) = self.pods.remove(id) else {
+            return;
+        };
+        let previous = sim.pod.status.clone();
+        let status = match sim.phase {
+            Phase::Stopped => PodStatus::Exited,
+            Phase::Failed => PodStatus::Error,
+            Phase::Booting => {
+                let elapsed = now.saturating_duration_since(sim.phase_since);
+                let provisioning = if sim.provisioning {
+                    self.timings.provisioning
+                } else {
+                    Duration::ZERO
+                };
+                if elapsed < provisioning {
+                    PodStatus::Provisioning
+                } else if elapsed < provisioning + self.timings.starting {
+                    PodStatus::Starting
+                } else if sim.boot_fails {
+                    sim.phase = Phase::Failed;
+                    PodStatus::Error
+                } else {
+                    PodStatus::Running
+                }
+            }
+        };
+        if status != previous {
+            let at = now;
+            match status {
+                PodStatus::Starting => {
+                    sim.pod.data_center_id = Some("SIM-LOCAL-1".into());
+                    sim.pod.cuda_version = Some("12.8".into());
+                    self.log(
+                        &mut sim,
+                        at,
+                        LogSource::System,
+                        "image ready, starting container",
+                    );
+                }
+                PodStatus::Running => {
+                    sim.running_since = Some(at);
+                    sim.pod.started_at = Some(self.timestamp(at));
+                    self.log(
+                        &mut sim,
+                        at,
+                        LogSource::Container,
+                        "container started; sshd listening",
+                    );
+                }
+                PodStatus::Error => {
+                    self.log(
+                        &mut sim,
+                        at,
+                        LogSource::Container,
+                        "container exited with code 1",
+                    );
+                }
+                _ => {}
+            }
+        }
+        if previous == PodStatus::Provisioning && status != PodStatus::Provisioning {
+            sim.pod.ssh.proxy = Some(SshEndpoint::new(
+                "ssh.runpod.io",
+                22,
+                format!("{}-64411eb2", sim.pod.id),
+            ));
+        }
+        sim.pod.actions = status.allowed_actions().to_vec();
+        sim.pod.cost = if matches!(status, PodStatus::Exited | PodStatus::Terminated) {
+            0.0
+        } else {
+            sim.price_per_hour
+        };
+        sim.pod.runtime = None;
+        sim.pod.ssh.direct = None;
+        if status == PodStatus::Running {
+            self.observe_running(&mut sim, now);
+        }
+        sim.pod.status = status;
+        self.pods.insert(id.to_owned(), sim);
+    }
+
+    /// Fills the runtime block and `ssh.direct` of a running pod; within the stale window after
+    /// a restart the previous boot's endpoint is reported, as the real API does.
+    fn observe_running(&self, sim: &mut SimPod, now: Instant) {
+        let exposes_ssh = sim.pod.ports.iter().any(|port| port == "22/tcp");
+        let reported = match (sim.running_since, sim.previous_endpoint) {
+            (Some(since), Some(old))
+                if now.saturating_duration_since(since) < self.faults.stale_ssh_port_for =>
+            {
+                Some(old)
+            }
+            _ => sim.endpoint,
+        };
+        let uptime = sim
+            .running_since
+            .map_or(0, |since| now.saturating_duration_since(since).as_secs());
+        let mut runtime = PodRuntime {
+            uptime: Some(uptime),
+            cpu: Some(Utilization::default()),
+            memory: Some(Utilization::default()),
+            ..PodRuntime::default()
+        };
+        if let (true, Some(address)) = (exposes_ssh, reported) {
+            let host = address.ip().to_string();
+            sim.pod.ssh.direct = Some(SshEndpoint::new(host.clone(), address.port(), "root"));
+            runtime.ports.push(RuntimePort {
+                private: Some(22),
+                public: Some(address.port()),
+                kind: Some("tcp".into()),
+                ip: Some(host),
+            });
+        }
+        sim.pod.runtime = Some(runtime);
+    }
+
+    pub(crate) fn refresh_all(&mut self, now: Instant) {
+        let ids: Vec<String> = self.pods.keys().cloned().collect();
+        for id in ids {
+            self.refresh(&id, now);
+        }
+    }
+
+    pub(crate) fn get(&mut self, id: &str, now: Instant) -> Result<Pod, Refusal> {
+        self.refresh(id, now);
+        self.pods
+            .get(id)
+            .map(|sim| sim.pod.clone())
+            .ok_or_else(|| Refusal::new(404, "Not Found", format!("pod {id} not found")))
+    }
+
+    /// Starts a new boot: `STARTING` (and `PROVISIONING` on create) toward `RUNNING`, on a new
+    /// SSH endpoint.
+    fn boot(&mut self, sim: &mut SimPod, now: Instant, provisioning: bool) {
+        Self::bill_until(sim, now);
+        sim.phase = Phase::Booting;
+        sim.phase_since = now;
+        sim.provisioning = provisioning;
+        sim.previous_endpoint = sim.endpoint;
+        sim.endpoint = Some(self.next_endpoint());
+        sim.running_since = None;
+        sim.boot_fails = false;
+        if self.faults.error_next_boot > 0 {
+            self.faults.error_next_boot -= 1;
+            sim.boot_fails = true;
+        }
+    }
+
+    fn bill_until(sim: &mut SimPod, now: Instant) {
+        if sim.phase == Phase::Booting {
+            let seconds = now.saturating_duration_since(sim.phase_since).as_secs_f64();
+            sim.billed_seconds += seconds;
+            sim.phase_since = now;
+        }
+    }
+
+    pub(crate) fn action(
+        &mut self,
+        id: &str,
+        action: &PodAction,
+        now: Instant,
+    ) -> Result<Option<Pod>, Refusal> {
+        self.refresh(id, now);
+        let Some(mut sim) = self.pods.remove(id) else {
+            return Err(Refusal::new(
+                404,
+                "Not Found",
+                format!("pod {id} not found"),
+            ));
+        };
+        let allowed = sim.pod.status.allowed_actions().contains(action);
+        let outcome = if allowed {
+            self.apply_action(&mut sim, action, now)
+        } else {
+            Err(Refusal::new(
+                409,
+                "Conflict",
+                format!(
+                    "action {action} is not valid for pod status {}",
+                    sim.pod.status
+                ),
+            ))
+        };
+        let terminated = matches!(outcome, Ok(()) if *action == PodAction::Terminate);
+        if !terminated {
+            self.pods.insert(id.to_owned(), sim);
+        }
+        outcome?;
+        if terminated {
+            return Ok(None);
+        }
+        self.refresh(id, now);
+        Ok(Some(self.pods[id].pod.clone()))
+    }
+
+    fn apply_action(
+        &mut self,
+        sim: &mut SimPod,
+        action: &PodAction,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        match action {
+            PodAction::Start => {
+                if self.faults.insufficient_balance {
+                    return Err(Refusal::new(
+                        402,
+                        "Payment Required",
+                        "insufficient balance",
+                    ));
+                }
+                if self.faults.no_free_gpu_next_start > 0 {
+                    self.faults.no_free_gpu_next_start -= 1;
+                    return Err(Refusal::new(400, "Bad Request", NO_FREE_GPU));
+                }
+                self.boot(sim, now, false);
+                self.log(sim, now, LogSource::System, "start requested");
+            }
+            PodAction::Restart => {
+                self.boot(sim, now, false);
+                self.log(sim, now, LogSource::System, "restart requested");
+            }
+            PodAction::Stop => {
+                Self::bill_until(sim, now);
+                sim.phase = Phase::Stopped;
+                sim.phase_since = now;
+                self.log(sim, now, LogSource::System, "pod stopped");
+            }
+            PodAction::Terminate => {}
+            PodAction::Unknown(other) => {
+                return Err(Refusal::new(
+                    422,
+                    "Unprocessable Entity",
+                    format!("unknown action {other:?}"),
+                ));
+            }
+        }
+        // Forget the old observed status so the caller's refresh logs the new phase.
+        sim.pod.status = PodStatus::Unknown(String::new());
+        Ok(())
+    }
+
+    pub(crate) fn update(
+        &mut self,
+        id: &str,
+        request: &UpdatePodRequest,
+        now: Instant,
+    ) -> Result<Pod, Refusal> {
+        self.refresh(id, now);
+        let Some(sim) = self.pods.get_mut(id) else {
+            return Err(Refusal::new(
+                404,
+                "Not Found",
+                format!("pod {id} not found"),
+            ));
+        };
+        if let Err(reason) = request.check() {
+            return Err(Refusal::new(400, "Bad Request", reason));
+        }
+        let pod = &mut sim.pod;
+        if let Some(name) = &request.name {
+            pod.name.clone_from(name);
+        }
+        if let Some(image) = &request.image {
+            pod.image.clone_from(image);
+        }
+        if let Some(args) = &request.args {
+            pod.args.clone_from(args);
+        }
+        if let Some(disk) = request.disk {
+            pod.disk = Some(u64::from(disk));
+        }
+        if let Some(ports) = &request.ports {
+            pod.ports.clone_from(ports);
+        }
+        if let Some(env) = &request.env {
+            pod.env.clone_from(env);
+        }
+        if let Some(registry) = &request.registry {
+            pod.registry = Some(registry.clone());
+        }
+        if let Some(mounts) = &request.mounts {
+            let volume_changed = match (&pod.mounts.persistent, &mounts.persistent) {
+                (Some(old), Some(new)) => old.size != new.size,
+                _ => {
+                    pod.mounts.network.first().map(|m| &m.volume_id)
+                        != mounts.network.first().map(|m| &m.volume_id)
+                }
+            };
+            if volume_changed {
+                return Err(Refusal::new(
+                    400,
+                    "Bad Request",
+                    "volumes cannot change; only mount paths can",
+                ));
+            }
+            pod.mounts = mounts.clone();
+        }
+        if let Some(locked) = request.locked {
+            pod.locked = locked;
+        }
+        if let Some(enabled) = request.global_networking {
+            pod.global_networking = GlobalNetworking::default();
+            pod.global_networking.enabled = enabled;
+        }
+        if let Some(template) = &request.template_id {
+            pod.template = Some(template.clone());
+        }
+        Ok(pod.clone())
+    }
+
+    pub(crate) fn delete(&mut self, id: &str) -> Result<(), Refusal> {
+        self.pods
+            .remove(id)
+            .map(drop)
+            .ok_or_else(|| Refusal::new(404, "Not Found", format!("pod {id} not found")))
+    }
+
+    /// Total billed USD of a pod up to `now`.
+    pub(crate) fn billed(&mut self, id: &str, now: Instant) -> Option<(f64, f64)> {
+        let sim = self.pods.get_mut(id)?;
+        let running = if sim.phase == Phase::Booting {
+            now.saturating_duration_since(sim.phase_since).as_secs_f64()
+        } else {
+            0.0
+        };
+        let hours = (sim.billed_seconds + running) / 3600.0;
+        let disk = sim.pod.mounts.persistent.as_ref().map_or(0.0, |mount| {
+            f64::from(mount.size) * 0.10 / 730.0 * hours.max(1.0 / 3600.0)
+        });
+        Some((sim.price_per_hour * hours, disk))
+    }
+
+    /// Endpoint changes take effect at the next boot.
+    pub(crate) fn set_endpoints(&mut self, endpoints: SshEndpoints) {
+        self.endpoints = endpoints;
+        self.rotation = 0;
+    }
+}
+
+/// Formats Unix seconds as an RFC 3339 UTC time.
+pub(crate) fn format_rfc3339(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The GPU catalog the simulator offers by default.
+pub(crate) fn default_gpus() -> Vec<GpuType> {
+    let gpus = serde_json::json!([
+        {"id": "NVIDIA GeForce RTX 4090", "name": "RTX 4090", "pool": "ADA_24",
+         "manufacturer": "NVIDIA", "memory": 24, "secure": true, "community": true,
+         "price": {"secure": 0.69, "community": 0.34, "serverless": 0.00031},
+         "maxCount": {"secure": 8, "community": 4}},
+        {"id": "NVIDIA RTX A5000", "name": "RTX A5000", "pool": "AMPERE_24",
+         "manufacturer": "NVIDIA", "memory": 24, "secure": true, "community": true,
+         "price": {"secure": 0.27, "community": 0.16},
+         "maxCount": {"secure": 8, "community": 8}},
+        {"id": "NVIDIA RTX A6000", "name": "RTX A6000", "pool": null,
+         "manufacturer": "NVIDIA", "memory": 48, "secure": true, "community": false,
+         "price": {"secure": 0.49, "community": 0.0},
+         "maxCount": {"secure": 8, "community": 0}},
+    ]);
+    serde_json::from_value(gpus).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::GpuRequest;
+
+    fn world() -> World {
+        World::new(
+            Timings::new(Duration::from_secs(10), Duration::from_secs(20)),
+            SshEndpoints::Rotating(vec![
+                "127.0.0.1:2201".parse().expect("addr"),
+                "127.0.0.1:2202".parse().expect("addr"),
+            ]),
+            default_gpus(),
+        )
+    }
+
+    fn request() -> CreatePodRequest {
+        CreatePodRequest::new("p")
+            .image("img")
+            .gpu(GpuRequest::new("NVIDIA RTX A5000"))
+            .port("22/tcp")
+    }
+
+    #[test]
+    fn lifecycle_follows_the_timings_and_the_action_table() {
+        let mut world = world();
+        let start = Instant::now();
+        let pod = world.create(&request(), start).expect("created");
+        assert_eq!(pod.status, PodStatus::Provisioning);
+        assert_eq!(pod.actions, [PodAction::Stop, PodAction::Terminate]);
+        assert!(pod.ssh.direct.is_none() && pod.runtime.is_none());
+        let id = pod.id.to_string();
+        let at = |secs| start + Duration::from_secs(secs);
+        assert_eq!(
+            world.get(&id, at(15)).expect("pod").status,
+            PodStatus::Starting
+        );
+        let running = world.get(&id, at(31)).expect("pod");
+        assert_eq!(running.status, PodStatus::Running);
+        assert_eq!(running.ssh.direct.as_ref().map(|ssh| ssh.port), Some(2201));
+        assert!((running.cost - 0.27).abs() < 1e-9);
+
+        let refused = world
+            .action(&id, &PodAction::Start, at(32))
+            .expect_err("running");
+        assert_eq!(refused.status, 409);
+
+        let stopped = world
+            .action(&id, &PodAction::Stop, at(40))
+            .expect("stop")
+            .expect("pod");
+        assert_eq!(stopped.status, PodStatus::Exited);
+        assert!(stopped.cost.abs() < f64::EPSILON);
+        assert!(stopped.ssh.direct.is_none());
+
+        let starting = world
+            .action(&id, &PodAction::Start, at(50))
+            .expect("start")
+            .expect("pod");
+        assert_eq!(starting.status, PodStatus::Starting);
+        let again = world.get(&id, at(71)).expect("pod");
+        assert_eq!(again.ssh.direct.as_ref().map(|ssh| ssh.port), Some(2202));
+
+        assert_eq!(
+            world
+                .action(&id, &PodAction::Terminate, at(72))
+                .expect("terminate"),
+            None
+        );
+        assert_eq!(world.get(&id, at(73)).expect_err("gone").status, 404);
+    }
+
+    #[test]
+    fn stale_port_window_and_boot_failures() {
+        let mut world = world();
+        world.faults.stale_ssh_port_for = Duration::from_secs(90);
+        let start = Instant::now();
+        let id = world
+            .create(&request(), start)
+            .expect("created")
+            .id
+            .to_string();
+        let at = |secs| start + Duration::from_secs(secs);
+        world.get(&id, at(31)).expect("running");
+        world
+            .action(&id, &PodAction::Restart, at(40))
+            .expect("restart");
+        let stale = world.get(&id, at(61)).expect("running again");
+        assert_eq!(
+            stale.ssh.direct.as_ref().map(|ssh| ssh.port),
+            Some(2201),
+            "old port"
+        );
+        let fresh = world.get(&id, at(60 + 91)).expect("later");
+        assert_eq!(fresh.ssh.direct.as_ref().map(|ssh| ssh.port), Some(2202));
+
+        world.faults.error_next_boot = 1;
+        world
+            .action(&id, &PodAction::Restart, at(200))
+            .expect("restart");
+        assert_eq!(
+            world.get(&id, at(230)).expect("pod").status,
+            PodStatus::Error
+        );
+        assert_eq!(
+            world.get(&id, at(231)).expect("pod").actions,
+            [PodAction::Start, PodAction::Terminate]
+        );
+    }
+
+    #[test]
+    fn capacity_faults_are_consumed() {
+        let mut world = world();
+        world.faults.no_capacity_next_create = 1;
+        let now = Instant::now();
+        let refused = world.create(&request(), now).expect_err("no capacity");
+        assert_eq!(
+            (refused.status, refused.detail.as_str()),
+            (400, NO_CAPACITY)
+        );
+        let id = world
+            .create(&request(), now)
+            .expect("second works")
+            .id
+            .to_string();
+        world.action(&id, &PodAction::Stop, now).expect("stop");
+        world.faults.no_free_gpu_next_start = 1;
+        let refused = world
+            .action(&id, &PodAction::Start, now)
+            .expect_err("no gpu");
+        assert_eq!(refused.detail, NO_FREE_GPU);
+        world
+            .action(&id, &PodAction::Start, now)
+            .expect("then it starts");
+    }
+
+    #[test]
+    fn rfc3339_formatting() {
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(1_780_315_200), "2026-06-01T12:00:00Z");
+        assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
