@@ -1,0 +1,580 @@
+#!/usr/bin/env bash
+# rpb session script: runs the remote Blender session on a pod (or any Linux machine).
+#
+#   session.sh start [--vnc-password-stdin]   start what is not running, wait, print a report
+#   session.sh status                         print the report without starting anything
+#   session.sh stop                           stop the processes named in the PID files
+#
+# `start` is idempotent: parts that run and answer are left alone, a crashed part is restarted
+# (and, when Xvfb itself restarts, everything drawn on it). Progress goes to stderr; the last
+# line on stdout is a JSON report starting with {"rpb_session". Processes are tracked by PID
+# files under $RPB_HOME/run (PID and kernel start time, so a recycled PID is never signalled)
+# and stopped by those PIDs only. Every path, port and the display can be set from the
+# environment; see the blender-session README for the list.
+set -Eeuo pipefail
+umask 022
+
+RPB_POD_ROOT=${RPB_POD_ROOT:-/runpod}
+RPB_HOME=${RPB_HOME:-$RPB_POD_ROOT/rpb}
+RPB_DISPLAY=${RPB_DISPLAY:-99}
+RPB_SCREEN=${RPB_SCREEN:-1920x1080x24}
+RPB_MCP_PORT=${RPB_MCP_PORT:-9876}
+RPB_VNC_PORT=${RPB_VNC_PORT:-5900}
+RPB_NOVNC_PORT=${RPB_NOVNC_PORT:-6080}
+RPB_NOVNC_WEB=${RPB_NOVNC_WEB:-/usr/share/novnc}
+RPB_BLENDER_TIMEOUT=${RPB_BLENDER_TIMEOUT:-180}
+RPB_SERVICE_TIMEOUT=${RPB_SERVICE_TIMEOUT:-30}
+RPB_STOP_TIMEOUT=${RPB_STOP_TIMEOUT:-15}
+RPB_LOCK_TIMEOUT=${RPB_LOCK_TIMEOUT:-300}
+RPB_BLENDER_FILE=${RPB_BLENDER_FILE:-}
+
+RUN_DIR=$RPB_HOME/run
+LOG_DIR=$RPB_HOME/logs
+DEB_DIR=$RPB_HOME/debs
+VNC_DIR=$RPB_HOME/vnc
+VNC_PASSWD=$VNC_DIR/passwd
+SCRIPTS_DIR=$RPB_HOME/blender-scripts
+CONFIG_DIR=$RPB_HOME/blender-config
+STATUS_FILE=$RUN_DIR/blender-addon.json
+DEFAULT_PACKAGES="xvfb x11vnc novnc websockify libgl1 libegl1 libxrender1 libxi6 libxxf86vm1 libxfixes3 libxkbcommon0 libsm6 libice6 libx11-xcb1"
+COMPONENTS="xvfb x11vnc websockify blender"
+
+log() { printf 'rpb-session: %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# Prints the last lines of a component's log to stderr, to explain a failure.
+show_log() {
+    local file=$LOG_DIR/$1.log
+    if [[ -s $file ]]; then
+        log "last lines of $file:"
+        tail -n 25 "$file" | sed 's/^/    /' >&2
+    fi
+}
+
+# --- PID files -----------------------------------------------------------------------------
+
+# The kernel start time of a process (field 22 of /proc/PID/stat), empty once it is gone. A
+# zombie counts as gone only when it has no other threads left: the main thread of a killed
+# multi-threaded program (Blender) turns zombie while its other threads still hold its files
+# and sockets. The command name (field 2) may hold spaces and parentheses: cut after the last
+# ')'.
+start_time() {
+    local stat pid=$1 tasks
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    # shellcheck disable=SC2086 # word splitting into fields is the point
+    set -- $stat
+    if [[ $1 == Z || $1 == X ]]; then
+        tasks=("/proc/$pid/task"/*)
+        ((${#tasks[@]} > 1)) || return 0
+    fi
+    printf '%s' "${20}"
+}
+
+# Sets PID to the live process recorded for component $1, or 0. A PID file whose process is
+# gone, or whose PID now belongs to another process, is removed.
+read_pid() {
+    local file=$RUN_DIR/$1.pid pid recorded current
+    PID=0
+    [[ -f $file ]] || return 0
+    read -r pid recorded <"$file" || true
+    if [[ $pid =~ ^[0-9]+$ && -n ${recorded:-} ]]; then
+        current=$(start_time "$pid")
+        if [[ -n $current && $current == "$recorded" ]]; then
+            PID=$pid
+            return 0
+        fi
+    fi
+    rm -f "$file"
+}
+
+write_pid() {
+    local started
+    started=$(start_time "$2")
+    [[ -n $started ]] || return 1
+    printf '%s %s\n' "$2" "$started" >"$RUN_DIR/$1.pid.tmp"
+    mv -f "$RUN_DIR/$1.pid.tmp" "$RUN_DIR/$1.pid"
+}
+
+# Starts "$@" as component $1's process in its own session, detached from this script (stdin
+# from /dev/null, output appended to its log, the lock descriptor closed), and records its PID.
+launch() {
+    local name=$1 file=$LOG_DIR/$1.log
+    shift
+    if [[ -f $file && $(stat -c %s "$file") -gt 10485760 ]]; then
+        mv -f "$file" "$file.1"
+    fi
+    printf '==== %s: starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" >>"$file"
+    setsid "$@" </dev/null >>"$file" 2>&1 9>&- &
+    local pid=$!
+    write_pid "$name" "$pid" || {
+        show_log "$name"
+        die "$name exited at once; see $file"
+    }
+    STARTED+=("$name")
+    log "started $name (pid $pid)"
+}
+
+# Stops component $1 by its recorded PID: SIGTERM, then SIGKILL after RPB_STOP_TIMEOUT.
+stop_component() {
+    local name=$1 waited=0 limit=$((RPB_STOP_TIMEOUT * 10))
+    read_pid "$name"
+    if ((PID == 0)); then
+        return 1
+    fi
+    local pid=$PID recorded
+    recorded=$(start_time "$pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    while [[ -n $(start_time "$pid") && $(start_time "$pid") == "$recorded" ]] && ((waited < limit)); do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if [[ -n $(start_time "$pid") && $(start_time "$pid") == "$recorded" ]]; then
+        log "$name (pid $pid) ignored SIGTERM for ${RPB_STOP_TIMEOUT}s: sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        waited=0
+        while [[ -n $(start_time "$pid") ]] && ((waited < 50)); do
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+    fi
+    rm -f "$RUN_DIR/$name.pid"
+    log "stopped $name (pid $pid)"
+    return 0
+}
+
+# --- probes (bounded; bash's /dev/tcp, no extra tools) --------------------------------------
+
+# Whether something accepts TCP connections on 127.0.0.1:$1.
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Whether 127.0.0.1:$1 speaks RFB (sends an "RFB 003.00x" banner).
+rfb_answers() {
+    local banner=""
+    {
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+        IFS= read -r -t 3 -n 12 banner <&3 || true
+        exec 3<&-
+    } 2>/dev/null
+    [[ $banner == RFB\ 003.* ]]
+}
+
+# Whether 127.0.0.1:$1 serves noVNC's vnc.html with HTTP 200.
+novnc_answers() {
+    local status=""
+    {
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+        printf 'GET /vnc.html HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+        IFS= read -r -t 5 status <&3 || true
+        exec 3<&-
+    } 2>/dev/null
+    [[ $status == HTTP/1.?\ 200* ]]
+}
+
+# Sends one blender-mcp command to the addon; sets REPLY_JSON to the reply line. The addon
+# ends each reply with a newline, so one bounded `read` gets it.
+mcp_call() {
+    REPLY_JSON=""
+    {
+        exec 3<>"/dev/tcp/127.0.0.1/$RPB_MCP_PORT" || return 1
+        printf '{"type": "%s", "params": {}}' "$1" >&3
+        IFS= read -r -t "${2:-10}" REPLY_JSON <&3 || true
+        exec 3<&-
+    } 2>/dev/null
+    [[ $REPLY_JSON == '{"status": "success"'* ]]
+}
+
+blender_answers() {
+    mcp_call ping 10
+}
+
+display_up() {
+    [[ -S /tmp/.X11-unix/X$RPB_DISPLAY ]]
+}
+
+# Waits until "$@" succeeds, while component $1's process lives, at most $2 seconds.
+wait_for() {
+    local name=$1 limit=$2
+    shift 2
+    local deadline=$((SECONDS + limit))
+    while ! "$@"; do
+        read_pid "$name"
+        if ((PID == 0)); then
+            show_log "$name"
+            die "$name exited while starting; see $LOG_DIR/$name.log"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log "$name"
+            stop_component "$name" || true
+            die "$name did not answer within ${limit}s and was stopped; see $LOG_DIR/$name.log"
+        fi
+        sleep 0.2
+    done
+}
+
+# Fails when another X server holds the display (a stale lock of a dead one is fine: Xvfb
+# removes it).
+require_free_display() {
+    local lock=/tmp/.X$RPB_DISPLAY-lock owner
+    if [[ -f $lock ]]; then
+        owner=$(tr -dc 0-9 <"$lock" || true)
+        if [[ -n $owner && -n $(start_time "$owner") ]]; then
+            die "display :$RPB_DISPLAY is in use by process $owner: choose another with RPB_DISPLAY"
+        fi
+    fi
+}
+
+# Fails when a port this session needs is taken by a process that is not ours.
+require_free_port() {
+    # A program that just exited may hold its port for a moment: allow it 5 seconds.
+    local tries=0
+    while port_open "$2"; do
+        if ((tries >= 25)); then
+            die "port $2 (for $1) is in use by another process: stop it, or choose another port with $3"
+        fi
+        sleep 0.2
+        tries=$((tries + 1))
+    done
+}
+
+# --- packages ------------------------------------------------------------------------------
+
+package_list() {
+    if [[ -n ${RPB_PACKAGES+set} ]]; then
+        printf '%s' "$RPB_PACKAGES"
+    elif [[ -f $RPB_HOME/packages.list ]]; then
+        tr '\n' ' ' <"$RPB_HOME/packages.list"
+    else
+        printf '%s' "$DEFAULT_PACKAGES"
+    fi
+}
+
+missing_packages() {
+    local package status
+    for package in $(package_list); do
+        status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+        [[ $status == installed ]] || printf '%s ' "$package"
+    done
+}
+
+ensure_packages() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        log "no dpkg here: not checking packages"
+        return 0
+    fi
+    local missing
+    missing=$(missing_packages)
+    [[ -n $missing ]] || return 0
+    if ((EUID != 0)); then
+        die "missing packages: ${missing}(install them as root, or run this script as root)"
+    fi
+    local debs=("$DEB_DIR"/*.deb)
+    if [[ -e ${debs[0]} ]]; then
+        log "installing from the package cache $DEB_DIR: $missing"
+        DEBIAN_FRONTEND=noninteractive dpkg -i --skip-same-version "${debs[@]}" \
+            >>"$LOG_DIR/packages.log" 2>&1 9>&- || log "dpkg reported problems; see $LOG_DIR/packages.log"
+        missing=$(missing_packages)
+    fi
+    if [[ -n $missing ]]; then
+        log "installing from the network (not in the cache): $missing"
+        # shellcheck disable=SC2086 # one word per package
+        {
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends $missing
+        } >>"$LOG_DIR/packages.log" 2>&1 9>&- || {
+            show_log packages
+            die "could not install: $missing"
+        }
+    fi
+}
+
+# --- VNC password --------------------------------------------------------------------------
+
+# Makes the x11vnc password file (mode 0600) from --vnc-password-stdin, VNC_PASSWORD_FILE or
+# VNC_PASSWORD, without the password ever appearing in a process's arguments (printf is a
+# shell builtin; x11vnc reads it from stdin). Sets PASSWORD_CHANGED=1 when the file changed.
+prepare_vnc_password() {
+    local password="" source=""
+    PASSWORD_CHANGED=0
+    if ((PASSWORD_FROM_STDIN)); then
+        IFS= read -r password || true
+        source="standard input"
+    elif [[ -n ${VNC_PASSWORD_FILE:-} ]]; then
+        [[ -r $VNC_PASSWORD_FILE ]] || die "cannot read VNC_PASSWORD_FILE $VNC_PASSWORD_FILE"
+        IFS= read -r password <"$VNC_PASSWORD_FILE" || true
+        source="VNC_PASSWORD_FILE"
+    elif [[ -n ${VNC_PASSWORD:-} ]]; then
+        password=$VNC_PASSWORD
+        source="VNC_PASSWORD"
+    fi
+    unset VNC_PASSWORD
+    mkdir -p "$VNC_DIR"
+    chmod 0700 "$VNC_DIR"
+    if [[ -z $password ]]; then
+        [[ -z $source ]] || die "the VNC password from $source is empty"
+        [[ -s $VNC_PASSWD ]] || die "no VNC password: set VNC_PASSWORD (or VNC_PASSWORD_FILE, or pass --vnc-password-stdin)"
+        return 0
+    fi
+    command -v x11vnc >/dev/null 2>&1 || die "x11vnc is not installed (Debian package x11vnc)"
+    local temporary=$VNC_DIR/passwd.new
+    rm -f "$temporary"
+    (
+        umask 077
+        printf '%s\n%s\ny\n' "$password" "$password" |
+            setsid -w x11vnc -storepasswd "$temporary" >/dev/null 2>&1 9>&-
+    ) || die "x11vnc could not store the VNC password"
+    [[ -s $temporary ]] || die "x11vnc did not write the VNC password file"
+    chmod 0600 "$temporary"
+    if [[ -f $VNC_PASSWD ]] && cmp -s "$temporary" "$VNC_PASSWD"; then
+        rm -f "$temporary"
+    else
+        mv -f "$temporary" "$VNC_PASSWD"
+        PASSWORD_CHANGED=1
+    fi
+}
+
+# --- components ----------------------------------------------------------------------------
+
+blender_bin() {
+    if [[ -n ${BLENDER_BIN:-} && $BLENDER_BIN != */* ]]; then
+        command -v "$BLENDER_BIN" || true
+    elif [[ -n ${BLENDER_BIN:-} ]]; then
+        printf '%s' "$BLENDER_BIN"
+    elif [[ -s $RPB_HOME/blender-bin ]]; then
+        cat "$RPB_HOME/blender-bin"
+    else
+        command -v blender || true
+    fi
+}
+
+ensure_xvfb() {
+    XVFB_STARTED=0
+    read_pid xvfb
+    if ((PID != 0)) && display_up; then
+        return 0
+    fi
+    ((PID == 0)) || stop_component xvfb || true
+    require_free_display
+    command -v Xvfb >/dev/null 2>&1 || die "Xvfb is not installed (Debian package xvfb)"
+    launch xvfb Xvfb ":$RPB_DISPLAY" -screen 0 "$RPB_SCREEN" -nolisten tcp -noreset
+    wait_for xvfb "$RPB_SERVICE_TIMEOUT" display_up
+    XVFB_STARTED=1
+}
+
+ensure_x11vnc() {
+    read_pid x11vnc
+    if ((PID != 0)) && ((!XVFB_STARTED && !PASSWORD_CHANGED)) && rfb_answers "$RPB_VNC_PORT"; then
+        return 0
+    fi
+    ((PID == 0)) || stop_component x11vnc || true
+    require_free_port x11vnc "$RPB_VNC_PORT" RPB_VNC_PORT
+    command -v x11vnc >/dev/null 2>&1 || die "x11vnc is not installed (Debian package x11vnc)"
+    launch x11vnc x11vnc -display ":$RPB_DISPLAY" -rfbauth "$VNC_PASSWD" -localhost \
+        -rfbport "$RPB_VNC_PORT" -forever -shared -noxdamage -nopw -quiet
+    wait_for x11vnc "$RPB_SERVICE_TIMEOUT" rfb_answers "$RPB_VNC_PORT"
+}
+
+ensure_websockify() {
+    read_pid websockify
+    if ((PID != 0)) && novnc_answers "$RPB_NOVNC_PORT"; then
+        return 0
+    fi
+    ((PID == 0)) || stop_component websockify || true
+    require_free_port websockify "$RPB_NOVNC_PORT" RPB_NOVNC_PORT
+    command -v websockify >/dev/null 2>&1 || die "websockify is not installed (Debian package websockify)"
+    [[ -f $RPB_NOVNC_WEB/vnc.html ]] || die "no noVNC at $RPB_NOVNC_WEB (Debian package novnc, or set RPB_NOVNC_WEB)"
+    launch websockify websockify --web "$RPB_NOVNC_WEB" "127.0.0.1:$RPB_NOVNC_PORT" \
+        "127.0.0.1:$RPB_VNC_PORT"
+    wait_for websockify "$RPB_SERVICE_TIMEOUT" novnc_answers "$RPB_NOVNC_PORT"
+}
+
+addon_status_settled() {
+    [[ -s $STATUS_FILE ]] && ! grep -q '"state": "listening"' "$STATUS_FILE" 2>/dev/null && return 0
+    blender_answers
+}
+
+ensure_blender() {
+    read_pid blender
+    if ((PID != 0)) && ((!XVFB_STARTED)) && blender_answers; then
+        return 0
+    fi
+    ((PID == 0)) || stop_component blender || true
+    require_free_port blender "$RPB_MCP_PORT" RPB_MCP_PORT
+    local blender
+    blender=$(blender_bin)
+    [[ -n $blender && -x $blender ]] ||
+        die "no Blender found: run setup.sh, set BLENDER_BIN, or install Blender (Debian package blender)"
+    [[ -f $SCRIPTS_DIR/addons/rpb_mcp.py ]] || die "the rpb addon is not installed in $SCRIPTS_DIR: run setup.sh first"
+    mkdir -p "$CONFIG_DIR"
+    rm -f "$STATUS_FILE"
+    local file_args=()
+    if [[ -n $RPB_BLENDER_FILE ]]; then
+        [[ -f $RPB_BLENDER_FILE ]] || die "RPB_BLENDER_FILE $RPB_BLENDER_FILE does not exist"
+        file_args=("$RPB_BLENDER_FILE")
+    fi
+    DISPLAY=":$RPB_DISPLAY" BLENDER_USER_SCRIPTS=$SCRIPTS_DIR BLENDER_USER_CONFIG=$CONFIG_DIR \
+        RPB_MCP_PORT=$RPB_MCP_PORT RPB_MCP_STATUS_FILE=$STATUS_FILE \
+        launch blender "$blender" --addons rpb_mcp "${file_args[@]}"
+    wait_for blender "$RPB_BLENDER_TIMEOUT" addon_status_settled
+    if ! blender_answers; then
+        local status
+        status=$(cat "$STATUS_FILE" 2>/dev/null || echo 'no status')
+        show_log blender
+        stop_component blender || true
+        die "the rpb addon did not start ($status); Blender was stopped"
+    fi
+}
+
+# --- report --------------------------------------------------------------------------------
+
+# A JSON string literal for $1 (escapes backslashes, quotes and control characters).
+json_string() {
+    local value=${1//\\/\\\\}
+    value=${value//\"/\\\"}
+    value=${value//$'\n'/\\n}
+    value=${value//$'\t'/\\t}
+    value=${value//$'\r'/\\r}
+    printf '"%s"' "$value"
+}
+
+json_list() {
+    local first=1 item
+    printf '['
+    for item in "$@"; do
+        ((first)) || printf ','
+        json_string "$item"
+        first=0
+    done
+    printf ']'
+}
+
+report() {
+    local state=ready addon=null down=() name
+    local -A pids
+    for name in $COMPONENTS; do
+        read_pid "$name"
+        pids[$name]=$PID
+        ((PID != 0)) || down+=("$name")
+    done
+    if ((pids[blender] != 0)) && mcp_call get_addon_info 10; then
+        addon=${REPLY_JSON#'{"status": "success", "result": '}
+        addon=${addon%'}'}
+    elif ((pids[blender] != 0)); then
+        down+=(blender-addon)
+    fi
+    if ((${#down[@]} == 4)); then
+        state=stopped
+    elif ((${#down[@]} > 0)); then
+        state=degraded
+    fi
+    local version=unknown
+    [[ -s $RPB_HOME/assets-version ]] && version=$(tr -dc 0-9a-f <"$RPB_HOME/assets-version")
+    printf '{"rpb_session":"%s","assets_version":"%s","display":%s,' "$state" "$version" "$RPB_DISPLAY"
+    printf '"ports":{"mcp":%s,"vnc":%s,"novnc":%s},' "$RPB_MCP_PORT" "$RPB_VNC_PORT" "$RPB_NOVNC_PORT"
+    printf '"pids":{"xvfb":%s,"x11vnc":%s,"websockify":%s,"blender":%s},' \
+        "${pids[xvfb]}" "${pids[x11vnc]}" "${pids[websockify]}" "${pids[blender]}"
+    printf '"started":%s,"down":%s,"addon":%s,"log_dir":%s}\n' \
+        "$(json_list "${STARTED[@]}")" "$(json_list "${down[@]}")" "$addon" "$(json_string "$LOG_DIR")"
+    [[ $state == ready ]]
+}
+
+# --- entry points --------------------------------------------------------------------------
+
+validate() {
+    local name value
+    for name in RPB_DISPLAY RPB_MCP_PORT RPB_VNC_PORT RPB_NOVNC_PORT RPB_BLENDER_TIMEOUT \
+        RPB_SERVICE_TIMEOUT RPB_STOP_TIMEOUT RPB_LOCK_TIMEOUT; do
+        value=${!name}
+        [[ $value =~ ^[0-9]+$ ]] || die "$name must be a number, got '$value'"
+    done
+    [[ $RPB_SCREEN =~ ^[0-9]+x[0-9]+x[0-9]+$ ]] || die "RPB_SCREEN must look like 1920x1080x24"
+    [[ $RPB_HOME == /* ]] || die "RPB_HOME must be an absolute path, got '$RPB_HOME'"
+}
+
+take_lock() {
+    mkdir -p "$RUN_DIR" "$LOG_DIR"
+    exec 9>"$RUN_DIR/session.lock"
+    flock -w "$RPB_LOCK_TIMEOUT" 9 || die "another session.sh has held $RUN_DIR/session.lock for ${RPB_LOCK_TIMEOUT}s"
+}
+
+# Before starting anything: every port of a part that is not running must be free, so a clash
+# fails fast and leaves nothing half-started.
+preflight() {
+    local name port variable
+    for name in x11vnc websockify blender; do
+        case $name in
+        x11vnc) port=$RPB_VNC_PORT variable=RPB_VNC_PORT ;;
+        websockify) port=$RPB_NOVNC_PORT variable=RPB_NOVNC_PORT ;;
+        blender) port=$RPB_MCP_PORT variable=RPB_MCP_PORT ;;
+        esac
+        read_pid "$name"
+        ((PID != 0)) || require_free_port "$name" "$port" "$variable"
+    done
+    read_pid xvfb
+    ((PID != 0)) || require_free_display
+    if [[ $RPB_VNC_PORT == "$RPB_NOVNC_PORT" || $RPB_VNC_PORT == "$RPB_MCP_PORT" || $RPB_NOVNC_PORT == "$RPB_MCP_PORT" ]]; then
+        die "RPB_MCP_PORT, RPB_VNC_PORT and RPB_NOVNC_PORT must differ"
+    fi
+}
+
+cmd_start() {
+    take_lock
+    STARTED=()
+    preflight
+    ensure_packages
+    prepare_vnc_password
+    ensure_xvfb
+    ensure_x11vnc
+    ensure_websockify
+    ensure_blender
+    if ((${#STARTED[@]} == 0)); then
+        log "everything was already running"
+    fi
+    report
+}
+
+cmd_status() {
+    take_lock
+    STARTED=()
+    report || return 3
+}
+
+cmd_stop() {
+    take_lock
+    local stopped=() name
+    # Blender first (it draws on the display), Xvfb last.
+    for name in blender websockify x11vnc xvfb; do
+        if stop_component "$name"; then
+            stopped+=("$name")
+        fi
+    done
+    rm -f "$STATUS_FILE"
+    printf '{"rpb_stopped":%s}\n' "$(json_list "${stopped[@]}")"
+}
+
+main() {
+    local command=${1:-start}
+    PASSWORD_FROM_STDIN=0
+    shift || true
+    while (($#)); do
+        case $1 in
+        --vnc-password-stdin) PASSWORD_FROM_STDIN=1 ;;
+        *) die "unknown argument '$1' (usage: session.sh start|status|stop [--vnc-password-stdin])" ;;
+        esac
+        shift
+    done
+    validate
+    case $command in
+    start) cmd_start ;;
+    status) cmd_status ;;
+    stop) cmd_stop ;;
+    *) die "unknown command '$command' (usage: session.sh start|status|stop [--vnc-password-stdin])" ;;
+    esac
+}
+
+main "$@"

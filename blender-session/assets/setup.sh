@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# rpb setup script: prepares a pod's persistent volume for rpb sessions.
+#
+#   setup.sh            (run from the folder holding the other rpb assets)
+#
+# Idempotent and safe to re-run. It installs Blender into $RPB_HOME (or records BLENDER_BIN),
+# installs the addon, the session script and the boot hook, caches the session's Debian
+# packages as .deb files under $RPB_HOME/debs (so each start installs them from disk), persists
+# the SSH host keys under $RPB_HOME/ssh-host-keys (restored by the boot hook at every boot), and
+# records the assets version last, so an interrupted setup is simply run again. Progress goes to
+# stderr; the last line on stdout is a JSON summary starting with {"rpb_setup".
+set -Eeuo pipefail
+umask 022
+
+RPB_POD_ROOT=${RPB_POD_ROOT:-/runpod}
+RPB_HOME=${RPB_HOME:-$RPB_POD_ROOT/rpb}
+RPB_ASSETS_DIR=${RPB_ASSETS_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+RPB_BLENDER_VERSION=${RPB_BLENDER_VERSION:-4.5.3}
+RPB_BLENDER_SERIES=${RPB_BLENDER_VERSION%.*}
+RPB_BLENDER_URL=${RPB_BLENDER_URL:-https://download.blender.org/release/Blender$RPB_BLENDER_SERIES/blender-$RPB_BLENDER_VERSION-linux-x64.tar.xz}
+RPB_BLENDER_SHA256=${RPB_BLENDER_SHA256:-}
+RPB_DOWNLOAD_TIMEOUT=${RPB_DOWNLOAD_TIMEOUT:-1800}
+RPB_DEB_SOURCE=${RPB_DEB_SOURCE:-}
+RPB_SSH_DIR=${RPB_SSH_DIR:-/etc/ssh}
+RPB_LOCK_TIMEOUT=${RPB_LOCK_TIMEOUT:-300}
+DEFAULT_PACKAGES="xvfb x11vnc novnc websockify libgl1 libegl1 libxrender1 libxi6 libxxf86vm1 libxfixes3 libxkbcommon0 libsm6 libice6 libx11-xcb1"
+RPB_PACKAGES=${RPB_PACKAGES-$DEFAULT_PACKAGES}
+
+DEB_DIR=$RPB_HOME/debs
+KEYS=$RPB_HOME/ssh-host-keys
+CHANGED=()
+
+log() { printf 'rpb-setup: %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# Installs $1 as $2 with mode $3 when the content or mode differs: a temporary file renamed
+# into place, so a reader never sees half a file.
+install_file() {
+    local source=$1 target=$2 mode=$3
+    if [[ -f $target ]] && cmp -s "$source" "$target" && [[ $(stat -c %a "$target") == "${mode#0}" ]]; then
+        return 0
+    fi
+    cp -f "$source" "$target.rpb-tmp"
+    chmod "$mode" "$target.rpb-tmp"
+    mv -f "$target.rpb-tmp" "$target"
+    CHANGED+=("${target#"$RPB_HOME"/}")
+}
+
+check_assets() {
+    local name
+    for name in session.sh boot-hook.sh rpb_mcp.py assets-version; do
+        [[ -f $RPB_ASSETS_DIR/$name ]] || die "missing $name in $RPB_ASSETS_DIR (set RPB_ASSETS_DIR to the folder of the rpb assets)"
+    done
+    [[ $RPB_HOME == /* ]] || die "RPB_HOME must be an absolute path, got '$RPB_HOME'"
+}
+
+install_assets() {
+    mkdir -p "$RPB_HOME/bin" "$RPB_HOME/blender-scripts/addons" "$RPB_HOME/logs" "$RPB_HOME/run"
+    install_file "$RPB_ASSETS_DIR/session.sh" "$RPB_HOME/bin/session.sh" 0755
+    install_file "$RPB_ASSETS_DIR/boot-hook.sh" "$RPB_HOME/bin/boot-hook.sh" 0755
+    install_file "$RPB_ASSETS_DIR/setup.sh" "$RPB_HOME/bin/setup.sh" 0755
+    install_file "$RPB_ASSETS_DIR/rpb_mcp.py" "$RPB_HOME/blender-scripts/addons/rpb_mcp.py" 0644
+}
+
+record() {
+    local file=$RPB_HOME/$1
+    if [[ -f $file ]] && [[ $(cat "$file") == "$2" ]]; then
+        return 0
+    fi
+    printf '%s\n' "$2" >"$file.rpb-tmp"
+    mv -f "$file.rpb-tmp" "$file"
+    CHANGED+=("$1")
+}
+
+download() {
+    local url=$1 target=$2
+    if command -v curl >/dev/null 2>&1; then
+        curl -fL --retry 3 --connect-timeout 30 --max-time "$RPB_DOWNLOAD_TIMEOUT" -o "$target" "$url"
+    elif command -v wget >/dev/null 2>&1; then
+        timeout "$RPB_DOWNLOAD_TIMEOUT" wget -q -O "$target" "$url"
+    else
+        die "neither curl nor wget is installed to download $url"
+    fi
+}
+
+install_blender() {
+    if [[ -n ${BLENDER_BIN:-} && $BLENDER_BIN != */* ]]; then
+        BLENDER_BIN=$(command -v "$BLENDER_BIN") || die "BLENDER_BIN: no $BLENDER_BIN on PATH"
+    fi
+    if [[ -n ${BLENDER_BIN:-} ]]; then
+        [[ -x $BLENDER_BIN ]] || die "BLENDER_BIN $BLENDER_BIN is not an executable file"
+        record blender-bin "$BLENDER_BIN"
+        BLENDER_PATH=$BLENDER_BIN
+        log "using Blender at $BLENDER_BIN (BLENDER_BIN): no download"
+        return 0
+    fi
+    local root=$RPB_HOME/blender dir=$RPB_HOME/blender/blender-$RPB_BLENDER_VERSION
+    BLENDER_PATH=$dir/blender
+    if [[ -x $BLENDER_PATH ]]; then
+        record blender-bin "$BLENDER_PATH"
+        log "Blender $RPB_BLENDER_VERSION is already installed in $dir"
+        return 0
+    fi
+    mkdir -p "$root"
+    local archive=$root/.download-$RPB_BLENDER_VERSION.tar.xz staging=$root/.staging-$RPB_BLENDER_VERSION
+    log "downloading Blender $RPB_BLENDER_VERSION from $RPB_BLENDER_URL"
+    rm -f "$archive.partial"
+    download "$RPB_BLENDER_URL" "$archive.partial" || die "could not download $RPB_BLENDER_URL (set RPB_BLENDER_URL, or BLENDER_BIN to an installed Blender)"
+    if [[ -n $RPB_BLENDER_SHA256 ]]; then
+        echo "$RPB_BLENDER_SHA256  $archive.partial" | sha256sum -c --quiet - >&2 ||
+            die "the Blender download does not match RPB_BLENDER_SHA256"
+    fi
+    mv -f "$archive.partial" "$archive"
+    rm -rf "$staging"
+    mkdir -p "$staging"
+    tar -xJf "$archive" -C "$staging" --strip-components=1 || die "could not unpack $archive"
+    [[ -x $staging/blender ]] || die "the archive from $RPB_BLENDER_URL has no blender executable at its top"
+    rm -rf "$dir"
+    mv "$staging" "$dir"
+    rm -f "$archive"
+    record blender-bin "$BLENDER_PATH"
+    CHANGED+=("blender/blender-$RPB_BLENDER_VERSION")
+    log "installed Blender $RPB_BLENDER_VERSION in $dir"
+}
+
+cache_packages() {
+    mkdir -p "$DEB_DIR"
+    # shellcheck disable=SC2086 # one line per package
+    printf '%s\n' $RPB_PACKAGES >"$RPB_HOME/packages.list.rpb-tmp"
+    if ! cmp -s "$RPB_HOME/packages.list.rpb-tmp" "$RPB_HOME/packages.list" 2>/dev/null; then
+        mv -f "$RPB_HOME/packages.list.rpb-tmp" "$RPB_HOME/packages.list"
+        CHANGED+=(packages.list)
+        rm -f "$DEB_DIR/.complete"
+    else
+        rm -f "$RPB_HOME/packages.list.rpb-tmp"
+    fi
+    if [[ -n $RPB_DEB_SOURCE ]]; then
+        [[ -d $RPB_DEB_SOURCE ]] || die "RPB_DEB_SOURCE $RPB_DEB_SOURCE is not a folder"
+        local deb
+        for deb in "$RPB_DEB_SOURCE"/*.deb; do
+            [[ -f $deb ]] || continue
+            install_file "$deb" "$DEB_DIR/${deb##*/}" 0644
+        done
+        cp "$RPB_HOME/packages.list" "$DEB_DIR/.complete"
+        log "package cache filled from $RPB_DEB_SOURCE (offline)"
+        return 0
+    fi
+    if [[ -z $RPB_PACKAGES ]]; then
+        return 0
+    fi
+    if [[ -f $DEB_DIR/.complete ]] && cmp -s "$DEB_DIR/.complete" "$RPB_HOME/packages.list"; then
+        log "package cache is up to date"
+        return 0
+    fi
+    if ((EUID != 0)) || ! command -v apt-get >/dev/null 2>&1; then
+        log "not root or no apt-get: the package cache is left empty (session.sh checks packages itself)"
+        return 0
+    fi
+    log "downloading the session's packages into $DEB_DIR"
+    mkdir -p "$DEB_DIR/partial"
+    # shellcheck disable=SC2086 # one word per package
+    {
+        apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only \
+                --no-install-recommends -o Dir::Cache::archives="$DEB_DIR" $RPB_PACKAGES
+    } >>"$RPB_HOME/logs/setup-packages.log" 2>&1 || die "could not download the packages; see $RPB_HOME/logs/setup-packages.log"
+    rm -rf "$DEB_DIR/partial" "$DEB_DIR/lock"
+    cp "$RPB_HOME/packages.list" "$DEB_DIR/.complete"
+    CHANGED+=(debs)
+}
+
+persist_host_keys() {
+    HOST_KEYS=none
+    local existing=("$KEYS"/ssh_host_*_key)
+    if [[ -e ${existing[0]} ]]; then
+        HOST_KEYS=kept
+        log "SSH host keys already persisted in $KEYS"
+        return 0
+    fi
+    local current=("$RPB_SSH_DIR"/ssh_host_*_key)
+    if [[ ! -e ${current[0]} ]]; then
+        log "no SSH host keys in $RPB_SSH_DIR to persist"
+        return 0
+    fi
+    mkdir -p "$KEYS"
+    chmod 0700 "$KEYS"
+    local key
+    for key in "${current[@]}"; do
+        install_file "$key" "$KEYS/${key##*/}" 0600
+        [[ -f $key.pub ]] && install_file "$key.pub" "$KEYS/${key##*/}.pub" 0644
+    done
+    HOST_KEYS=persisted
+    log "persisted ${#current[@]} SSH host key(s) in $KEYS"
+}
+
+# A JSON string literal for $1 (escapes backslashes, quotes and control characters).
+json_string() {
+    local value=${1//\\/\\\\}
+    value=${value//\"/\\\"}
+    value=${value//$'\n'/\\n}
+    value=${value//$'\t'/\\t}
+    value=${value//$'\r'/\\r}
+    printf '"%s"' "$value"
+}
+
+json_list() {
+    local first=1 item
+    printf '['
+    for item in "$@"; do
+        ((first)) || printf ','
+        json_string "$item"
+        first=0
+    done
+    printf ']'
+}
+
+main() {
+    (($# == 0)) || die "setup.sh takes no arguments (it reads the environment; see the README)"
+    check_assets
+    mkdir -p "$RPB_HOME/run"
+    exec 9>"$RPB_HOME/run/setup.lock"
+    flock -w "$RPB_LOCK_TIMEOUT" 9 || die "another setup.sh holds $RPB_HOME/run/setup.lock"
+    install_assets
+    install_blender
+    cache_packages
+    persist_host_keys
+    local version debs=("$DEB_DIR"/*.deb) count=0
+    [[ -e ${debs[0]} ]] && count=${#debs[@]}
+    version=$(tr -dc 0-9a-f <"$RPB_ASSETS_DIR/assets-version")
+    # Last: a setup that stopped half-way records no version and is run again.
+    record assets-version "$version"
+    if ((${#CHANGED[@]} == 0)); then
+        log "nothing to do: the pod is set up for assets version $version"
+    fi
+    printf '{"rpb_setup":"done","assets_version":"%s","blender_bin":%s,"cached_debs":%s,"host_keys":"%s","changed":%s}\n' \
+        "$version" "$(json_string "$BLENDER_PATH")" "$count" "$HOST_KEYS" "$(json_list "${CHANGED[@]}")"
+}
+
+main "$@"

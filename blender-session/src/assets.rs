@@ -1,0 +1,347 @@
+//! rpb's own pod-side files, embedded in the crate, with a content version.
+//!
+//! | file | runs | does |
+//! |---|---|---|
+//! | `setup.sh` | once per pod, and again when [`version`] changes | installs Blender, the addon and the scripts into the pod root, caches the session's `.deb` packages, persists the SSH host keys, records the assets version |
+//! | `session.sh` | every start (`start`, `stop`, `status`) | installs missing packages from the cache, starts Xvfb, x11vnc, websockify/noVNC and Blender with the addon, waits for each, prints a JSON report |
+//! | `boot-hook.sh` | at container start, before sshd | restores the persisted SSH host keys, then runs the image's own start command |
+//! | `rpb_mcp.py` | inside Blender | the blender-mcp–compatible socket server and the Cycles device setup |
+//!
+//! The environment variables each script reads are listed in the crate's README.
+//!
+//! ```
+//! let dir = tempfile::tempdir()?;
+//! let written = blender_session::assets::write_to(dir.path())?;
+//! assert!(written.iter().any(|path| path.ends_with("setup.sh")));
+//! assert_eq!(
+//!     std::fs::read_to_string(dir.path().join(blender_session::assets::VERSION_FILE))?.trim(),
+//!     blender_session::assets::version(),
+//! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// One embedded file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Asset {
+    /// File name, as laid out by [`write_to`] and expected by the scripts.
+    pub name: &'static str,
+    /// The file's contents.
+    pub contents: &'static str,
+    /// Unix permission bits to give it.
+    pub mode: u32,
+}
+
+/// The first-time (and upgrade) setup script.
+pub const SETUP_SCRIPT: Asset = Asset {
+    name: "setup.sh",
+    contents: include_str!("../assets/setup.sh"),
+    mode: 0o755,
+};
+
+/// The per-start session script (`start`, `stop`, `status`).
+pub const SESSION_SCRIPT: Asset = Asset {
+    name: "session.sh",
+    contents: include_str!("../assets/session.sh"),
+    mode: 0o755,
+};
+
+/// The container-start hook that restores SSH host keys.
+pub const BOOT_HOOK: Asset = Asset {
+    name: "boot-hook.sh",
+    contents: include_str!("../assets/boot-hook.sh"),
+    mode: 0o755,
+};
+
+/// The Blender addon (a single-file Python module named `rpb_mcp`).
+pub const ADDON: Asset = Asset {
+    name: "rpb_mcp.py",
+    contents: include_str!("../assets/rpb_mcp.py"),
+    mode: 0o644,
+};
+
+const ALL: [Asset; 4] = [SETUP_SCRIPT, SESSION_SCRIPT, BOOT_HOOK, ADDON];
+
+/// Name of the file, next to the assets, that holds [`version`].
+pub const VERSION_FILE: &str = "assets-version";
+
+/// All embedded files.
+pub fn all() -> &'static [Asset] {
+    &ALL
+}
+
+/// FNV-1a, 64 bit: a stable content fingerprint (not a security measure), computed at compile
+/// time so the version is the same on every build of the same files.
+const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    let mut index = 0;
+    while index < bytes.len() {
+        hash ^= bytes[index] as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        index += 1;
+    }
+    hash
+}
+
+const fn assets_hash() -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325;
+    let mut index = 0;
+    while index < ALL.len() {
+        let asset = ALL[index];
+        // Name, a separator, the length and the contents: renaming or moving bytes between
+        // files changes the hash too.
+        hash = fnv1a(hash, asset.name.as_bytes());
+        hash = fnv1a(hash, &[0]);
+        hash = fnv1a(hash, &(asset.contents.len() as u64).to_le_bytes());
+        hash = fnv1a(hash, asset.contents.as_bytes());
+        hash = fnv1a(hash, &asset.mode.to_le_bytes());
+        index += 1;
+    }
+    hash
+}
+
+const VERSION_HEX: [u8; 16] = {
+    let hash = assets_hash();
+    let digits = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    let mut index = 0;
+    while index < 16 {
+        out[index] = digits[((hash >> (60 - 4 * index)) & 0xf) as usize];
+        index += 1;
+    }
+    out
+};
+
+const VERSION: &str = match std::str::from_utf8(&VERSION_HEX) {
+    Ok(version) => version,
+    Err(_) => panic!("invariant: hex digits are ASCII"),
+};
+
+/// The assets version: 16 hex digits of a hash over every embedded file's name, mode and
+/// contents. The setup script records it on the pod (`<RPB_HOME>/assets-version`), so a caller
+/// compares it with this value to know whether setup must run again.
+pub fn version() -> &'static str {
+    VERSION
+}
+
+/// Writes every asset, and [`VERSION_FILE`], into `dir` (created if missing), each file
+/// atomically (a temporary file renamed into place) with its mode. Returns the paths written.
+///
+/// # Errors
+/// [`Error::WriteAsset`] naming the file that could not be written.
+pub fn write_to(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let dir = dir.as_ref();
+    fs::create_dir_all(dir).map_err(|source| Error::WriteAsset {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let version_line = format!("{VERSION}\n");
+    let files = ALL
+        .iter()
+        .map(|asset| (asset.name, asset.contents, asset.mode))
+        .chain([(VERSION_FILE, version_line.as_str(), 0o644)]);
+    let mut written = Vec::with_capacity(ALL.len() + 1);
+    for (name, contents, mode) in files {
+        let path = dir.join(name);
+        write_atomically(&path, contents.as_bytes(), mode).map_err(|source| Error::WriteAsset {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(contents)?;
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        // Best effort: don't leave the partial file behind; the original error matters more.
+        let _ = fs::remove_file(&temporary);
+    }
+    result
+}
+
+/// The machine-readable report `session.sh start` (and `status`) prints as its last line.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[non_exhaustive]
+pub struct SessionReport {
+    /// `ready` when every part runs and answers, `degraded` when some do, `stopped` when none.
+    #[serde(rename = "rpb_session")]
+    pub state: SessionState,
+    /// The assets version recorded by the setup script (`unknown` if it never ran).
+    pub assets_version: String,
+    /// The X display number.
+    pub display: u32,
+    /// The ports, all on 127.0.0.1.
+    pub ports: SessionPorts,
+    /// PIDs of the session's processes (0 for a part that is not running).
+    pub pids: SessionPids,
+    /// Which parts this run (re)started; empty when everything was already running.
+    pub started: Vec<String>,
+    /// Which parts are not running (`blender-addon` when Blender runs but does not answer).
+    #[serde(default)]
+    pub down: Vec<String>,
+    /// What the addon reports (`get_addon_info`), when Blender answers.
+    pub addon: Option<crate::mcp::AddonInfo>,
+    /// Folder of the session's logs.
+    pub log_dir: String,
+}
+
+/// Overall state in a [`SessionReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Every part runs and answers.
+    Ready,
+    /// Some parts run.
+    Degraded,
+    /// Nothing runs.
+    Stopped,
+    /// A state this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Ports in a [`SessionReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[non_exhaustive]
+pub struct SessionPorts {
+    /// The addon's MCP socket.
+    pub mcp: u16,
+    /// x11vnc's RFB port.
+    pub vnc: u16,
+    /// websockify serving noVNC.
+    pub novnc: u16,
+}
+
+/// PIDs in a [`SessionReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[non_exhaustive]
+pub struct SessionPids {
+    /// Xvfb.
+    pub xvfb: u32,
+    /// x11vnc.
+    pub x11vnc: u32,
+    /// websockify.
+    pub websockify: u32,
+    /// Blender.
+    pub blender: u32,
+}
+
+impl SessionReport {
+    /// Finds and parses the report line (the last line starting with `{"rpb_session"`) in the
+    /// script's standard output.
+    ///
+    /// # Errors
+    /// [`Error::ParseReport`] when there is no such line or it does not parse.
+    pub fn parse(stdout: &str) -> Result<Self> {
+        let line = stdout
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|line| line.starts_with("{\"rpb_session\""))
+            .ok_or(Error::ParseReport { source: None })?;
+        serde_json::from_str(line).map_err(|source| Error::ParseReport {
+            source: Some(source),
+        })
+    }
+}
+
+/// The summary `setup.sh` prints as its last line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[non_exhaustive]
+pub struct SetupReport {
+    /// The assets version now recorded on the pod.
+    pub assets_version: String,
+    /// The Blender executable sessions will run.
+    pub blender_bin: String,
+    /// How many `.deb` files the package cache holds.
+    pub cached_debs: usize,
+    /// `persisted` (saved now), `kept` (saved earlier) or `none` (no host keys found).
+    pub host_keys: String,
+    /// Files and folders under the rpb home that this run changed; empty on a no-op re-run.
+    pub changed: Vec<String>,
+}
+
+impl SetupReport {
+    /// Finds and parses the summary line (the last line starting with `{"rpb_setup"`) in the
+    /// script's standard output.
+    ///
+    /// # Errors
+    /// [`Error::ParseReport`] when there is no such line or it does not parse.
+    pub fn parse(stdout: &str) -> Result<Self> {
+        let line = stdout
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|line| line.starts_with("{\"rpb_setup\""))
+            .ok_or(Error::ParseReport { source: None })?;
+        serde_json::from_str(line).map_err(|source| Error::ParseReport {
+            source: Some(source),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_sixteen_hex_digits_and_stable() {
+        assert_eq!(version().len(), 16);
+        assert!(version().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(version(), VERSION);
+    }
+
+    #[test]
+    fn the_hash_depends_on_names_and_contents() {
+        let base = fnv1a(0xcbf2_9ce4_8422_2325, b"a");
+        assert_ne!(base, fnv1a(0xcbf2_9ce4_8422_2325, b"b"));
+    }
+
+    #[test]
+    fn scripts_are_bash_and_executable() {
+        for asset in [SETUP_SCRIPT, SESSION_SCRIPT, BOOT_HOOK] {
+            assert!(
+                asset.contents.starts_with("#!/usr/bin/env bash\n"),
+                "{}",
+                asset.name
+            );
+            assert_eq!(asset.mode, 0o755);
+        }
+    }
+
+    #[test]
+    fn report_is_found_after_other_output() {
+        let stdout = "starting Xvfb\n{\"rpb_session\":\"ready\",\"assets_version\":\"x\",\
+            \"display\":99,\"ports\":{\"mcp\":1,\"vnc\":2,\"novnc\":3},\
+            \"pids\":{\"xvfb\":4,\"x11vnc\":5,\"websockify\":6,\"blender\":7},\"started\":[],\
+            \"down\":[],\"addon\":{\"name\":\"rpb_mcp\",\"version\":\"0.1.0\",\"protocol_version\":1,\
+            \"blender_version\":\"3.4.1\",\"compute\":{\"backend\":\"CPU\"}},\"log_dir\":\"/l\"}\n";
+        let report = SessionReport::parse(stdout).unwrap();
+        assert_eq!(report.pids.blender, 7);
+        assert_eq!(report.state, SessionState::Ready);
+        let addon = report.addon.expect("addon info");
+        assert_eq!(addon.compute.backend, crate::mcp::ComputeBackend::Cpu);
+        assert!(matches!(
+            SessionReport::parse("nothing"),
+            Err(Error::ParseReport { source: None })
+        ));
+    }
+}
