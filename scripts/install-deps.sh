@@ -9,6 +9,7 @@ packages=(
     novnc websockify                # noVNC served next to it
     chromium                        # a real browser for noVNC tests
     git ca-certificates pkg-config libssl-dev   # building libssh2/openssl-sys, git for project-store
+    shellcheck                      # lints the pod-side and CI shell scripts
 )
 
 missing=()
