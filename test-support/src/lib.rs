@@ -1,3 +1,5 @@
 //! Shared fixtures for rpb's tests. Not published.
 
+pub mod browser;
 pub mod contract;
+pub mod sshd;
