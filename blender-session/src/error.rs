@@ -1,5 +1,6 @@
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Errors of this crate outside the MCP client (which has its own [`mcp::Error`](crate::mcp::Error)).
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +28,139 @@ pub enum Error {
     /// An MCP client error.
     #[error(transparent)]
     Mcp(#[from] crate::mcp::Error),
+
+    /// A call to the pod provider (RunPod's API) failed.
+    #[error("{operation} failed")]
+    Provider {
+        /// The operation, naming the pod.
+        operation: String,
+        /// The provider's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The stopped pod's host has no free GPU.
+    #[error(
+        "pod {pod_id} cannot start: its host machine has no free GPU. A stopped pod can only \
+         start on its own host. Options: wait and retry (start with wait-for-gpu retries on an \
+         interval), or create a new pod (keep work on the persistent volume synced locally first)"
+    )]
+    NoGpuOnHost {
+        /// The pod.
+        pod_id: String,
+    },
+
+    /// The pod did not reach the wanted state in time.
+    #[error("pod {pod_id} did not become {wanted} within {waited:?} (last status {last_status})")]
+    NotReady {
+        /// The pod.
+        pod_id: String,
+        /// What was waited for.
+        wanted: &'static str,
+        /// How long.
+        waited: Duration,
+        /// The last status seen.
+        last_status: String,
+    },
+
+    /// The pod reached a state it will not leave by itself.
+    #[error("pod {pod_id} is {status} while waiting for it to be {wanted}; {hint}")]
+    PodFailed {
+        /// The pod.
+        pod_id: String,
+        /// Its status.
+        status: String,
+        /// What was waited for.
+        wanted: &'static str,
+        /// What to do.
+        hint: &'static str,
+    },
+
+    /// No SSH banner answered at the pod's endpoint in time.
+    #[error(
+        "pod {pod_id} runs but its sshd did not answer at {endpoint} within {waited:?}; the \
+         image must start sshd (RunPod images do from /start.sh) and expose 22/tcp"
+    )]
+    SshUnreachable {
+        /// The pod.
+        pod_id: String,
+        /// The last endpoint tried.
+        endpoint: String,
+        /// How long.
+        waited: Duration,
+    },
+
+    /// An SSH operation on the pod failed.
+    #[error("{operation} on pod {pod_id} failed")]
+    Remote {
+        /// The operation.
+        operation: String,
+        /// The pod.
+        pod_id: String,
+        /// The SSH layer's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A pod-side script or command exited unsuccessfully.
+    #[error("{what} on pod {pod_id} exited with {code}: {stderr_tail}")]
+    RemoteCommand {
+        /// What ran.
+        what: String,
+        /// The pod.
+        pod_id: String,
+        /// Exit code, or `signal`.
+        code: String,
+        /// The last lines of its standard error.
+        stderr_tail: String,
+    },
+
+    /// Blender's MCP socket or noVNC did not answer through the tunnel in time.
+    #[error("{which} did not answer through the tunnel on 127.0.0.1:{port} within {waited:?}")]
+    ServiceNotReady {
+        /// `blender (mcp)` or `novnc`.
+        which: &'static str,
+        /// The local port.
+        port: u16,
+        /// How long.
+        waited: Duration,
+    },
+
+    /// Starting failed after this call had started the pod.
+    #[error("starting pod {pod_id} failed; {}", if *.stopped_again { "the pod was stopped again so it does not bill" } else { "the pod was left running as asked (stop it when done)" })]
+    StartFailed {
+        /// The pod.
+        pod_id: String,
+        /// Whether the pod was stopped again.
+        stopped_again: bool,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A local project operation failed.
+    #[error(transparent)]
+    Store(#[from] project_store::Error),
+
+    /// A local file operation failed.
+    #[error("failed to {operation} {path}")]
+    Io {
+        /// What was done.
+        operation: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The settings cannot work.
+    #[error("invalid session settings: {0}")]
+    Settings(String),
 }
+
+/// A boxed error from a lower layer.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,33 +1,56 @@
-//! Remote Blender sessions on `RunPod` pods: the pod-side assets and the client for Blender's
-//! MCP socket.
+//! Remote Blender sessions on RunPod pods: the orchestrator of the whole lifecycle
+//! (create → set up → start → work in Blender → save → stop), the pod-side assets, and the client
+//! for Blender's MCP socket.
 //!
+//! - [`Orchestrator`] drives a pod through a [`seams::PodProvider`] (RunPod's API) and a
+//!   [`seams::HostConnector`] (SSH); [`adapters`] implements both for `runpod_api::Client` and
+//!   `pod_tunnel`. Every step reports an [`Event`], every wait is bounded, and a start that fails
+//!   after starting the pod stops it again.
 //! - [`assets`] embeds rpb's own pod-side files (setup script, session script, boot hook and
-//!   the Blender addon) with a content version, and writes them to a folder for upload.
-//! - [`mcp`] talks to the addon over the blender-mcp wire protocol (through the SSH tunnel in
-//!   real use).
+//!   the Blender addon) with a content version.
+//! - [`mcp`] talks to the addon over the blender-mcp wire protocol (through the tunnel).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use blender_session::{assets, mcp};
+//! use std::sync::Arc;
 //!
-//! // Lay the pod-side files out for upload; the pod runs `bash setup.sh`, then `session.sh`.
-//! let dir = std::env::temp_dir().join("rpb-assets");
-//! assets::write_to(&dir)?;
-//! println!("assets version {}", assets::version());
+//! use blender_session::adapters::{RunpodProvider, SshConnector};
+//! use blender_session::{Orchestrator, SessionSettings};
+//! use secrecy::SecretString;
 //!
-//! // Once the session runs and the tunnel is up, drive Blender.
-//! let mut blender = mcp::Client::connect("127.0.0.1:9876").await?;
-//! let info = blender.addon_info().await?;
-//! println!("Blender {} renders on {:?}", info.blender_version, info.compute.backend);
-//! for name in blender.scene_info().await?.object_names() {
-//!     println!("{name}");
-//! }
+//! let provider = RunpodProvider::new(runpod_api::Client::from_env()?);
+//! let connector = SshConnector::new("/home/me/.runpod/ssh/RunPod-Key-Go", "/home/me/.rpb/known_hosts");
+//! let settings = SessionSettings::new(SecretString::from("vnc-password"));
+//! let rpb = Orchestrator::new(Arc::new(provider), Arc::new(connector), settings);
+//!
+//! let show = |event: &blender_session::Event| eprintln!("{:>6.1}s {}: {}", event.elapsed.as_secs_f64(), event.step, event.detail);
+//! let session = rpb.start("7h9k2m4n6p", &show).await?;
+//! println!("open {}", session.novnc_url());
+//!
+//! let mut blender = session.mcp().await?;
+//! let scene = blender.scene_info().await?;
+//! println!("objects: {}", scene.object_names().collect::<Vec<_>>().join(", "));
+//! blender.execute_code("import bpy; bpy.ops.mesh.primitive_monkey_add()").await?;
+//!
+//! let store = project_store::Store::open("/home/me/blender-files/runpod")?;
+//! let project = project_store::ProjectName::new("chair")?;
+//! let saved = rpb.save(&session, &store, &project, "scene").await?;
+//! println!("saved {} ({})", saved.name, saved.sha256);
+//!
+//! let pod = rpb.stop("7h9k2m4n6p", Some(session), &show).await?;
+//! println!("pod is {} and costs ${:.2}/h", pod.status, pod.cost_per_hour);
 //! # Ok(())
 //! # }
 //! ```
 
+pub mod adapters;
 pub mod assets;
 mod error;
+#[cfg(feature = "local-pod")]
+pub mod local_pod;
 pub mod mcp;
+pub mod orchestrator;
+pub mod seams;
 
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result};
+pub use orchestrator::{Event, Orchestrator, Session, SessionSettings, SessionStatus, Step};

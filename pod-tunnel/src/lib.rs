@@ -1,3 +1,77 @@
-//! SSH sessions, remote exec, local port forwarding and file transfer on `ssh2`.
+//! SSH sessions, remote exec, local port forwarding and file transfer on [`ssh2`] (libssh2),
+//! made safe to drive from tokio.
 //!
-//! Status: skeleton. The crate's own issue fills it in; the workspace compiles with it today.
+//! ```no_run
+//! use pod_tunnel::{Endpoint, Forward, HostKeyPolicy, Session};
+//!
+//! # async fn demo() -> pod_tunnel::Result<()> {
+//! let connector = Session::builder()
+//!     .endpoint(Endpoint::new("203.0.113.7", 40022))
+//!     .user("root")
+//!     .identity_file("/home/me/.ssh/id_ed25519")
+//!     .host_key_policy(HostKeyPolicy::accept_new("/home/me/.local/state/rpb/known_hosts"))
+//!     .build()?;
+//!
+//! // Exec: a non-zero exit is data, not an error.
+//! let session = connector.connect().await?;
+//! let out = session.command("sh -s").stdin("echo hi; exit 3").output().await?;
+//! assert_eq!(out.status.code(), Some(3));
+//!
+//! // Transfer: written under a temporary name, verified by SHA-256, renamed into place.
+//! session.upload("scene.blend", "/runpod/projects/demo/scene.blend").send().await?;
+//!
+//! // Tunnel: its own connection, on its own thread; port 0 picks a free local port.
+//! let tunnel = connector
+//!     .tunnel()
+//!     .forward(Forward::new(0, "127.0.0.1", 9876))
+//!     .forward(Forward::new(0, "127.0.0.1", 6080))
+//!     .open()
+//!     .await?;
+//! println!("MCP on {}", tunnel.forwards()[0].local);
+//! tunnel.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Design
+//!
+//! libssh2 serializes every call on a session behind one mutex, so a blocking read on one
+//! channel stalls every other channel of that session. Hence:
+//!
+//! - [`Session`] (exec, transfers) runs each operation on tokio's blocking pool, one at a time.
+//!   Open more sessions for parallel work.
+//! - [`Tunnel`] owns a separate connection on one dedicated thread, in non-blocking mode, and
+//!   multiplexes every forwarded connection with `poll(2)`, with per-connection buffers and
+//!   backpressure. It sends keepalives, detects a dead peer, and reconnects (re-resolving the
+//!   endpoint through a caller-supplied function) while keeping its local listeners bound.
+//!
+//! # Host keys
+//!
+//! Every connection checks the server's key under a [`HostKeyPolicy`]; there is no default.
+//! Keys are recorded in *our own* known-hosts file, in OpenSSH format.
+//!
+//! # Errors
+//!
+//! All fallible operations return [`Error`]; messages name the operation and the endpoint or path,
+//! and the cause is in [`std::error::Error::source`].
+
+mod connect;
+mod error;
+mod hostkey;
+mod session;
+mod shell;
+mod transfer;
+mod tunnel;
+
+pub use connect::{
+    Connector, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_KEEPALIVE_MAX, Endpoint, SessionBuilder,
+};
+pub use error::{BoxError, Error, Result};
+pub use hostkey::{HostKeyPolicy, fingerprint};
+pub use session::{
+    Command, DEFAULT_EXEC_TIMEOUT, DEFAULT_MAX_OUTPUT, ExecOutput, ExitStatus, OutputStream,
+    Session,
+};
+pub use transfer::{Progress, Protocol, Transfer, TransferReport};
+pub use tunnel::{BoundForward, Forward, Tunnel, TunnelBuilder, TunnelState, TunnelStats};

@@ -8,7 +8,10 @@
 )]
 
 mod addon_python;
+#[cfg(feature = "local-pod")]
+mod local_pod;
 mod mcp_client;
+mod orchestrator;
 mod pod;
 mod session;
 mod session_errors;

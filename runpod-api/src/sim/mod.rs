@@ -237,6 +237,16 @@ impl Simulator {
         world.get(id, tokio::time::Instant::now()).ok()
     }
 
+    /// The SSH endpoint a pod's current boot really serves, ignoring what the API reports
+    /// (with [`Faults::stale_ssh_port_for`] the API keeps reporting the previous boot's port for
+    /// a while). `Some` only while the pod is `RUNNING` and exposes `22/tcp`; `None` for a pod
+    /// that is booting, stopped, failed or unknown. For harnesses that stand in for the pod's
+    /// machine, such as a relay that must answer only on the current boot's port.
+    pub fn current_ssh_endpoint(&self, pod_id: &str) -> Option<SocketAddr> {
+        self.world()
+            .current_endpoint(pod_id, tokio::time::Instant::now())
+    }
+
     /// All pods.
     pub fn pods(&self) -> Vec<Pod> {
         let mut world = self.world();

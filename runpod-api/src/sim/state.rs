@@ -668,6 +668,20 @@ impl World {
         Some((sim.price_per_hour * hours, disk))
     }
 
+    /// The SSH endpoint the pod's current boot really serves, whatever the API reports (the
+    /// stale-port fault changes only the report): `Some` while the pod is `RUNNING` and exposes
+    /// `22/tcp`.
+    pub(crate) fn current_endpoint(&mut self, id: &str, now: Instant) -> Option<SocketAddr> {
+        self.refresh(id, now);
+        let sim = self.pods.get(id)?;
+        let exposes_ssh = sim.pod.ports.iter().any(|port| port == "22/tcp");
+        if sim.pod.status == PodStatus::Running && exposes_ssh {
+            sim.endpoint
+        } else {
+            None
+        }
+    }
+
     /// Endpoint changes take effect at the next boot.
     pub(crate) fn set_endpoints(&mut self, endpoints: SshEndpoints) {
         self.endpoints = endpoints;
@@ -828,6 +842,47 @@ mod tests {
             world.get(&id, at(231)).expect("pod").actions,
             [PodAction::Start, PodAction::Terminate]
         );
+    }
+
+    #[test]
+    fn current_endpoint_is_the_boot_s_own_even_when_a_stale_one_is_reported() {
+        let mut world = world();
+        world.faults.stale_ssh_port_for = Duration::from_secs(90);
+        let start = Instant::now();
+        let id = world
+            .create(&request(), start)
+            .expect("created")
+            .id
+            .to_string();
+        let at = |secs| start + Duration::from_secs(secs);
+        assert_eq!(world.current_endpoint(&id, at(15)), None, "starting");
+        let first = world.current_endpoint(&id, at(31)).expect("running");
+        assert_eq!(first.port(), 2201);
+        world
+            .action(&id, &PodAction::Restart, at(40))
+            .expect("restart");
+        assert_eq!(world.current_endpoint(&id, at(45)), None, "restarting");
+        let reported = world.get(&id, at(61)).expect("running again");
+        assert_eq!(reported.ssh.direct.as_ref().map(|ssh| ssh.port), Some(2201));
+        assert_eq!(
+            world.current_endpoint(&id, at(61)).map(|a| a.port()),
+            Some(2202),
+            "the new boot's port, not the stale report"
+        );
+        world.action(&id, &PodAction::Stop, at(70)).expect("stop");
+        assert_eq!(world.current_endpoint(&id, at(71)), None, "stopped");
+        assert_eq!(world.current_endpoint("nope", at(71)), None, "unknown pod");
+
+        let no_ssh = CreatePodRequest::new("q")
+            .image("img")
+            .gpu(GpuRequest::new("NVIDIA RTX A5000"));
+        let other = world
+            .create(&no_ssh, at(80))
+            .expect("created")
+            .id
+            .to_string();
+        world.get(&other, at(111)).expect("running");
+        assert_eq!(world.current_endpoint(&other, at(112)), None, "no 22/tcp");
     }
 
     #[test]

@@ -1,0 +1,386 @@
+//! The seams implemented for the real peers: [`runpod_api::Client`] as a [`PodProvider`], and
+//! [`SshConnector`] (on `pod_tunnel`) as a [`HostConnector`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pod_tunnel::{Endpoint, Forward, HostKeyPolicy, Protocol, TunnelState};
+use runpod_api::models::{CreatePodRequest, GpuRequest, Mounts};
+use runpod_api::{ApiErrorKind, PodId};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::seams::{
+    CommandOutput, HostConnector, PodProvider, PodSpec, PodView, ProgressFn, RemoteHost, Resolver,
+    SshAddr, Transferred, TunnelHandle, TunnelPorts,
+};
+use crate::{Error, Result, mcp};
+
+fn provider_error(operation: String, source: runpod_api::Error) -> Error {
+    Error::Provider {
+        operation,
+        source: Box::new(source),
+    }
+}
+
+/// The pod as the orchestrator sees it, with an optional SSH user override (a local sshd runs
+/// as the current user, not `root`).
+pub(crate) fn view(pod: &runpod_api::Pod, user_override: Option<&str>) -> PodView {
+    PodView {
+        id: pod.id.to_string(),
+        name: pod.name.clone(),
+        status: pod.status.clone(),
+        ssh: pod.ssh_endpoint().map(|target| SshAddr {
+            host: target.host.clone(),
+            port: target.port,
+            user: user_override.map_or_else(|| target.username.clone(), str::to_owned),
+        }),
+        cost_per_hour: pod.cost_per_hour(),
+        uptime_seconds: pod.runtime.as_ref().and_then(|runtime| runtime.uptime),
+    }
+}
+
+/// A [`runpod_api::Client`] as a pod provider.
+#[derive(Debug, Clone)]
+pub struct RunpodProvider {
+    client: runpod_api::Client,
+    ssh_user: Option<String>,
+}
+
+impl RunpodProvider {
+    /// Wraps a client.
+    pub fn new(client: runpod_api::Client) -> Self {
+        Self {
+            client,
+            ssh_user: None,
+        }
+    }
+
+    /// Connects as `user` instead of the user the API reports (the local pod's sshd runs as the
+    /// current user).
+    #[must_use]
+    pub fn with_ssh_user(mut self, user: impl Into<String>) -> Self {
+        self.ssh_user = Some(user.into());
+        self
+    }
+
+    /// The client.
+    pub fn client(&self) -> &runpod_api::Client {
+        &self.client
+    }
+}
+
+#[async_trait]
+impl PodProvider for RunpodProvider {
+    async fn pod(&self, id: &str) -> Result<PodView> {
+        let pod = self
+            .client
+            .get_pod(&PodId::new(id))
+            .await
+            .map_err(|source| provider_error(format!("reading pod {id}"), source))?;
+        Ok(view(&pod, self.ssh_user.as_deref()))
+    }
+
+    async fn create(&self, spec: &PodSpec) -> Result<PodView> {
+        let request = CreatePodRequest::new(&spec.name)
+            .image(&spec.image)
+            .gpu(GpuRequest::new(&spec.gpu_type).count(spec.gpu_count))
+            .cloud(spec.cloud.clone())
+            .disk(spec.disk_gb)
+            .mounts(Mounts::persistent(spec.volume_gb, &spec.volume_path))
+            .port("22/tcp")
+            .args(&spec.start_command)
+            .start_ssh(true);
+        let pod =
+            self.client.create_pod(&request).await.map_err(|source| {
+                provider_error(format!("creating pod {:?}", spec.name), source)
+            })?;
+        Ok(view(&pod, self.ssh_user.as_deref()))
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        match self.client.start_pod(&PodId::new(id)).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == Some(&ApiErrorKind::HostOutOfGpus) => {
+                Err(Error::NoGpuOnHost { pod_id: id.into() })
+            }
+            Err(source) => Err(provider_error(format!("starting pod {id}"), source)),
+        }
+    }
+
+    async fn stop(&self, id: &str) -> Result<()> {
+        self.client
+            .stop_pod(&PodId::new(id))
+            .await
+            .map(drop)
+            .map_err(|source| provider_error(format!("stopping pod {id}"), source))
+    }
+
+    async fn ensure_ssh_key(&self, public_key: &str) -> Result<bool> {
+        let before =
+            self.client.ssh_keys().await.map_err(|source| {
+                provider_error("reading the account's ssh keys".into(), source)
+            })?;
+        if before.contains(public_key) {
+            return Ok(false);
+        }
+        self.client
+            .add_ssh_key(public_key)
+            .await
+            .map_err(|source| provider_error("registering the ssh key".into(), source))?;
+        Ok(true)
+    }
+}
+
+/// Opens SSH sessions and tunnels with `pod_tunnel`, pinning each pod's host key in our own
+/// `known_hosts` file under the pod id (so a restart on a new port keeps the pin).
+#[derive(Debug, Clone)]
+pub struct SshConnector {
+    identity_file: PathBuf,
+    known_hosts: PathBuf,
+    connect_timeout: Duration,
+}
+
+impl SshConnector {
+    /// Connects with the private key `identity_file`, pinning host keys in `known_hosts`.
+    pub fn new(identity_file: impl Into<PathBuf>, known_hosts: impl Into<PathBuf>) -> Self {
+        Self {
+            identity_file: identity_file.into(),
+            known_hosts: known_hosts.into(),
+            connect_timeout: Duration::from_secs(15),
+        }
+    }
+
+    fn connector(&self, addr: &SshAddr, pod_id: &str) -> Result<pod_tunnel::Connector> {
+        pod_tunnel::Session::builder()
+            .endpoint(Endpoint::new(&addr.host, addr.port))
+            .user(&addr.user)
+            .identity_file(&self.identity_file)
+            .host_key_policy(HostKeyPolicy::accept_new(&self.known_hosts).with_alias(pod_id))
+            .connect_timeout(self.connect_timeout)
+            .build()
+            .map_err(|source| remote_error("configuring ssh", pod_id, source))
+    }
+}
+
+fn remote_error(operation: &str, pod_id: &str, source: pod_tunnel::Error) -> Error {
+    Error::Remote {
+        operation: operation.into(),
+        pod_id: pod_id.into(),
+        source: Box::new(source),
+    }
+}
+
+#[async_trait]
+impl HostConnector for SshConnector {
+    async fn banner(&self, addr: &SshAddr) -> bool {
+        let attempt = async {
+            let mut stream = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
+                .await
+                .ok()?;
+            let mut buffer = [0_u8; 8];
+            stream.read_exact(&mut buffer).await.ok()?;
+            Some(buffer.starts_with(b"SSH-"))
+        };
+        tokio::time::timeout(Duration::from_secs(5), attempt)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    }
+
+    async fn connect(&self, addr: &SshAddr, pod_id: &str) -> Result<Arc<dyn RemoteHost>> {
+        let session = self
+            .connector(addr, pod_id)?
+            .connect()
+            .await
+            .map_err(|source| remote_error("connecting over ssh", pod_id, source))?;
+        Ok(Arc::new(SshHost {
+            session,
+            pod_id: pod_id.into(),
+        }))
+    }
+
+    async fn tunnel(
+        &self,
+        addr: &SshAddr,
+        pod_id: &str,
+        local: TunnelPorts,
+        remote: TunnelPorts,
+        resolver: Resolver,
+    ) -> Result<Box<dyn TunnelHandle>> {
+        let tunnel = self
+            .connector(addr, pod_id)?
+            .tunnel()
+            .forward(Forward::new(local.mcp, "127.0.0.1", remote.mcp))
+            .forward(Forward::new(local.vnc, "127.0.0.1", remote.vnc))
+            .forward(Forward::new(local.novnc, "127.0.0.1", remote.novnc))
+            .resolver(move || {
+                let resolve = resolver.clone();
+                async move {
+                    let addr = resolve().await?;
+                    Ok::<_, Error>(Endpoint::new(addr.host, addr.port))
+                }
+            })
+            .open()
+            .await
+            .map_err(|source| remote_error("opening the tunnel", pod_id, source))?;
+        let bound = tunnel.forwards();
+        let port = |index: usize| bound.get(index).map_or(0, |forward| forward.local.port());
+        let ports = TunnelPorts {
+            mcp: port(0),
+            vnc: port(1),
+            novnc: port(2),
+        };
+        Ok(Box::new(SshTunnel {
+            tunnel,
+            ports,
+            pod_id: pod_id.into(),
+        }))
+    }
+
+    async fn mcp_answers(&self, port: u16) -> bool {
+        let probe = async {
+            let mut client = mcp::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .command_timeout(Duration::from_secs(5))
+                .connect(format!("127.0.0.1:{port}"))
+                .await
+                .ok()?;
+            client.ping().await.ok()
+        };
+        tokio::time::timeout(Duration::from_secs(8), probe)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
+    async fn novnc_answers(&self, port: u16) -> bool {
+        let probe = async {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            stream
+                .write_all(b"GET /vnc.html HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                .await
+                .ok()?;
+            let mut head = [0_u8; 12];
+            stream.read_exact(&mut head).await.ok()?;
+            Some(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
+        };
+        tokio::time::timeout(Duration::from_secs(5), probe)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    }
+}
+
+struct SshHost {
+    session: pod_tunnel::Session,
+    pod_id: String,
+}
+
+#[async_trait]
+impl RemoteHost for SshHost {
+    async fn run(
+        &self,
+        command: &str,
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<CommandOutput> {
+        let mut builder = self.session.command(command).timeout(timeout);
+        if let Some(input) = stdin {
+            builder = builder.stdin(input);
+        }
+        let output = builder
+            .output()
+            .await
+            .map_err(|source| remote_error("running a command", &self.pod_id, source))?;
+        Ok(CommandOutput {
+            code: output.status.code(),
+            stdout: output.stdout_lossy(),
+            stderr: output.stderr_lossy(),
+        })
+    }
+
+    async fn upload(
+        &self,
+        local: &Path,
+        remote: &str,
+        progress: Option<ProgressFn>,
+    ) -> Result<Transferred> {
+        let mut transfer = self.session.upload(local, remote).protocol(Protocol::Sftp);
+        if let Some(progress) = progress {
+            transfer = transfer.progress(move |step| progress(step.done, step.total));
+        }
+        let report = transfer.send().await.map_err(|source| {
+            remote_error(
+                &format!("uploading {}", local.display()),
+                &self.pod_id,
+                source,
+            )
+        })?;
+        Ok(Transferred {
+            bytes: report.bytes,
+            sha256: report.sha256.clone().unwrap_or_default(),
+        })
+    }
+
+    async fn download(
+        &self,
+        remote: &str,
+        local: &Path,
+        progress: Option<ProgressFn>,
+    ) -> Result<Transferred> {
+        let mut transfer = self
+            .session
+            .download(remote, local)
+            .protocol(Protocol::Sftp);
+        if let Some(progress) = progress {
+            transfer = transfer.progress(move |step| progress(step.done, step.total));
+        }
+        let report = transfer.send().await.map_err(|source| {
+            remote_error(&format!("downloading {remote}"), &self.pod_id, source)
+        })?;
+        Ok(Transferred {
+            bytes: report.bytes,
+            sha256: report.sha256.clone().unwrap_or_default(),
+        })
+    }
+}
+
+struct SshTunnel {
+    tunnel: pod_tunnel::Tunnel,
+    ports: TunnelPorts,
+    pod_id: String,
+}
+
+#[async_trait]
+impl TunnelHandle for SshTunnel {
+    fn ports(&self) -> TunnelPorts {
+        self.ports
+    }
+
+    fn state(&self) -> String {
+        match self.tunnel.state() {
+            TunnelState::Connected { endpoint } => format!("connected to {endpoint}"),
+            TunnelState::Reconnecting { attempt, .. } => {
+                format!("reconnecting (attempt {attempt})")
+            }
+            TunnelState::Closed { error: None } => "closed".into(),
+            TunnelState::Closed { error: Some(error) } => format!("closed: {error}"),
+            _ => "unknown".into(),
+        }
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        let pod_id = self.pod_id.clone();
+        self.tunnel
+            .close()
+            .await
+            .map_err(|source| remote_error("closing the tunnel", &pod_id, source))
+    }
+}

@@ -1,0 +1,1156 @@
+//! The session lifecycle: create → set up → start → work in Blender → save → stop.
+//!
+//! [`Orchestrator`] holds a [`PodProvider`] and a [`HostConnector`] (the seams in
+//! [`crate::seams`]) and turns them into safe, observable, recoverable steps. Every wait is
+//! bounded; every step reports an [`Event`]; a start that fails after it started the pod stops
+//! the pod again.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
+
+use crate::assets::{self, SessionReport, SetupReport};
+use crate::seams::{
+    HostConnector, PodProvider, PodSpec, PodStatus, PodView, ProgressFn, RemoteHost, Resolver,
+    SshAddr, Transferred, TunnelHandle, TunnelPorts,
+};
+use crate::{Error, Result, mcp};
+
+/// A step of the lifecycle, for progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Making sure the account has the SSH key registered.
+    RegisterKey,
+    /// Creating the pod.
+    CreatePod,
+    /// Asking the pod to start.
+    StartPod,
+    /// Waiting for a GPU on the pod's host.
+    WaitForGpu,
+    /// Waiting for `RUNNING` with an SSH endpoint.
+    WaitRunning,
+    /// Waiting for the SSH banner.
+    WaitSsh,
+    /// Connecting and verifying the host key.
+    Connect,
+    /// Running the setup script.
+    Setup,
+    /// Running the session script.
+    Session,
+    /// Opening the tunnel.
+    Tunnel,
+    /// Waiting for Blender's MCP socket and noVNC through the tunnel.
+    WaitServices,
+    /// Everything is ready.
+    Ready,
+    /// Closing the tunnel.
+    CloseTunnel,
+    /// Asking the pod to stop.
+    StopPod,
+    /// Waiting for `EXITED` with cost 0.
+    WaitStopped,
+    /// Saving or opening a scene, moving files.
+    Transfer,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::RegisterKey => "register ssh key",
+            Self::CreatePod => "create pod",
+            Self::StartPod => "start pod",
+            Self::WaitForGpu => "wait for a free gpu",
+            Self::WaitRunning => "wait for the pod to run",
+            Self::WaitSsh => "wait for ssh",
+            Self::Connect => "connect",
+            Self::Setup => "set up the pod",
+            Self::Session => "start blender",
+            Self::Tunnel => "open the tunnel",
+            Self::WaitServices => "wait for blender and novnc",
+            Self::Ready => "ready",
+            Self::CloseTunnel => "close the tunnel",
+            Self::StopPod => "stop pod",
+            Self::WaitStopped => "wait for the pod to stop",
+            Self::Transfer => "transfer",
+        })
+    }
+}
+
+/// A progress report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The step.
+    pub step: Step,
+    /// Time since the operation began.
+    pub elapsed: Duration,
+    /// A short human-readable detail.
+    pub detail: String,
+}
+
+/// Receives progress events.
+pub type Events<'a> = &'a (dyn Fn(&Event) + Send + Sync);
+
+/// Retrying a start while the pod's host has no free GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitForGpu {
+    /// Pause between attempts.
+    pub interval: Duration,
+    /// Give up after this long.
+    pub deadline: Duration,
+}
+
+/// How sessions are set up and run. Defaults match a RunPod pod.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionSettings {
+    /// The persistent volume on the pod. Default: `/runpod`.
+    pub pod_root: String,
+    /// Extra environment for the pod-side scripts (the local pod sets paths and ports here).
+    pub pod_env: BTreeMap<String, String>,
+    /// Pod-side ports of the MCP socket, VNC and noVNC. Default: 9876, 5900, 6080.
+    pub remote_ports: TunnelPorts,
+    /// Local ports of the tunnel (0 picks a free one). Default: 9876, 5900, 6080.
+    pub local_ports: TunnelPorts,
+    /// The VNC password, sent to the pod over SSH standard input only.
+    pub vnc_password: SecretString,
+    /// Leave a pod this call started running when a later step fails. Default: `false`.
+    pub keep_pod_on_failure: bool,
+    /// Deadline for `RUNNING` with an SSH endpoint. Default: 10 min.
+    pub ready_timeout: Duration,
+    /// Deadline for an SSH banner once the API says running (stale ports). Default: 3 min.
+    pub ssh_timeout: Duration,
+    /// Deadline for Blender and noVNC to answer through the tunnel. Default: 3 min.
+    pub services_timeout: Duration,
+    /// Deadline of the setup script (it may download Blender). Default: 30 min.
+    pub setup_timeout: Duration,
+    /// Deadline of the session script. Default: 5 min.
+    pub session_timeout: Duration,
+    /// Deadline for `EXITED` after a stop. Default: 5 min.
+    pub stop_timeout: Duration,
+    /// First pause between status polls; it grows to 5 s. Default: 1 s.
+    pub poll_interval: Duration,
+    /// Retry starts while the host has no free GPU. Default: off.
+    pub wait_for_gpu: Option<WaitForGpu>,
+}
+
+impl SessionSettings {
+    /// Settings with the given VNC password and every other value at its default.
+    pub fn new(vnc_password: SecretString) -> Self {
+        Self {
+            pod_root: "/runpod".into(),
+            pod_env: BTreeMap::new(),
+            remote_ports: TunnelPorts {
+                mcp: 9876,
+                vnc: 5900,
+                novnc: 6080,
+            },
+            local_ports: TunnelPorts {
+                mcp: 9876,
+                vnc: 5900,
+                novnc: 6080,
+            },
+            vnc_password,
+            keep_pod_on_failure: false,
+            ready_timeout: Duration::from_secs(600),
+            ssh_timeout: Duration::from_secs(180),
+            services_timeout: Duration::from_secs(180),
+            setup_timeout: Duration::from_secs(1800),
+            session_timeout: Duration::from_secs(300),
+            stop_timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            wait_for_gpu: None,
+        }
+    }
+
+    fn rpb_home(&self) -> String {
+        format!("{}/rpb", self.pod_root.trim_end_matches('/'))
+    }
+
+    /// The environment prefix for pod-side commands (no secrets: those go through stdin).
+    fn env_prefix(&self) -> String {
+        let mut env = self.pod_env.clone();
+        env.insert("RPB_POD_ROOT".into(), self.pod_root.clone());
+        env.insert("RPB_MCP_PORT".into(), self.remote_ports.mcp.to_string());
+        env.insert("RPB_VNC_PORT".into(), self.remote_ports.vnc.to_string());
+        env.insert("RPB_NOVNC_PORT".into(), self.remote_ports.novnc.to_string());
+        let mut prefix = String::from("env");
+        for (key, value) in env {
+            prefix.push(' ');
+            prefix.push_str(&shell_quote(&format!("{key}={value}")));
+        }
+        prefix
+    }
+}
+
+/// The pod start command: the boot hook when the volume holds it, else the image's own
+/// `/start.sh` (the very first boot, before setup ran).
+pub fn boot_command(pod_root: &str) -> String {
+    let hook = format!("{}/rpb/bin/boot-hook.sh", pod_root.trim_end_matches('/'));
+    format!("bash -c '[ -f {hook} ] && exec bash {hook} /start.sh; exec /start.sh'")
+}
+
+/// Quotes `text` for a POSIX shell.
+pub(crate) fn shell_quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+%".contains(&b))
+    {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A running session: the tunnel and what the session script reported.
+pub struct Session {
+    /// The pod.
+    pub pod_id: String,
+    /// The SSH endpoint in use.
+    pub endpoint: SshAddr,
+    /// The local tunnel ports.
+    pub ports: TunnelPorts,
+    /// What the session script reported.
+    pub report: SessionReport,
+    /// Whether this start started the pod.
+    pub started_pod: bool,
+    host: Arc<dyn RemoteHost>,
+    tunnel: Option<Box<dyn TunnelHandle>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("pod_id", &self.pod_id)
+            .field("endpoint", &self.endpoint)
+            .field("ports", &self.ports)
+            .field("started_pod", &self.started_pod)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The noVNC page through the tunnel (the password is typed in the page, never put in the
+    /// URL).
+    pub fn novnc_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/vnc.html?autoconnect=1&resize=scale",
+            self.ports.novnc
+        )
+    }
+
+    /// The MCP address through the tunnel.
+    pub fn mcp_address(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.mcp)
+    }
+
+    /// A connected MCP client through the tunnel.
+    ///
+    /// # Errors
+    ///
+    /// When Blender's socket does not answer.
+    pub async fn mcp(&self) -> Result<mcp::Client> {
+        Ok(mcp::Client::connect(self.mcp_address()).await?)
+    }
+
+    /// The tunnel's state.
+    pub fn tunnel_state(&self) -> String {
+        self.tunnel
+            .as_ref()
+            .map_or_else(|| "closed".to_owned(), |tunnel| tunnel.state())
+    }
+
+    /// The SSH connection to the pod, for commands and transfers.
+    pub fn host(&self) -> &Arc<dyn RemoteHost> {
+        &self.host
+    }
+
+    /// Closes the tunnel.
+    ///
+    /// # Errors
+    ///
+    /// When the tunnel reports an error while closing.
+    pub async fn close(mut self) -> Result<()> {
+        match self.tunnel.take() {
+            Some(tunnel) => tunnel.close().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The state of a pod and its session, from one API request and local probes.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SessionStatus {
+    /// The pod as the API reports it.
+    pub pod: PodView,
+    /// Estimated cost since the container started, in USD (uptime × cost per hour).
+    pub cost_since_start: f64,
+    /// The tunnel's state, when a session is open.
+    pub tunnel: Option<String>,
+    /// Whether Blender's MCP socket answers through the tunnel.
+    pub mcp_answers: bool,
+    /// Whether noVNC answers through the tunnel.
+    pub novnc_answers: bool,
+}
+
+/// Drives sessions on pods through a provider and a connector.
+pub struct Orchestrator {
+    provider: Arc<dyn PodProvider>,
+    connector: Arc<dyn HostConnector>,
+    settings: SessionSettings,
+    store: Option<project_store::Store>,
+}
+
+impl fmt::Debug for Orchestrator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Orchestrator")
+            .field("pod_root", &self.settings.pod_root)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Clock<'a> {
+    started: Instant,
+    events: Events<'a>,
+}
+
+impl Clock<'_> {
+    fn emit(&self, step: Step, detail: impl Into<String>) {
+        let event = Event {
+            step,
+            elapsed: self.started.elapsed(),
+            detail: detail.into(),
+        };
+        tracing::info!(step = %event.step, detail = %event.detail, "session step");
+        (self.events)(&event);
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let collected: Vec<&str> = text.lines().rev().take(lines).collect();
+    collected.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+impl Orchestrator {
+    /// An orchestrator over `provider` and `connector`.
+    pub fn new(
+        provider: Arc<dyn PodProvider>,
+        connector: Arc<dyn HostConnector>,
+        settings: SessionSettings,
+    ) -> Self {
+        Self {
+            provider,
+            connector,
+            settings,
+            store: None,
+        }
+    }
+
+    /// Records created pods' ids in this workspace's `.env` (`RUNPOD_POD_ID`).
+    #[must_use]
+    pub fn with_store(mut self, store: project_store::Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    /// Creates a pod and sets it up: registers `public_key` on the account if needed (keeping
+    /// the keys already there), creates the pod with the boot hook as its start command, waits
+    /// for SSH and runs the setup script. When a later step fails, the new pod is stopped again
+    /// (unless `keep_pod_on_failure`), and the error says so.
+    ///
+    /// # Errors
+    ///
+    /// Provider failures (no capacity, balance, ...), readiness timeouts, SSH and setup
+    /// failures.
+    pub async fn create(
+        &self,
+        spec: &PodSpec,
+        public_key: &str,
+        events: Events<'_>,
+    ) -> Result<PodView> {
+        let clock = Clock {
+            started: Instant::now(),
+            events,
+        };
+        clock.emit(Step::RegisterKey, "checking the account's ssh keys");
+        let added = self.provider.ensure_ssh_key(public_key).await?;
+        clock.emit(
+            Step::RegisterKey,
+            if added {
+                "registered the public key"
+            } else {
+                "the public key is registered"
+            },
+        );
+        clock.emit(
+            Step::CreatePod,
+            format!("{} on {}", spec.gpu_type, spec.cloud),
+        );
+        let pod = self.provider.create(spec).await?;
+        clock.emit(Step::CreatePod, format!("created pod {}", pod.id));
+        if let Some(store) = self.store.clone() {
+            // Recorded before anything else can fail, so the pod is never lost track of.
+            let id = pod.id.clone();
+            let recorded = tokio::task::spawn_blocking(move || {
+                store.set_config(project_store::ConfigKey::PodId, &id)
+            })
+            .await;
+            match recorded {
+                Ok(Ok(_)) => clock.emit(Step::CreatePod, "saved RUNPOD_POD_ID in .env"),
+                Ok(Err(error)) => {
+                    return Err(self.fail_after_starting(&pod.id, error.into()).await);
+                }
+                Err(join) => {
+                    return Err(self
+                        .fail_after_starting(
+                            &pod.id,
+                            Error::Settings(format!("saving the pod id panicked: {join}")),
+                        )
+                        .await);
+                }
+            }
+        }
+        match self.set_up(&pod.id, &clock).await {
+            Ok(()) => self.provider.pod(&pod.id).await,
+            Err(error) => Err(self.fail_after_starting(&pod.id, error).await),
+        }
+    }
+
+    async fn set_up(&self, pod_id: &str, clock: &Clock<'_>) -> Result<()> {
+        let pod = self.wait_running(pod_id, clock).await?;
+        let (addr, host) = self.connect(pod_id, pod, clock).await?;
+        clock.emit(Step::Connect, format!("connected to {addr}"));
+        self.ensure_setup(pod_id, host.as_ref(), clock).await
+    }
+
+    /// Starts a session (idempotent): starts the pod if needed, waits until it runs and its
+    /// sshd answers (re-reading the endpoint while the API reports a stale port), verifies the
+    /// host key, re-runs setup when the assets changed, runs the session script, opens the
+    /// tunnel and waits until Blender and noVNC answer through it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoGpuOnHost`] (after the wait-for-gpu deadline when set), readiness timeouts,
+    /// SSH, script and tunnel failures; when this call started the pod and a later step fails,
+    /// [`Error::StartFailed`] says whether the pod was stopped again.
+    pub async fn start(&self, pod_id: &str, events: Events<'_>) -> Result<Session> {
+        let clock = Clock {
+            started: Instant::now(),
+            events,
+        };
+        let pod = self.provider.pod(pod_id).await?;
+        let started_pod = match pod.status {
+            PodStatus::Exited | PodStatus::Error => {
+                self.start_pod(pod_id, &clock).await?;
+                true
+            }
+            PodStatus::Terminated => {
+                return Err(Error::PodFailed {
+                    pod_id: pod_id.into(),
+                    status: pod.status.to_string(),
+                    wanted: "running",
+                    hint: "the pod was terminated; create a new one",
+                });
+            }
+            _ => {
+                clock.emit(Step::StartPod, format!("pod is already {}", pod.status));
+                false
+            }
+        };
+        match self.bring_up(pod_id, started_pod, &clock).await {
+            Ok(session) => Ok(session),
+            Err(error) if started_pod => Err(self.fail_after_starting(pod_id, error).await),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn fail_after_starting(&self, pod_id: &str, error: Error) -> Error {
+        if self.settings.keep_pod_on_failure {
+            return Error::StartFailed {
+                pod_id: pod_id.into(),
+                stopped_again: false,
+                source: Box::new(error),
+            };
+        }
+        let stopped_again = match self.provider.stop(pod_id).await {
+            Ok(()) => true,
+            Err(stop_error) => {
+                tracing::error!(pod_id, error = %stop_error, "stopping the pod after a failed start failed too");
+                false
+            }
+        };
+        Error::StartFailed {
+            pod_id: pod_id.into(),
+            stopped_again,
+            source: Box::new(error),
+        }
+    }
+
+    async fn start_pod(&self, pod_id: &str, clock: &Clock<'_>) -> Result<()> {
+        clock.emit(Step::StartPod, format!("starting pod {pod_id}"));
+        let Some(wait) = self.settings.wait_for_gpu else {
+            return self.provider.start(pod_id).await;
+        };
+        let deadline = Instant::now() + wait.deadline;
+        loop {
+            match self.provider.start(pod_id).await {
+                Err(Error::NoGpuOnHost { .. }) if Instant::now() + wait.interval < deadline => {
+                    clock.emit(
+                        Step::WaitForGpu,
+                        format!("no free gpu on the host; retrying in {:?}", wait.interval),
+                    );
+                    tokio::time::sleep(wait.interval).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn bring_up(
+        &self,
+        pod_id: &str,
+        started_pod: bool,
+        clock: &Clock<'_>,
+    ) -> Result<Session> {
+        let pod = self.wait_running(pod_id, clock).await?;
+        let (addr, host) = self.connect(pod_id, pod, clock).await?;
+        clock.emit(
+            Step::Connect,
+            format!("connected to {addr}, host key verified"),
+        );
+        self.ensure_setup(pod_id, host.as_ref(), clock).await?;
+        let report = self.run_session(pod_id, host.as_ref(), clock).await?;
+        clock.emit(Step::Tunnel, "forwarding mcp, vnc and novnc");
+        let tunnel = self
+            .connector
+            .tunnel(
+                &addr,
+                pod_id,
+                self.settings.local_ports,
+                self.settings.remote_ports,
+                self.resolver(pod_id),
+            )
+            .await?;
+        let ports = tunnel.ports();
+        clock.emit(
+            Step::Tunnel,
+            format!(
+                "127.0.0.1:{} (mcp), :{} (vnc), :{} (novnc)",
+                ports.mcp, ports.vnc, ports.novnc
+            ),
+        );
+        let session = Session {
+            pod_id: pod_id.into(),
+            endpoint: addr,
+            ports,
+            report,
+            started_pod,
+            host,
+            tunnel: Some(tunnel),
+        };
+        if let Err(error) = self.wait_services(ports, clock).await {
+            let _ = session.close().await;
+            return Err(error);
+        }
+        clock.emit(Step::Ready, session.novnc_url());
+        Ok(session)
+    }
+
+    fn resolver(&self, pod_id: &str) -> Resolver {
+        let provider = self.provider.clone();
+        let pod_id = pod_id.to_owned();
+        Arc::new(move || {
+            let provider = provider.clone();
+            let pod_id = pod_id.clone();
+            Box::pin(async move {
+                let pod = provider.pod(&pod_id).await?;
+                pod.ssh.ok_or_else(|| Error::NotReady {
+                    pod_id: pod_id.clone(),
+                    wanted: "reachable over ssh",
+                    waited: Duration::ZERO,
+                    last_status: pod.status.to_string(),
+                })
+            })
+        })
+    }
+
+    /// Polls until the pod runs with an SSH endpoint.
+    async fn wait_running(&self, pod_id: &str, clock: &Clock<'_>) -> Result<PodView> {
+        self.poll(
+            pod_id,
+            "running with ssh",
+            self.settings.ready_timeout,
+            clock,
+            |pod| pod.status == PodStatus::Running && pod.ssh.is_some(),
+        )
+        .await
+    }
+
+    async fn poll(
+        &self,
+        pod_id: &str,
+        wanted: &'static str,
+        timeout: Duration,
+        clock: &Clock<'_>,
+        done: impl Fn(&PodView) -> bool,
+    ) -> Result<PodView> {
+        let started = Instant::now();
+        let mut interval = self.settings.poll_interval;
+        let mut last: Option<PodStatus> = None;
+        loop {
+            let pod = self.provider.pod(pod_id).await?;
+            if last.as_ref() != Some(&pod.status) {
+                clock.emit(
+                    if wanted == "stopped" {
+                        Step::WaitStopped
+                    } else {
+                        Step::WaitRunning
+                    },
+                    format!("pod {pod_id} is {}", pod.status),
+                );
+            }
+            if done(&pod) {
+                return Ok(pod);
+            }
+            let stopping = wanted == "stopped";
+            let failed = match pod.status {
+                PodStatus::Error => Some("the container failed; read the pod's logs"),
+                PodStatus::Terminated => Some("the pod was terminated; create a new one"),
+                PodStatus::Exited
+                    if !stopping && last.as_ref().is_some_and(|s| *s != PodStatus::Exited) =>
+                {
+                    Some("the pod stopped while starting; start it again")
+                }
+                _ => None,
+            };
+            if let Some(hint) = failed {
+                return Err(Error::PodFailed {
+                    pod_id: pod_id.into(),
+                    status: pod.status.to_string(),
+                    wanted,
+                    hint,
+                });
+            }
+            last = Some(pod.status.clone());
+            if started.elapsed() >= timeout {
+                return Err(Error::NotReady {
+                    pod_id: pod_id.into(),
+                    wanted,
+                    waited: timeout,
+                    last_status: pod.status.to_string(),
+                });
+            }
+            tokio::time::sleep(interval.min(timeout.saturating_sub(started.elapsed()))).await;
+            interval = interval.mul_f64(1.5).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Waits for an SSH banner, re-reading the endpoint (it may be stale after a restart), then
+    /// connects with host-key verification.
+    async fn connect(
+        &self,
+        pod_id: &str,
+        mut pod: PodView,
+        clock: &Clock<'_>,
+    ) -> Result<(SshAddr, Arc<dyn RemoteHost>)> {
+        let started = Instant::now();
+        let timeout = self.settings.ssh_timeout;
+        let mut interval = self.settings.poll_interval.min(Duration::from_millis(500));
+        loop {
+            if let Some(addr) = pod.ssh.clone() {
+                clock.emit(Step::WaitSsh, format!("trying {addr}"));
+                if self.connector.banner(&addr).await {
+                    clock.emit(Step::Connect, format!("sshd answers at {addr}"));
+                    let host = self.connector.connect(&addr, pod_id).await?;
+                    return Ok((addr, host));
+                }
+                if started.elapsed() >= timeout {
+                    return Err(Error::SshUnreachable {
+                        pod_id: pod_id.into(),
+                        endpoint: addr.to_string(),
+                        waited: timeout,
+                    });
+                }
+            } else if started.elapsed() >= timeout {
+                return Err(Error::NotReady {
+                    pod_id: pod_id.into(),
+                    wanted: "reachable over ssh",
+                    waited: timeout,
+                    last_status: pod.status.to_string(),
+                });
+            }
+            tokio::time::sleep(interval).await;
+            interval = interval.mul_f64(1.5).min(Duration::from_secs(5));
+            pod = self.provider.pod(pod_id).await?;
+        }
+    }
+
+    async fn run_checked(
+        &self,
+        pod_id: &str,
+        host: &dyn RemoteHost,
+        what: &str,
+        command: &str,
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<String> {
+        let output = host.run(command, stdin, timeout).await?;
+        if output.success() {
+            Ok(output.stdout)
+        } else {
+            Err(Error::RemoteCommand {
+                what: what.into(),
+                pod_id: pod_id.into(),
+                code: output
+                    .code
+                    .map_or_else(|| "a signal".to_owned(), |code| format!("code {code}")),
+                stderr_tail: tail(&output.stderr, 4),
+            })
+        }
+    }
+
+    /// Runs the setup script when the pod's recorded assets version differs from ours.
+    async fn ensure_setup(
+        &self,
+        pod_id: &str,
+        host: &dyn RemoteHost,
+        clock: &Clock<'_>,
+    ) -> Result<()> {
+        let home = self.settings.rpb_home();
+        let recorded = host
+            .run(
+                &format!(
+                    "cat {} 2>/dev/null || true",
+                    shell_quote(&format!("{home}/{}", assets::VERSION_FILE))
+                ),
+                None,
+                Duration::from_secs(30),
+            )
+            .await?;
+        let wanted = assets::version();
+        if recorded.stdout.trim() == wanted {
+            clock.emit(Step::Setup, format!("assets {wanted} already installed"));
+            return Ok(());
+        }
+        clock.emit(Step::Setup, format!("installing assets {wanted}"));
+        let staging = format!("{home}/staging/{wanted}");
+        self.run_checked(
+            pod_id,
+            host,
+            "creating the staging folder",
+            &format!("mkdir -p {}", shell_quote(&staging)),
+            None,
+            Duration::from_secs(30),
+        )
+        .await?;
+        let local = tempfile_dir()?;
+        let files = assets::write_to(local.path())?;
+        for file in &files {
+            let name = file
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            host.upload(file, &format!("{staging}/{name}"), None)
+                .await?;
+        }
+        let command = format!(
+            "{} bash {}",
+            self.settings.env_prefix(),
+            shell_quote(&format!("{staging}/setup.sh"))
+        );
+        let stdout = self
+            .run_checked(
+                pod_id,
+                host,
+                "the setup script",
+                &command,
+                None,
+                self.settings.setup_timeout,
+            )
+            .await?;
+        let report = SetupReport::parse(&stdout)?;
+        clock.emit(
+            Step::Setup,
+            format!(
+                "assets {} installed, blender {}",
+                report.assets_version, report.blender_bin
+            ),
+        );
+        Ok(())
+    }
+
+    async fn run_session(
+        &self,
+        pod_id: &str,
+        host: &dyn RemoteHost,
+        clock: &Clock<'_>,
+    ) -> Result<SessionReport> {
+        clock.emit(Step::Session, "starting xvfb, x11vnc, novnc and blender");
+        let command = format!(
+            "{} bash {} start --vnc-password-stdin",
+            self.settings.env_prefix(),
+            shell_quote(&format!("{}/bin/session.sh", self.settings.rpb_home()))
+        );
+        let mut password = self
+            .settings
+            .vnc_password
+            .expose_secret()
+            .as_bytes()
+            .to_vec();
+        password.push(b'\n');
+        let stdout = self
+            .run_checked(
+                pod_id,
+                host,
+                "the session script",
+                &command,
+                Some(password),
+                self.settings.session_timeout,
+            )
+            .await?;
+        let report = SessionReport::parse(&stdout)?;
+        clock.emit(
+            Step::Session,
+            format!(
+                "blender {} on display :{} ({})",
+                report
+                    .addon
+                    .as_ref()
+                    .map_or_else(|| "?".to_owned(), |addon| addon.blender_version.clone()),
+                report.display,
+                if report.started.is_empty() {
+                    "already running".to_owned()
+                } else {
+                    format!("started {}", report.started.join(", "))
+                }
+            ),
+        );
+        Ok(report)
+    }
+
+    async fn wait_services(&self, ports: TunnelPorts, clock: &Clock<'_>) -> Result<()> {
+        clock.emit(
+            Step::WaitServices,
+            "pinging blender and novnc through the tunnel",
+        );
+        let started = Instant::now();
+        let timeout = self.settings.services_timeout;
+        let mut mcp_ok = false;
+        let mut novnc_ok = false;
+        loop {
+            if !mcp_ok {
+                mcp_ok = self.connector.mcp_answers(ports.mcp).await;
+            }
+            if !novnc_ok {
+                novnc_ok = self.connector.novnc_answers(ports.novnc).await;
+            }
+            if mcp_ok && novnc_ok {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                let (which, port) = if mcp_ok {
+                    ("novnc", ports.novnc)
+                } else {
+                    ("blender (mcp)", ports.mcp)
+                };
+                return Err(Error::ServiceNotReady {
+                    which,
+                    port,
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops a session: closes the tunnel, stops the pod, waits until it is `EXITED` with cost
+    /// 0, and returns the pod as last read.
+    ///
+    /// # Errors
+    ///
+    /// Provider failures and the stop deadline.
+    pub async fn stop(
+        &self,
+        pod_id: &str,
+        session: Option<Session>,
+        events: Events<'_>,
+    ) -> Result<PodView> {
+        let clock = Clock {
+            started: Instant::now(),
+            events,
+        };
+        if let Some(session) = session {
+            clock.emit(Step::CloseTunnel, "closing the tunnel");
+            if let Err(error) = session.close().await {
+                tracing::warn!(pod_id, error = %error, "closing the tunnel reported an error");
+            }
+        }
+        let pod = self.provider.pod(pod_id).await?;
+        if !matches!(pod.status, PodStatus::Exited | PodStatus::Terminated) {
+            clock.emit(Step::StopPod, format!("stopping pod {pod_id}"));
+            self.provider.stop(pod_id).await?;
+        }
+        let pod = self
+            .poll(
+                pod_id,
+                "stopped",
+                self.settings.stop_timeout,
+                &clock,
+                |pod| pod.status == PodStatus::Exited && pod.cost_per_hour <= 0.0,
+            )
+            .await?;
+        clock.emit(
+            Step::WaitStopped,
+            format!("pod {pod_id} is stopped; it costs $0.00/h now"),
+        );
+        Ok(pod)
+    }
+
+    /// The pod's state (one API request) and, with a session, the tunnel and the reachability
+    /// of Blender and noVNC through it.
+    ///
+    /// # Errors
+    ///
+    /// Provider failures.
+    pub async fn status(&self, pod_id: &str, session: Option<&Session>) -> Result<SessionStatus> {
+        let pod = self.provider.pod(pod_id).await?;
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "uptimes are far below 2^52 seconds"
+        )]
+        let cost_since_start = pod
+            .uptime_seconds
+            .map_or(0.0, |seconds| seconds as f64 / 3600.0)
+            * pod.cost_per_hour;
+        let (tunnel, mcp_answers, novnc_answers) = match session {
+            Some(session) => (
+                Some(session.tunnel_state()),
+                self.connector.mcp_answers(session.ports.mcp).await,
+                self.connector.novnc_answers(session.ports.novnc).await,
+            ),
+            None => (None, false, false),
+        };
+        Ok(SessionStatus {
+            pod,
+            cost_since_start,
+            tunnel,
+            mcp_answers,
+            novnc_answers,
+        })
+    }
+
+    fn remote_project_dir(&self, project: &project_store::ProjectName) -> String {
+        format!(
+            "{}/projects/{project}",
+            self.settings.pod_root.trim_end_matches('/')
+        )
+    }
+
+    /// Saves the open scene on the pod as `<pod root>/projects/<project>/<name>.blend`, then
+    /// downloads it into the local project as a new version (hash verified, manifest updated).
+    ///
+    /// # Errors
+    ///
+    /// MCP, transfer and store failures; nothing partial is left in the project.
+    pub async fn save(
+        &self,
+        session: &Session,
+        store: &project_store::Store,
+        project: &project_store::ProjectName,
+        name: &str,
+    ) -> Result<project_store::FileEntry> {
+        let remote = format!("{}/{name}.blend", self.remote_project_dir(project));
+        let mut client = session.mcp().await?;
+        client.save_blend(&remote).await?;
+        let local_dir = store
+            .projects_dir()
+            .join(project.as_str())
+            .join(".rpb-incoming");
+        let temp = local_dir.join(format!("{name}.blend.download"));
+        create_dir(&local_dir)?;
+        let transferred = session.host.download(&remote, &temp, None).await;
+        let result = match transferred {
+            Ok(transferred) => store
+                .save_version(project, name)
+                .source(project_store::Source::pod(&session.pod_id, &remote))
+                .expected_sha256(transferred.sha256)
+                .copy_from_file(&temp)
+                .map_err(Error::from),
+            Err(error) => Err(error),
+        };
+        let _ = std::fs::remove_file(&temp);
+        let _ = std::fs::remove_dir(&local_dir);
+        result
+    }
+
+    /// Opens a local version (`latest`, a file name or a stem) in Blender on the pod, uploading
+    /// it first when the pod lacks it or holds a different file. Returns the remote path.
+    ///
+    /// # Errors
+    ///
+    /// Store, transfer and MCP failures.
+    pub async fn open(
+        &self,
+        session: &Session,
+        store: &project_store::Store,
+        project: &project_store::ProjectName,
+        version: &str,
+    ) -> Result<String> {
+        let local_project = store.project(project)?;
+        let entry = local_project.resolve(version)?.clone();
+        let local = local_project.path_of(&entry);
+        let remote = format!("{}/{}", self.remote_project_dir(project), entry.name);
+        let check = session
+            .host
+            .run(
+                &format!("sha256sum {} 2>/dev/null || true", shell_quote(&remote)),
+                None,
+                Duration::from_secs(120),
+            )
+            .await?;
+        let remote_hash = check
+            .stdout
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if remote_hash != entry.sha256 {
+            self.run_checked(
+                &session.pod_id,
+                session.host.as_ref(),
+                "creating the project folder",
+                &format!(
+                    "mkdir -p {}",
+                    shell_quote(&self.remote_project_dir(project))
+                ),
+                None,
+                Duration::from_secs(30),
+            )
+            .await?;
+            session.host.upload(&local, &remote, None).await?;
+        }
+        let mut client = session.mcp().await?;
+        client.open_blend(&remote).await?;
+        Ok(remote)
+    }
+
+    /// Uploads a local file to the pod.
+    ///
+    /// # Errors
+    ///
+    /// Transfer failures.
+    pub async fn push(
+        &self,
+        session: &Session,
+        local: &Path,
+        remote: &str,
+        progress: Option<ProgressFn>,
+    ) -> Result<Transferred> {
+        session.host.upload(local, remote, progress).await
+    }
+
+    /// Downloads a file from the pod.
+    ///
+    /// # Errors
+    ///
+    /// Transfer failures.
+    pub async fn pull(
+        &self,
+        session: &Session,
+        remote: &str,
+        local: &Path,
+        progress: Option<ProgressFn>,
+    ) -> Result<Transferred> {
+        session.host.download(remote, local, progress).await
+    }
+}
+
+fn create_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|source| Error::Io {
+        operation: "create",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A temporary folder for staging the assets before upload.
+fn tempfile_dir() -> Result<TempDir> {
+    let base = std::env::temp_dir();
+    for attempt in 0..100_u32 {
+        let path = base.join(format!("rpb-assets-{}-{attempt}", std::process::id()));
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(TempDir(path)),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    operation: "create",
+                    path,
+                    source,
+                });
+            }
+        }
+    }
+    Err(Error::Settings(
+        "no free temporary folder for the pod assets".into(),
+    ))
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("/runpod/rpb"), "/runpod/rpb");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn the_boot_command_falls_back_to_the_image_start_script() {
+        assert_eq!(
+            boot_command("/runpod/"),
+            "bash -c '[ -f /runpod/rpb/bin/boot-hook.sh ] && exec bash /runpod/rpb/bin/boot-hook.sh /start.sh; exec /start.sh'"
+        );
+    }
+
+    #[test]
+    fn the_env_prefix_holds_paths_and_ports_but_never_the_password() {
+        let mut settings = SessionSettings::new(SecretString::from("hunter22"));
+        settings.pod_env.insert("RPB_DISPLAY".into(), "201".into());
+        let prefix = settings.env_prefix();
+        assert!(
+            prefix.starts_with("env RPB_DISPLAY=201 RPB_MCP_PORT=9876"),
+            "{prefix}"
+        );
+        assert!(prefix.contains("RPB_POD_ROOT=/runpod"));
+        assert!(!prefix.contains("hunter22"));
+    }
+}

@@ -1,0 +1,192 @@
+//! The narrow capabilities the orchestrator needs from a pod provider and from a remote host.
+//!
+//! [`crate::adapters`] implements them for `runpod_api::Client` and `pod_tunnel`; tests
+//! implement them with in-memory fakes, so every branch of the lifecycle is testable without a
+//! network.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+pub use runpod_api::PodStatus;
+
+use crate::Result;
+
+/// Where to reach a pod over SSH.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SshAddr {
+    /// Host name or IP.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// User name.
+    pub user: String,
+}
+
+impl fmt::Display for SshAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// What the orchestrator needs to know about a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodView {
+    /// Pod id.
+    pub id: String,
+    /// Pod name.
+    pub name: String,
+    /// Observed status.
+    pub status: PodStatus,
+    /// Direct SSH endpoint, once running.
+    pub ssh: Option<SshAddr>,
+    /// Cost in USD per hour now (0 when stopped).
+    pub cost_per_hour: f64,
+    /// Seconds since the container started, when running.
+    pub uptime_seconds: Option<u64>,
+}
+
+/// What to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodSpec {
+    /// Pod name.
+    pub name: String,
+    /// Container image.
+    pub image: String,
+    /// GPU type id.
+    pub gpu_type: String,
+    /// Number of GPUs.
+    pub gpu_count: u32,
+    /// `SECURE` or `COMMUNITY`.
+    pub cloud: runpod_api::models::Cloud,
+    /// Persistent volume size in GB, mounted at `volume_path`.
+    pub volume_gb: u32,
+    /// Where the persistent volume is mounted (`/runpod`).
+    pub volume_path: String,
+    /// Container disk in GB.
+    pub disk_gb: u32,
+    /// The pod's start command (the boot hook with its fallback).
+    pub start_command: String,
+}
+
+/// What the orchestrator needs from a pod provider (RunPod's API, a simulator, a fake).
+#[async_trait]
+pub trait PodProvider: Send + Sync {
+    /// Reads a pod (one API request).
+    async fn pod(&self, id: &str) -> Result<PodView>;
+    /// Creates a pod.
+    async fn create(&self, spec: &PodSpec) -> Result<PodView>;
+    /// Requests a start. A host with no free GPU is [`crate::Error::NoGpuOnHost`].
+    async fn start(&self, id: &str) -> Result<()>;
+    /// Requests a stop.
+    async fn stop(&self, id: &str) -> Result<()>;
+    /// Makes sure `public_key` is registered on the account (keeping every other key); returns
+    /// whether it had to be added.
+    async fn ensure_ssh_key(&self, public_key: &str) -> Result<bool>;
+}
+
+/// The result of a remote command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    /// Captured standard output.
+    pub stdout: String,
+    /// Captured standard error.
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// Whether the command exited with 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// A finished file transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transferred {
+    /// Bytes moved.
+    pub bytes: u64,
+    /// SHA-256 (hex) of the file, verified on both sides.
+    pub sha256: String,
+}
+
+/// Transfer progress: bytes done and total.
+pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// A connected remote host (the pod over SSH).
+#[async_trait]
+pub trait RemoteHost: Send + Sync {
+    /// Runs a shell command, with optional standard input, within `timeout`.
+    async fn run(
+        &self,
+        command: &str,
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<CommandOutput>;
+    /// Uploads a local file; the remote file appears only when complete and verified.
+    async fn upload(
+        &self,
+        local: &Path,
+        remote: &str,
+        progress: Option<ProgressFn>,
+    ) -> Result<Transferred>;
+    /// Downloads a remote file; the local file appears only when complete and verified.
+    async fn download(
+        &self,
+        remote: &str,
+        local: &Path,
+        progress: Option<ProgressFn>,
+    ) -> Result<Transferred>;
+}
+
+/// Finds the pod's current SSH endpoint again (after a restart moved it).
+pub type Resolver = Arc<dyn Fn() -> BoxFuture<'static, Result<SshAddr>> + Send + Sync>;
+
+/// Local ports of an open tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelPorts {
+    /// Blender's MCP socket.
+    pub mcp: u16,
+    /// VNC.
+    pub vnc: u16,
+    /// noVNC.
+    pub novnc: u16,
+}
+
+/// An open tunnel.
+#[async_trait]
+pub trait TunnelHandle: Send + Sync {
+    /// The local ports actually bound.
+    fn ports(&self) -> TunnelPorts;
+    /// A short description of its state (`connected`, `reconnecting`, ...).
+    fn state(&self) -> String;
+    /// Closes every listener and the session.
+    async fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// Opens SSH sessions and tunnels to pods, and probes services through tunnels.
+#[async_trait]
+pub trait HostConnector: Send + Sync {
+    /// Whether an SSH banner answers at `addr` within a short time.
+    async fn banner(&self, addr: &SshAddr) -> bool;
+    /// Connects and authenticates, verifying the host key pinned for `pod_id`.
+    async fn connect(&self, addr: &SshAddr, pod_id: &str) -> Result<Arc<dyn RemoteHost>>;
+    /// Opens a tunnel forwarding `local → remote` ports for (MCP, VNC, noVNC).
+    async fn tunnel(
+        &self,
+        addr: &SshAddr,
+        pod_id: &str,
+        local: TunnelPorts,
+        remote: TunnelPorts,
+        resolver: Resolver,
+    ) -> Result<Box<dyn TunnelHandle>>;
+    /// Whether Blender's MCP socket answers a ping on the local port.
+    async fn mcp_answers(&self, port: u16) -> bool;
+    /// Whether noVNC's page is served on the local port.
+    async fn novnc_answers(&self, port: u16) -> bool;
+}

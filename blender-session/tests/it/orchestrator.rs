@@ -1,0 +1,717 @@
+//! The orchestrator's every branch, with in-memory fakes of the provider and the SSH side, under
+//! paused time.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use blender_session::assets;
+use blender_session::orchestrator::{Event, Orchestrator, SessionSettings, Step, WaitForGpu};
+use blender_session::seams::{
+    CommandOutput, HostConnector, PodProvider, PodSpec, PodStatus, PodView, ProgressFn, RemoteHost,
+    Resolver, SshAddr, Transferred, TunnelHandle, TunnelPorts,
+};
+use blender_session::{Error, Result};
+use secrecy::SecretString;
+
+const PASSWORD: &str = "vnc-secret-42";
+
+fn addr(port: u16) -> SshAddr {
+    SshAddr {
+        host: "203.0.113.7".into(),
+        port,
+        user: "root".into(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct World {
+    status: VecDeque<PodStatus>,
+    current: Option<PodStatus>,
+    /// Endpoints reported by successive reads once running (the last repeats).
+    endpoints: VecDeque<u16>,
+    cost: f64,
+    starts: u32,
+    stops: u32,
+    no_gpu_starts: u32,
+    boot_fails: bool,
+    keys: Vec<String>,
+    created: Vec<PodSpec>,
+}
+
+#[derive(Clone, Default)]
+struct FakeProvider(Arc<Mutex<World>>);
+
+impl FakeProvider {
+    fn with(status: PodStatus) -> Self {
+        let provider = Self::default();
+        provider.world().current = Some(status);
+        provider.world().cost = 0.44;
+        provider.world().endpoints.push_back(2201);
+        provider
+    }
+
+    fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.0.lock().expect("fake lock")
+    }
+}
+
+#[async_trait]
+impl PodProvider for FakeProvider {
+    async fn pod(&self, id: &str) -> Result<PodView> {
+        let mut world = self.world();
+        if let Some(next) = world.status.pop_front() {
+            world.current = Some(next);
+        }
+        let status = world.current.clone().unwrap_or(PodStatus::Provisioning);
+        let running = status == PodStatus::Running;
+        let port = if running && world.endpoints.len() > 1 {
+            world.endpoints.pop_front()
+        } else {
+            world.endpoints.front().copied()
+        };
+        Ok(PodView {
+            id: id.into(),
+            name: "p".into(),
+            status: status.clone(),
+            ssh: running.then(|| addr(port.unwrap_or(22))),
+            cost_per_hour: if matches!(status, PodStatus::Exited) {
+                0.0
+            } else {
+                world.cost
+            },
+            uptime_seconds: running.then_some(7200),
+        })
+    }
+
+    async fn create(&self, spec: &PodSpec) -> Result<PodView> {
+        let mut world = self.world();
+        world.created.push(spec.clone());
+        world.current = Some(PodStatus::Provisioning);
+        world
+            .status
+            .extend([PodStatus::Starting, PodStatus::Running]);
+        drop(world);
+        Ok(PodView {
+            id: "new1".into(),
+            name: spec.name.clone(),
+            status: PodStatus::Provisioning,
+            ssh: None,
+            cost_per_hour: 0.44,
+            uptime_seconds: None,
+        })
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        let mut world = self.world();
+        if world.no_gpu_starts > 0 {
+            world.no_gpu_starts -= 1;
+            return Err(Error::NoGpuOnHost { pod_id: id.into() });
+        }
+        world.starts += 1;
+        world.current = Some(PodStatus::Starting);
+        let next = if world.boot_fails {
+            PodStatus::Error
+        } else {
+            PodStatus::Running
+        };
+        world.status.push_back(next);
+        Ok(())
+    }
+
+    async fn stop(&self, _id: &str) -> Result<()> {
+        let mut world = self.world();
+        world.stops += 1;
+        world.status.clear();
+        world.current = Some(PodStatus::Exited);
+        Ok(())
+    }
+
+    async fn ensure_ssh_key(&self, public_key: &str) -> Result<bool> {
+        let mut world = self.world();
+        if world.keys.iter().any(|key| key == public_key) {
+            return Ok(false);
+        }
+        world.keys.push(public_key.into());
+        Ok(true)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Remote {
+    live_ports: Vec<u16>,
+    assets_version: String,
+    session_fails: bool,
+    services_answer: bool,
+    commands: Vec<(String, Option<Vec<u8>>)>,
+    uploads: Vec<String>,
+    tunnels_open: u32,
+    tunnels_closed: u32,
+    connected_to: Vec<u16>,
+}
+
+#[derive(Clone, Default)]
+struct FakeConnector(Arc<Mutex<Remote>>);
+
+impl FakeConnector {
+    fn healthy(assets_version: &str) -> Self {
+        let connector = Self::default();
+        {
+            let mut remote = connector.remote();
+            remote.live_ports = vec![2201, 2202];
+            remote.assets_version = assets_version.into();
+            remote.services_answer = true;
+        }
+        connector
+    }
+
+    fn remote(&self) -> std::sync::MutexGuard<'_, Remote> {
+        self.0.lock().expect("fake lock")
+    }
+}
+
+fn session_report() -> String {
+    // The real script prints the report key first; the parser looks for that prefix.
+    format!(
+        concat!(
+            r#"{{"rpb_session":"ready","assets_version":"{}","display":99,"#,
+            r#""ports":{{"mcp":9876,"vnc":5900,"novnc":6080}},"#,
+            r#""pids":{{"xvfb":10,"x11vnc":11,"websockify":12,"blender":13}},"#,
+            r#""started":["xvfb","x11vnc","websockify","blender"],"down":[],"#,
+            r#""addon":null,"log_dir":"/runpod/rpb/logs"}}"#
+        ),
+        assets::version()
+    )
+}
+
+#[async_trait]
+impl RemoteHost for FakeConnector {
+    async fn run(
+        &self,
+        command: &str,
+        stdin: Option<Vec<u8>>,
+        _timeout: Duration,
+    ) -> Result<CommandOutput> {
+        let mut remote = self.remote();
+        remote.commands.push((command.into(), stdin));
+        let ok = |stdout: String| CommandOutput {
+            code: Some(0),
+            stdout,
+            stderr: String::new(),
+        };
+        if command.starts_with("cat ") {
+            return Ok(ok(remote.assets_version.clone()));
+        }
+        if command.contains("setup.sh") {
+            remote.assets_version = assets::version().into();
+            let report = format!(
+                concat!(
+                    r#"{{"rpb_setup":"done","assets_version":"{}","#,
+                    r#""blender_bin":"/usr/bin/blender","cached_debs":0,"#,
+                    r#""host_keys":"persisted","changed":["bin"]}}"#
+                ),
+                assets::version()
+            );
+            return Ok(ok(report));
+        }
+        if command.contains("session.sh") {
+            if remote.session_fails {
+                return Ok(CommandOutput {
+                    code: Some(1),
+                    stdout: String::new(),
+                    stderr: "rpb-session: error: xvfb did not start\n".into(),
+                });
+            }
+            return Ok(ok(format!("starting\n{}\n", session_report())));
+        }
+        Ok(ok(String::new()))
+    }
+
+    async fn upload(
+        &self,
+        _local: &Path,
+        remote: &str,
+        _p: Option<ProgressFn>,
+    ) -> Result<Transferred> {
+        self.remote().uploads.push(remote.into());
+        Ok(Transferred {
+            bytes: 1,
+            sha256: "00".into(),
+        })
+    }
+
+    async fn download(
+        &self,
+        _remote: &str,
+        _local: &Path,
+        _p: Option<ProgressFn>,
+    ) -> Result<Transferred> {
+        unreachable!("not used by these tests")
+    }
+}
+
+struct FakeTunnel(FakeConnector, TunnelPorts);
+
+#[async_trait]
+impl TunnelHandle for FakeTunnel {
+    fn ports(&self) -> TunnelPorts {
+        self.1
+    }
+
+    fn state(&self) -> String {
+        "connected".into()
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        self.0.remote().tunnels_closed += 1;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HostConnector for FakeConnector {
+    async fn banner(&self, addr: &SshAddr) -> bool {
+        self.remote().live_ports.contains(&addr.port)
+    }
+
+    async fn connect(&self, addr: &SshAddr, _pod_id: &str) -> Result<Arc<dyn RemoteHost>> {
+        self.remote().connected_to.push(addr.port);
+        Ok(Arc::new(self.clone()))
+    }
+
+    async fn tunnel(
+        &self,
+        _addr: &SshAddr,
+        _pod_id: &str,
+        local: TunnelPorts,
+        _remote: TunnelPorts,
+        _resolver: Resolver,
+    ) -> Result<Box<dyn TunnelHandle>> {
+        self.remote().tunnels_open += 1;
+        let bound = TunnelPorts {
+            mcp: if local.mcp == 0 { 40001 } else { local.mcp },
+            vnc: if local.vnc == 0 { 40002 } else { local.vnc },
+            novnc: if local.novnc == 0 { 40003 } else { local.novnc },
+        };
+        Ok(Box::new(FakeTunnel(self.clone(), bound)))
+    }
+
+    async fn mcp_answers(&self, _port: u16) -> bool {
+        self.remote().services_answer
+    }
+
+    async fn novnc_answers(&self, _port: u16) -> bool {
+        self.remote().services_answer
+    }
+}
+
+fn settings() -> SessionSettings {
+    let mut settings = SessionSettings::new(SecretString::from(PASSWORD));
+    settings.local_ports = TunnelPorts {
+        mcp: 0,
+        vnc: 0,
+        novnc: 0,
+    };
+    settings.services_timeout = Duration::from_secs(20);
+    settings.ssh_timeout = Duration::from_secs(60);
+    settings
+}
+
+fn orchestrator(
+    provider: &FakeProvider,
+    connector: &FakeConnector,
+    settings: SessionSettings,
+) -> Orchestrator {
+    Orchestrator::new(
+        Arc::new(provider.clone()),
+        Arc::new(connector.clone()),
+        settings,
+    )
+}
+
+fn recorder() -> (Arc<Mutex<Vec<Event>>>, impl Fn(&Event) + Send + Sync) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    (events, move |event: &Event| {
+        sink.lock().expect("events").push(event.clone());
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_from_stopped_sets_up_runs_the_session_and_opens_the_tunnel() {
+    let provider = FakeProvider::with(PodStatus::Exited);
+    let connector = FakeConnector::healthy("old-version");
+    let (events, sink) = recorder();
+    let session = orchestrator(&provider, &connector, settings())
+        .start("pod1", &sink)
+        .await
+        .expect("started");
+    assert!(session.started_pod);
+    assert_eq!(session.ports.novnc, 40003, "port 0 picks a free port");
+    assert_eq!(provider.world().starts, 1);
+    let remote = connector.remote();
+    for asset in assets::all() {
+        assert!(
+            remote.uploads.iter().any(|path| path.ends_with(asset.name)),
+            "{} was staged: {:?}",
+            asset.name,
+            remote.uploads
+        );
+    }
+    let (session_command, stdin) = remote
+        .commands
+        .iter()
+        .find(|(command, _)| command.contains("session.sh"))
+        .expect("session ran");
+    assert!(!session_command.contains(PASSWORD), "{session_command}");
+    assert_eq!(stdin.as_deref(), Some(format!("{PASSWORD}\n").as_bytes()));
+    assert!(session_command.contains("RPB_POD_ROOT=/runpod"));
+    drop(remote);
+    let steps: Vec<Step> = events
+        .lock()
+        .expect("events")
+        .iter()
+        .map(|e| e.step)
+        .collect();
+    for step in [
+        Step::StartPod,
+        Step::WaitRunning,
+        Step::Connect,
+        Step::Setup,
+        Step::Session,
+        Step::Tunnel,
+        Step::Ready,
+    ] {
+        assert!(steps.contains(&step), "missing {step:?} in {steps:?}");
+    }
+    assert!(
+        session
+            .novnc_url()
+            .ends_with(":40003/vnc.html?autoconnect=1&resize=scale")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_pod_with_current_assets_is_not_started_or_set_up_again() {
+    let provider = FakeProvider::with(PodStatus::Running);
+    let connector = FakeConnector::healthy(assets::version());
+    let session = orchestrator(&provider, &connector, settings())
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect("started");
+    assert!(!session.started_pod);
+    assert_eq!(provider.world().starts, 0);
+    let remote = connector.remote();
+    assert!(remote.uploads.is_empty());
+    assert!(
+        !remote
+            .commands
+            .iter()
+            .any(|(command, _)| command.contains("setup.sh"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_endpoint_is_re_read_until_a_banner_answers() {
+    let provider = FakeProvider::with(PodStatus::Running);
+    {
+        let mut world = provider.world();
+        world.endpoints = VecDeque::from([1999, 1999, 1999, 2202]);
+    }
+    let connector = FakeConnector::healthy(assets::version());
+    let session = orchestrator(&provider, &connector, settings())
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect("started on the new port");
+    assert_eq!(session.endpoint.port, 2202);
+    assert_eq!(connector.remote().connected_to, [2202]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sshd_that_never_answers_is_a_clear_error_and_the_pod_is_stopped_again() {
+    let provider = FakeProvider::with(PodStatus::Exited);
+    let connector = FakeConnector::healthy(assets::version());
+    connector.remote().live_ports.clear();
+    let error = orchestrator(&provider, &connector, settings())
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect_err("no sshd");
+    assert!(
+        matches!(
+            &error,
+            Error::StartFailed {
+                stopped_again: true,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let chain = format!(
+        "{error}: {}",
+        std::error::Error::source(&error)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
+    assert!(
+        chain.contains("sshd did not answer at root@203.0.113.7:2201"),
+        "{chain}"
+    );
+    assert_eq!(provider.world().stops, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_free_gpu_is_typed_and_wait_for_gpu_retries_until_it_clears() {
+    let provider = FakeProvider::with(PodStatus::Exited);
+    provider.world().no_gpu_starts = 1;
+    let connector = FakeConnector::healthy(assets::version());
+    let error = orchestrator(&provider, &connector, settings())
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect_err("no gpu");
+    assert!(matches!(error, Error::NoGpuOnHost { .. }), "{error:?}");
+    assert!(error.to_string().contains("wait-for-gpu"), "{error}");
+    assert_eq!(
+        provider.world().stops,
+        0,
+        "nothing was started, nothing to stop"
+    );
+
+    provider.world().no_gpu_starts = 3;
+    let mut patient = settings();
+    patient.wait_for_gpu = Some(WaitForGpu {
+        interval: Duration::from_secs(30),
+        deadline: Duration::from_secs(600),
+    });
+    let (events, sink) = recorder();
+    orchestrator(&provider, &connector, patient)
+        .start("pod1", &sink)
+        .await
+        .expect("starts once a gpu frees up");
+    let waits = events
+        .lock()
+        .expect("events")
+        .iter()
+        .filter(|event| event.step == Step::WaitForGpu)
+        .count();
+    assert_eq!(waits, 3);
+
+    provider.world().current = Some(PodStatus::Exited);
+    provider.world().no_gpu_starts = 100;
+    let mut short = settings();
+    short.wait_for_gpu = Some(WaitForGpu {
+        interval: Duration::from_secs(30),
+        deadline: Duration::from_secs(90),
+    });
+    let error = orchestrator(&provider, &connector, short)
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect_err("deadline");
+    assert!(matches!(error, Error::NoGpuOnHost { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_session_script_stops_the_pod_again_unless_told_to_keep_it() {
+    let provider = FakeProvider::with(PodStatus::Exited);
+    let connector = FakeConnector::healthy(assets::version());
+    connector.remote().session_fails = true;
+    let error = orchestrator(&provider, &connector, settings())
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect_err("session fails");
+    let message = error.to_string();
+    assert!(message.contains("stopped again"), "{message}");
+    let source = std::error::Error::source(&error)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(source.contains("xvfb did not start"), "{source}");
+    assert_eq!(provider.world().stops, 1);
+
+    provider.world().current = Some(PodStatus::Exited);
+    let mut keep = settings();
+    keep.keep_pod_on_failure = true;
+    let error = orchestrator(&provider, &connector, keep)
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect_err("session fails");
+    assert!(matches!(
+        error,
+        Error::StartFailed {
+            stopped_again: false,
+            ..
+        }
+    ));
+    assert_eq!(provider.world().stops, 1, "kept running as asked");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_script_failure_on_a_pod_we_did_not_start_leaves_it_running() {
+    let provider = FakeProvider::with(PodStatus::Running);
+    let connector = FakeConnector::healthy(assets::version());
+    connector.remote().session_fails = true;
+    let error = orchestrator(&provider, &connector, settings())
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect_err("session fails");
+    assert!(matches!(error, Error::RemoteCommand { .. }), "{error:?}");
+    assert_eq!(provider.world().stops, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_that_never_answer_close_the_tunnel_and_stop_the_pod() {
+    let provider = FakeProvider::with(PodStatus::Exited);
+    let connector = FakeConnector::healthy(assets::version());
+    connector.remote().services_answer = false;
+    let error = orchestrator(&provider, &connector, settings())
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect_err("services down");
+    let source = std::error::Error::source(&error)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(source.contains("blender (mcp) did not answer"), "{source}");
+    let remote = connector.remote();
+    assert_eq!((remote.tunnels_open, remote.tunnels_closed), (1, 1));
+    assert_eq!(provider.world().stops, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_that_errors_while_starting_fails_the_start_and_is_stopped() {
+    let provider = FakeProvider::with(PodStatus::Exited);
+    provider.world().boot_fails = true;
+    let connector = FakeConnector::healthy(assets::version());
+    let error = orchestrator(&provider, &connector, settings())
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect_err("errors");
+    let source = std::error::Error::source(&error)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(source.contains("is ERROR"), "{error}: {source}");
+    assert_eq!(provider.world().stops, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_terminated_pod_cannot_start() {
+    let provider = FakeProvider::with(PodStatus::Terminated);
+    let connector = FakeConnector::healthy(assets::version());
+    let error = orchestrator(&provider, &connector, settings())
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect_err("terminated");
+    assert!(error.to_string().contains("create a new one"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_closes_the_tunnel_and_waits_for_zero_cost() {
+    let provider = FakeProvider::with(PodStatus::Running);
+    let connector = FakeConnector::healthy(assets::version());
+    let orchestrator = orchestrator(&provider, &connector, settings());
+    let session = orchestrator
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect("started");
+    let status = orchestrator
+        .status("pod1", Some(&session))
+        .await
+        .expect("status");
+    assert!(
+        (status.cost_since_start - 0.88).abs() < 1e-9,
+        "2 h at $0.44/h"
+    );
+    assert_eq!(status.tunnel.as_deref(), Some("connected"));
+    assert!(status.mcp_answers && status.novnc_answers);
+    let (events, sink) = recorder();
+    let pod = orchestrator
+        .stop("pod1", Some(session), &sink)
+        .await
+        .expect("stopped");
+    assert_eq!(pod.status, PodStatus::Exited);
+    assert!(pod.cost_per_hour.abs() < f64::EPSILON);
+    assert_eq!(connector.remote().tunnels_closed, 1);
+    assert_eq!(provider.world().stops, 1);
+    assert!(
+        events
+            .lock()
+            .expect("events")
+            .iter()
+            .any(|e| e.detail.contains("$0.00/h"))
+    );
+}
+
+fn spec() -> PodSpec {
+    PodSpec {
+        name: "rpb".into(),
+        image: "runpod/pytorch".into(),
+        gpu_type: "NVIDIA RTX A5000".into(),
+        gpu_count: 1,
+        cloud: runpod_api::models::Cloud::Community,
+        volume_gb: 50,
+        volume_path: "/runpod".into(),
+        disk_gb: 20,
+        start_command: blender_session::orchestrator::boot_command("/runpod"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_registers_the_key_once_creates_and_sets_up() {
+    let provider = FakeProvider::with(PodStatus::Provisioning);
+    provider.world().keys.push("ssh-ed25519 OLD other".into());
+    let connector = FakeConnector::healthy("none");
+    let orchestrator = orchestrator(&provider, &connector, settings());
+    let pod = orchestrator
+        .create(&spec(), "ssh-ed25519 NEW me", &|_: &Event| {})
+        .await
+        .expect("created");
+    assert_eq!(pod.status, PodStatus::Running);
+    assert_eq!(
+        provider.world().keys,
+        ["ssh-ed25519 OLD other", "ssh-ed25519 NEW me"]
+    );
+    assert_eq!(provider.world().created.len(), 1);
+    assert!(
+        connector
+            .remote()
+            .commands
+            .iter()
+            .any(|(c, _)| c.contains("setup.sh"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_whose_setup_fails_stops_the_new_pod() {
+    let provider = FakeProvider::with(PodStatus::Provisioning);
+    let connector = FakeConnector::healthy("none");
+    connector.remote().live_ports.clear();
+    let mut fast = settings();
+    fast.ssh_timeout = Duration::from_secs(5);
+    let error = orchestrator(&provider, &connector, fast)
+        .create(&spec(), "ssh-ed25519 NEW me", &|_: &Event| {})
+        .await
+        .expect_err("setup fails");
+    assert!(
+        matches!(
+            error,
+            Error::StartFailed {
+                stopped_again: true,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(provider.world().stops, 1);
+}
+
+#[test]
+fn settings_env_is_complete() {
+    let mut env = BTreeMap::new();
+    env.insert("BLENDER_BIN".to_owned(), "/usr/bin/blender".to_owned());
+    let mut settings = settings();
+    settings.pod_env = env;
+    assert!(
+        format!("{settings:?}").contains("SecretBox"),
+        "the password is redacted in Debug"
+    );
+    assert!(!format!("{settings:?}").contains(PASSWORD));
+}

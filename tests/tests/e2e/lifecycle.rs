@@ -1,0 +1,220 @@
+//! The whole lifecycle on the local pod, and its failure modes.
+
+use std::time::Duration;
+
+use blender_session::Error;
+use blender_session::orchestrator::WaitForGpu;
+use blender_session::seams::PodStatus;
+use runpod_api::PodId;
+use test_support::browser::{Browser, Image, NOVNC_CONNECTED, save_artifact};
+
+use crate::support::{Rig, VNC_PASSWORD, alive, serial};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_start_work_save_open_stop_and_see_blender_in_a_browser() -> anyhow::Result<()> {
+    let _serial = serial().await;
+    let rig = Rig::start().await?;
+    let sink = rig.sink();
+
+    // Create: the key is registered, the pod id lands in .env, setup runs over SSH.
+    let pod_id = rig.create().await?;
+    assert_eq!(rig.pod.simulator().ssh_keys(), [rig.pod.ssh_public_key()]);
+    let config = rig.store.load_config()?;
+    assert_eq!(config.pod_id.as_deref(), Some(pod_id.as_str()));
+
+    // Start: Blender answers through the tunnel.
+    let session = rig.orchestrator.start(&pod_id, &sink).await?;
+    let mut blender = session.mcp().await?;
+    let scene = blender.scene_info().await?;
+    let names: Vec<&str> = scene.object_names().collect();
+    for expected in ["Cube", "Light", "Camera"] {
+        assert!(
+            names.contains(&expected),
+            "default scene has {expected}: {names:?}"
+        );
+    }
+    let printed = blender
+        .execute_code("import bpy\nbpy.ops.mesh.primitive_monkey_add()\nprint('added', bpy.context.object.name)")
+        .await?;
+    assert!(printed.contains("added Suzanne"), "{printed:?}");
+
+    // A person's view: noVNC in a real browser, connected, showing Blender's UI.
+    let browser = Browser::launch().await?;
+    let page = browser
+        .open(&format!("{}&password={VNC_PASSWORD}", session.novnc_url()))
+        .await?;
+    page.wait_for(NOVNC_CONNECTED, Duration::from_secs(60))
+        .await?;
+    // Give the first full frame time to arrive after the connection.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let png = page.screenshot_png().await?;
+    let artifact = save_artifact("e2e-novnc-blender.png", &png)?;
+    let image = Image::from_png(&png)?;
+    assert!(
+        !image.is_essentially_single_colour(),
+        "the screenshot {} is blank: {:?}",
+        artifact.display(),
+        image.summary()
+    );
+    browser.close().await?;
+
+    // Save: the scene comes home as a verified version.
+    let project = project_store::ProjectName::new("chair")?;
+    rig.store
+        .create_project(&project, project_store::OnExisting::Reuse)?;
+    let saved = rig
+        .orchestrator
+        .save(&session, &rig.store, &project, "scene")
+        .await?;
+    let local = rig.store.project(&project)?.path_of(&saved);
+    let bytes = std::fs::read(&local)?;
+    assert!(bytes.starts_with(b"BLENDER"), "a .blend file");
+    let manifest = rig.store.project(&project)?;
+    assert_eq!(
+        manifest.latest().map(|entry| entry.sha256.clone()),
+        Some(saved.sha256.clone())
+    );
+    assert_eq!(saved.source.pod_id.as_deref(), Some(pod_id.as_str()));
+
+    // Open: the saved version loads back (after changing the scene).
+    blender
+        .execute_code("import bpy\nbpy.ops.mesh.primitive_cube_add(location=(5, 0, 0))")
+        .await?;
+    let remote = rig
+        .orchestrator
+        .open(&session, &rig.store, &project, "latest")
+        .await?;
+    assert!(remote.ends_with(&saved.name), "{remote}");
+    let mut blender = session.mcp().await?;
+    let reopened: Vec<String> = blender
+        .scene_info()
+        .await?
+        .object_names()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        reopened.iter().any(|name| name == "Suzanne"),
+        "{reopened:?}"
+    );
+    assert!(
+        !reopened.iter().any(|name| name == "Cube.001"),
+        "{reopened:?}"
+    );
+
+    // Status: one call.
+    let status = rig.orchestrator.status(&pod_id, Some(&session)).await?;
+    assert_eq!(status.pod.status, PodStatus::Running);
+    assert!(status.mcp_answers && status.novnc_answers);
+    assert!(status.pod.cost_per_hour > 0.0);
+
+    // Stop: tunnel closed, pod EXITED at $0/h, no session process left.
+    let pids = rig.session_pids();
+    assert!(!pids.is_empty(), "the session wrote PID files");
+    let ports = session.ports;
+    let stopped = rig.orchestrator.stop(&pod_id, Some(session), &sink).await?;
+    assert_eq!(stopped.status, PodStatus::Exited);
+    assert!(stopped.cost_per_hour.abs() < f64::EPSILON);
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", ports.mcp))
+            .await
+            .is_err(),
+        "the tunnel's listeners are closed"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pids.iter().any(|pid| alive(*pid)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left: Vec<u32> = pids.iter().copied().filter(|pid| alive(*pid)).collect();
+    assert!(left.is_empty(), "processes left after stop: {left:?}");
+    rig.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_survive_stale_ports_and_a_host_without_gpus() -> anyhow::Result<()> {
+    let _serial = serial().await;
+    let rig = Rig::start_with(|settings| {
+        settings.wait_for_gpu = Some(WaitForGpu {
+            interval: Duration::from_millis(300),
+            deadline: Duration::from_secs(20),
+        });
+    })
+    .await?;
+    let sink = rig.sink();
+    let pod_id = rig.create().await?;
+    let first = rig.orchestrator.start(&pod_id, &sink).await?;
+    let first_port = first.endpoint.port;
+    rig.orchestrator.stop(&pod_id, Some(first), &sink).await?;
+
+    // The API keeps reporting the old port for a while after the restart; the host has no free
+    // GPU for the first two tries.
+    rig.pod.simulator().set_faults(|faults| {
+        faults.stale_ssh_port_for = Duration::from_secs(3);
+        faults.no_free_gpu_next_start = 2;
+    });
+    let second = rig.orchestrator.start(&pod_id, &sink).await?;
+    assert_ne!(
+        second.endpoint.port, first_port,
+        "a new endpoint after the restart"
+    );
+    let mut blender = second.mcp().await?;
+    blender.ping().await?;
+    let waits = rig
+        .events
+        .lock()
+        .expect("events")
+        .iter()
+        .filter(|event| event.step == blender_session::Step::WaitForGpu)
+        .count();
+    assert_eq!(waits, 2, "retried while the host had no free GPU");
+    rig.orchestrator.stop(&pod_id, Some(second), &sink).await?;
+    rig.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_mid_start_stop_the_pod_again() -> anyhow::Result<()> {
+    let _serial = serial().await;
+    let rig = Rig::start().await?;
+    let sink = rig.sink();
+    let pod_id = rig.create().await?;
+    let ready = rig.orchestrator.start(&pod_id, &sink).await?;
+    rig.orchestrator.stop(&pod_id, Some(ready), &sink).await?;
+
+    // Without a free GPU and without waiting: the typed error, and the pod stays stopped.
+    rig.pod
+        .simulator()
+        .set_faults(|faults| faults.no_free_gpu_next_start = 1);
+    let error = rig
+        .orchestrator
+        .start(&pod_id, &sink)
+        .await
+        .expect_err("no gpu on the host");
+    assert!(matches!(error, Error::NoGpuOnHost { .. }), "{error:?}");
+
+    // A session script that fails (Blender cannot run): the pod this call started is stopped.
+    let broken = rig.orchestrator_with(|settings| {
+        settings
+            .pod_env
+            .insert("BLENDER_BIN".into(), "/nonexistent/blender".into());
+    });
+    let error = broken
+        .start(&pod_id, &sink)
+        .await
+        .expect_err("the session script fails");
+    assert!(
+        matches!(
+            error,
+            Error::StartFailed {
+                stopped_again: true,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let pod = rig.client.get_pod(&PodId::new(&pod_id)).await?;
+    assert_eq!(
+        pod.status,
+        runpod_api::PodStatus::Exited,
+        "nothing left billing"
+    );
+    rig.shutdown().await
+}

@@ -1,0 +1,184 @@
+//! Shared set-up: a local pod, an orchestrator wired to it, a workspace, and serial execution.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use blender_session::adapters::{RunpodProvider, SshConnector};
+use blender_session::local_pod::LocalPod;
+use blender_session::orchestrator::boot_command;
+use blender_session::seams::{PodSpec, TunnelPorts};
+use blender_session::{Event, Orchestrator, SessionSettings};
+use secrecy::SecretString;
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
+
+pub(crate) const VNC_PASSWORD: &str = "e2e-vnc-7x";
+
+/// Scenarios boot real Blender; two at once on a 2-core machine only slow each other down.
+pub(crate) async fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: AsyncMutex<()> = AsyncMutex::const_new(());
+    LOCK.lock().await
+}
+
+/// Everything one scenario needs.
+pub(crate) struct Rig {
+    pub(crate) pod: LocalPod,
+    pub(crate) orchestrator: Orchestrator,
+    pub(crate) store: project_store::Store,
+    pub(crate) client: runpod_api::Client,
+    pub(crate) events: Arc<Mutex<Vec<Event>>>,
+    _workspace: tempfile::TempDir,
+}
+
+impl Rig {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    pub(crate) async fn start_with(
+        tweak: impl FnOnce(&mut SessionSettings),
+    ) -> anyhow::Result<Self> {
+        let pod = LocalPod::builder().start().await?;
+        let client = runpod_api::Client::builder()
+            .base_url(pod.api_url())
+            .api_key(pod.api_key().clone())
+            .retry_policy(
+                runpod_api::RetryPolicy::default()
+                    .with_backoff(Duration::from_millis(50), Duration::from_millis(500)),
+            )
+            .build()?;
+        let workspace = tempfile::tempdir()?;
+        let store = project_store::Store::builder()
+            .root(workspace.path().join("runpod"))
+            .ignore_environment()
+            .build()?;
+        store.init()?;
+        let orchestrator = build_orchestrator(&pod, &client, &store, tweak);
+        Ok(Self {
+            pod,
+            orchestrator,
+            store,
+            client,
+            events: Arc::new(Mutex::new(Vec::new())),
+            _workspace: workspace,
+        })
+    }
+
+    /// Another orchestrator on the same pod and workspace, with changed settings.
+    pub(crate) fn orchestrator_with(
+        &self,
+        tweak: impl FnOnce(&mut SessionSettings),
+    ) -> Orchestrator {
+        build_orchestrator(&self.pod, &self.client, &self.store, tweak)
+    }
+
+    /// A progress sink recording every event (and echoing it for the test log).
+    pub(crate) fn sink(&self) -> impl Fn(&Event) + Send + Sync + use<> {
+        let events = self.events.clone();
+        move |event: &Event| {
+            eprintln!(
+                "{:>7.2}s {}: {}",
+                event.elapsed.as_secs_f64(),
+                event.step,
+                event.detail
+            );
+            events.lock().expect("events").push(event.clone());
+        }
+    }
+
+    pub(crate) fn spec() -> PodSpec {
+        PodSpec {
+            name: "rpb-e2e".into(),
+            image: "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404".into(),
+            gpu_type: "NVIDIA RTX A5000".into(),
+            gpu_count: 1,
+            cloud: runpod_api::models::Cloud::Community,
+            volume_gb: 50,
+            volume_path: "/runpod".into(),
+            disk_gb: 20,
+            start_command: boot_command("/runpod"),
+        }
+    }
+
+    /// Creates a pod through the orchestrator and returns its id.
+    pub(crate) async fn create(&self) -> anyhow::Result<String> {
+        let sink = self.sink();
+        let pod = self
+            .orchestrator
+            .create(&Self::spec(), self.pod.ssh_public_key(), &sink)
+            .await?;
+        Ok(pod.id)
+    }
+
+    /// PIDs recorded in the pod root's PID files.
+    pub(crate) fn session_pids(&self) -> Vec<u32> {
+        pid_files(&self.pod.pod_root().join("rpb/run"))
+    }
+
+    pub(crate) async fn shutdown(self) -> anyhow::Result<()> {
+        self.pod.shutdown().await?;
+        Ok(())
+    }
+}
+
+fn build_orchestrator(
+    pod: &LocalPod,
+    client: &runpod_api::Client,
+    store: &project_store::Store,
+    tweak: impl FnOnce(&mut SessionSettings),
+) -> Orchestrator {
+    let provider = RunpodProvider::new(client.clone()).with_ssh_user(pod.ssh_user());
+    let connector = SshConnector::new(
+        pod.ssh_identity_file(),
+        store.state_dir().join("known_hosts"),
+    );
+    let mut settings = SessionSettings::new(SecretString::from(VNC_PASSWORD));
+    settings.pod_root = pod.pod_root().display().to_string();
+    settings.pod_env = pod.pod_env().clone();
+    let remote = pod.remote_ports();
+    settings.remote_ports = TunnelPorts {
+        mcp: remote.mcp,
+        vnc: remote.vnc,
+        novnc: remote.novnc,
+    };
+    settings.local_ports = TunnelPorts {
+        mcp: 0,
+        vnc: 0,
+        novnc: 0,
+    };
+    settings.poll_interval = Duration::from_millis(100);
+    settings.ready_timeout = Duration::from_secs(60);
+    settings.ssh_timeout = Duration::from_secs(60);
+    settings.stop_timeout = Duration::from_secs(60);
+    settings.session_timeout = Duration::from_secs(240);
+    tweak(&mut settings);
+    Orchestrator::new(Arc::new(provider), Arc::new(connector), settings).with_store(store.clone())
+}
+
+fn pid_files(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "pid"))
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .filter_map(|text| text.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Whether a process runs (a zombie counts as gone).
+pub(crate) fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
