@@ -527,6 +527,69 @@ impl LocalPod {
         self.ports
     }
 
+    /// A `runpod_api` client for this pod's simulator, with short retry backoffs.
+    ///
+    /// # Errors
+    ///
+    /// When the client cannot be built (it always can for a running local pod).
+    pub fn client(&self) -> runpod_api::Result<runpod_api::Client> {
+        runpod_api::Client::builder()
+            .base_url(self.api_url())
+            .api_key(self.api_key().clone())
+            .retry_policy(
+                runpod_api::RetryPolicy::default()
+                    .with_backoff(Duration::from_millis(50), Duration::from_millis(500)),
+            )
+            .build()
+    }
+
+    /// Session settings that run the pod-side scripts on this machine: the pod root, the
+    /// scripts' environment and the pod-side ports of this local pod, local tunnel ports picked
+    /// freely, short polls. Adjust them before building the orchestrator if needed.
+    pub fn session_settings(&self, vnc_password: SecretString) -> crate::SessionSettings {
+        let mut settings = crate::SessionSettings::new(vnc_password);
+        settings.pod_root = self.pod_root().display().to_string();
+        settings.pod_env = self.pod_env().clone();
+        let remote = self.remote_ports();
+        settings.remote_ports = crate::seams::TunnelPorts {
+            mcp: remote.mcp,
+            vnc: remote.vnc,
+            novnc: remote.novnc,
+        };
+        settings.local_ports = crate::seams::TunnelPorts {
+            mcp: 0,
+            vnc: 0,
+            novnc: 0,
+        };
+        settings.poll_interval = Duration::from_millis(100);
+        settings.ready_timeout = Duration::from_secs(60);
+        settings.ssh_timeout = Duration::from_secs(60);
+        settings.stop_timeout = Duration::from_secs(60);
+        settings.session_timeout = Duration::from_secs(240);
+        settings
+    }
+
+    /// An orchestrator wired to this local pod: its simulator as the provider (logging in as
+    /// [`LocalPod::ssh_user`]), SSH with its client key, host keys pinned in `known_hosts`.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalPod::client`].
+    pub fn orchestrator(
+        &self,
+        known_hosts: impl Into<PathBuf>,
+        settings: crate::SessionSettings,
+    ) -> runpod_api::Result<crate::Orchestrator> {
+        let provider =
+            crate::adapters::RunpodProvider::new(self.client()?).with_ssh_user(self.ssh_user());
+        let connector = crate::adapters::SshConnector::new(self.ssh_identity_file(), known_hosts);
+        Ok(crate::Orchestrator::new(
+            Arc::new(provider),
+            Arc::new(connector),
+            settings,
+        ))
+    }
+
     /// The session's X display number (`RPB_DISPLAY`).
     pub fn display(&self) -> u32 {
         self.display

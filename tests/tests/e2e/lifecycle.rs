@@ -195,7 +195,7 @@ async fn failures_mid_start_stop_the_pod_again() -> anyhow::Result<()> {
         settings
             .pod_env
             .insert("BLENDER_BIN".into(), "/nonexistent/blender".into());
-    });
+    })?;
     let error = broken
         .start(&pod_id, &sink)
         .await

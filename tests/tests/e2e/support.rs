@@ -2,12 +2,10 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use blender_session::adapters::{RunpodProvider, SshConnector};
 use blender_session::local_pod::LocalPod;
 use blender_session::orchestrator::boot_command;
-use blender_session::seams::{PodSpec, TunnelPorts};
+use blender_session::seams::PodSpec;
 use blender_session::{Event, Orchestrator, SessionSettings};
 use secrecy::SecretString;
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard};
@@ -39,21 +37,14 @@ impl Rig {
         tweak: impl FnOnce(&mut SessionSettings),
     ) -> anyhow::Result<Self> {
         let pod = LocalPod::builder().start().await?;
-        let client = runpod_api::Client::builder()
-            .base_url(pod.api_url())
-            .api_key(pod.api_key().clone())
-            .retry_policy(
-                runpod_api::RetryPolicy::default()
-                    .with_backoff(Duration::from_millis(50), Duration::from_millis(500)),
-            )
-            .build()?;
+        let client = pod.client()?;
         let workspace = tempfile::tempdir()?;
         let store = project_store::Store::builder()
             .root(workspace.path().join("runpod"))
             .ignore_environment()
             .build()?;
         store.init()?;
-        let orchestrator = build_orchestrator(&pod, &client, &store, tweak);
+        let orchestrator = build_orchestrator(&pod, &store, tweak)?;
         Ok(Self {
             pod,
             orchestrator,
@@ -68,8 +59,8 @@ impl Rig {
     pub(crate) fn orchestrator_with(
         &self,
         tweak: impl FnOnce(&mut SessionSettings),
-    ) -> Orchestrator {
-        build_orchestrator(&self.pod, &self.client, &self.store, tweak)
+    ) -> anyhow::Result<Orchestrator> {
+        build_orchestrator(&self.pod, &self.store, tweak)
     }
 
     /// A progress sink recording every event (and echoing it for the test log).
@@ -123,36 +114,14 @@ impl Rig {
 
 fn build_orchestrator(
     pod: &LocalPod,
-    client: &runpod_api::Client,
     store: &project_store::Store,
     tweak: impl FnOnce(&mut SessionSettings),
-) -> Orchestrator {
-    let provider = RunpodProvider::new(client.clone()).with_ssh_user(pod.ssh_user());
-    let connector = SshConnector::new(
-        pod.ssh_identity_file(),
-        store.state_dir().join("known_hosts"),
-    );
-    let mut settings = SessionSettings::new(SecretString::from(VNC_PASSWORD));
-    settings.pod_root = pod.pod_root().display().to_string();
-    settings.pod_env = pod.pod_env().clone();
-    let remote = pod.remote_ports();
-    settings.remote_ports = TunnelPorts {
-        mcp: remote.mcp,
-        vnc: remote.vnc,
-        novnc: remote.novnc,
-    };
-    settings.local_ports = TunnelPorts {
-        mcp: 0,
-        vnc: 0,
-        novnc: 0,
-    };
-    settings.poll_interval = Duration::from_millis(100);
-    settings.ready_timeout = Duration::from_secs(60);
-    settings.ssh_timeout = Duration::from_secs(60);
-    settings.stop_timeout = Duration::from_secs(60);
-    settings.session_timeout = Duration::from_secs(240);
+) -> anyhow::Result<Orchestrator> {
+    let mut settings = pod.session_settings(SecretString::from(VNC_PASSWORD));
     tweak(&mut settings);
-    Orchestrator::new(Arc::new(provider), Arc::new(connector), settings).with_store(store.clone())
+    Ok(pod
+        .orchestrator(store.state_dir().join("known_hosts"), settings)?
+        .with_store(store.clone()))
 }
 
 fn pid_files(dir: &Path) -> Vec<u32> {
