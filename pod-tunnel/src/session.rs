@@ -174,6 +174,41 @@ impl Inner {
     }
 }
 
+/// Round trips shorter than this count as a short link, where libssh2's own 2 MiB receive
+/// window is best: a bigger one only makes both ends queue more (OpenSSH's sshd copies its
+/// output buffer around, and burns CPU, when a fast link lets it fill a big window).
+const LONG_LINK: Duration = Duration::from_millis(15);
+
+/// The receive window worth using on a link with this round trip: enough for about 256 MB/s,
+/// at least 4 MiB, at most `max`; `None` on a short link.
+pub(crate) fn window_for_round_trip(round_trip: Duration, max: u32) -> Option<u32> {
+    if round_trip < LONG_LINK {
+        return None;
+    }
+    let bytes = round_trip.as_micros().saturating_mul(256);
+    Some(
+        u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .clamp(4 << 20, max.max(4 << 20)),
+    )
+}
+
+/// Measures the round trip on a blocking session: opening a channel costs the server next to
+/// nothing. The probe channels are closed again.
+pub(crate) fn probe_round_trip(ssh: &ssh2::Session) -> Duration {
+    // The shortest of a few probes: a busy machine only ever makes one look longer.
+    let mut shortest = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let Ok(mut channel) = ssh.channel_session() else {
+            return Duration::ZERO;
+        };
+        shortest = shortest.min(started.elapsed());
+        let _ = channel.close();
+    }
+    shortest
+}
+
 /// Waits (at most `timeout`) until `socket` is ready in the directions `session` is blocked on.
 pub(crate) fn wait_socket(session: &ssh2::Session, socket: &TcpStream, timeout: Duration) {
     let flags = match session.block_directions() {
@@ -553,5 +588,30 @@ fn pump_exec(
             });
             inner.wait_socket(wait);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_grow_only_on_long_links_and_stay_bounded() {
+        assert_eq!(
+            window_for_round_trip(Duration::from_millis(1), 16 << 20),
+            None
+        );
+        assert_eq!(
+            window_for_round_trip(Duration::from_millis(20), 16 << 20),
+            Some(5_120_000)
+        );
+        assert_eq!(
+            window_for_round_trip(Duration::from_millis(50), 16 << 20),
+            Some(12_800_000)
+        );
+        assert_eq!(
+            window_for_round_trip(Duration::from_secs(2), 16 << 20),
+            Some(16 << 20)
+        );
     }
 }

@@ -31,9 +31,9 @@ const SFTP_WRITE_CHUNK: usize = 30_000 * 64;
 const SFTP_READ_CHUNK: usize = 2 << 20;
 /// SCP download read size.
 const SCP_READ_CHUNK: usize = 1 << 20;
-/// SCP download receive window (OpenSSH keeps 2 MiB in flight): enough for a long fat link, and a
-/// bound on what libssh2 may buffer.
-const SCP_WINDOW: u32 = 32 << 20;
+/// Largest SCP download receive window (OpenSSH keeps 2 MiB in flight), used on long links only;
+/// also a bound on what libssh2 may buffer.
+const SCP_MAX_WINDOW: u32 = 32 << 20;
 
 /// Which file-transfer protocol to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -544,11 +544,16 @@ impl Job<'_> {
         size: u64,
     ) -> Result<String> {
         let remote_err = |e: io::Error| self.remote_err("download", remote, e);
+        let window = crate::session::window_for_round_trip(
+            crate::session::probe_round_trip(&self.inner.ssh),
+            SCP_MAX_WINDOW,
+        );
         let (mut channel, stat) = self
             .inner
             .ssh
             .scp_recv(remote)
             .map_err(|e| remote_err(e.into()))?;
+        // On a long link, widen the receive window (OpenSSH keeps 2 MiB).
         if stat.size() != size {
             return Err(remote_err(io::Error::other(
                 "file changed while downloading",
@@ -560,17 +565,19 @@ impl Job<'_> {
         let mut since_check = u64::MAX;
         while got < size {
             // Reading the window state walks libssh2's packet list: do it every 8 MiB only.
-            if since_check >= u64::from(SCP_WINDOW / 4) {
-                let window = channel.read_window().remaining;
-                if window < SCP_WINDOW / 2 {
+            if let Some(target) = window
+                && since_check >= u64::from(target / 4)
+            {
+                let remaining = channel.read_window().remaining;
+                if remaining < target / 2 {
                     channel
-                        .adjust_receive_window(u64::from(SCP_WINDOW - window), true)
+                        .adjust_receive_window(u64::from(target - remaining), true)
                         .map_err(|e| remote_err(e.into()))?;
                 }
                 since_check = 0;
             }
             let n = channel.read(&mut buf).map_err(remote_err)?;
-            since_check += n as u64;
+            since_check = since_check.saturating_add(n as u64);
             if n == 0 {
                 return Err(remote_err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

@@ -453,6 +453,9 @@ struct Active {
     open_started: Option<Instant>,
     last_heard: Instant,
     next_keepalive: Instant,
+    /// How far a bulk stream's receive window may grow on this link (`None`: a short link,
+    /// where libssh2's own 2 MiB is best).
+    max_window: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -612,6 +615,10 @@ impl Actor {
 
     /// Switches a fresh link to non-blocking mode, with its control channel.
     fn activate(&mut self, link: Link) -> Result<Active> {
+        // Opening a channel takes one round trip with next to no work on the server: it tells
+        // whether this is a long link (where bigger windows pay) or a short one (where they only
+        // make libssh2 queue more).
+        let started = Instant::now();
         let control = link
             .session
             .channel_session()
@@ -619,6 +626,10 @@ impl Actor {
                 endpoint: link.endpoint.to_string(),
                 source: source.into(),
             })?;
+        let round_trip = started
+            .elapsed()
+            .min(crate::session::probe_round_trip(&link.session));
+        tracing::debug!(endpoint = %link.endpoint, ?round_trip, "tunnel session ready");
         link.session.set_blocking(false);
         self.endpoint = link.endpoint.clone();
         let _ = self.state.send(TunnelState::Connected {
@@ -632,6 +643,7 @@ impl Actor {
             open_started: None,
             last_heard: now,
             next_keepalive: now + self.options.keepalive_interval,
+            max_window: crate::session::window_for_round_trip(round_trip, MAX_WINDOW),
         })
     }
 
@@ -1195,7 +1207,7 @@ fn pump_one(id: u64, conn: &mut Conn, a: &mut Active, counters: &Counters) -> (b
                 let remaining = channel.read_window().remaining;
                 if conn.received >= BULK_BYTES
                     && conn.down.is_empty()
-                    && conn.window < MAX_WINDOW
+                    && a.max_window.is_some_and(|max| conn.window < max)
                     && counters.windows.load(Ordering::Relaxed) + u64::from(conn.window)
                         <= WINDOW_BUDGET
                 {
