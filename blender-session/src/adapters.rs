@@ -376,6 +376,13 @@ impl TunnelHandle for SshTunnel {
         }
     }
 
+    fn traffic_bytes(&self) -> u64 {
+        let stats = self.tunnel.stats();
+        stats
+            .bytes_to_remote
+            .saturating_add(stats.bytes_from_remote)
+    }
+
     async fn close(self: Box<Self>) -> Result<()> {
         let pod_id = self.pod_id.clone();
         self.tunnel

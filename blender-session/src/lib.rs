@@ -45,11 +45,13 @@
 
 pub mod adapters;
 pub mod assets;
+pub mod daemon;
 mod error;
 #[cfg(feature = "local-pod")]
 pub mod local_pod;
 pub mod mcp;
 pub mod orchestrator;
+pub mod profile;
 pub mod seams;
 
 pub use error::{BoxError, Error, Result};

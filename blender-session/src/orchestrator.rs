@@ -265,6 +265,13 @@ impl Session {
             .map_or_else(|| "closed".to_owned(), |tunnel| tunnel.state())
     }
 
+    /// Bytes moved through this session's tunnel so far (0 without a tunnel).
+    pub fn traffic_bytes(&self) -> u64 {
+        self.tunnel
+            .as_ref()
+            .map_or(0, |tunnel| tunnel.traffic_bytes())
+    }
+
     /// The SSH connection to the pod, for commands and transfers.
     pub fn host(&self) -> &Arc<dyn RemoteHost> {
         &self.host
@@ -565,6 +572,108 @@ impl Orchestrator {
         }
         clock.emit(Step::Ready, session.novnc_url());
         Ok(session)
+    }
+
+    /// Attaches to the session of a pod that already runs, without starting anything: connects
+    /// over SSH (host key verified) and reads the session script's status report. The returned
+    /// session has no tunnel of its own; its `ports` are `tunnel_ports` (the ports of a tunnel
+    /// kept open elsewhere, e.g. by a background process), used for MCP calls.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PodFailed`] when the pod does not run, SSH and provider failures, and a status
+    /// report that cannot be read.
+    pub async fn attach(
+        &self,
+        pod_id: &str,
+        tunnel_ports: TunnelPorts,
+        events: Events<'_>,
+    ) -> Result<Session> {
+        let clock = Clock {
+            started: Instant::now(),
+            events,
+        };
+        let pod = self.require_running(pod_id).await?;
+        let (addr, host) = self.connect(pod_id, pod, &clock).await?;
+        let report = self.status_report(host.as_ref()).await?;
+        Ok(Session {
+            pod_id: pod_id.into(),
+            endpoint: addr,
+            ports: tunnel_ports,
+            report,
+            started_pod: false,
+            host,
+            tunnel: None,
+        })
+    }
+
+    /// Opens the tunnel to a pod whose session already runs (after [`Orchestrator::start`] in
+    /// another process, for example) and waits until Blender and noVNC answer through it. The
+    /// tunnel finds the pod's endpoint again through the provider when it moves.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PodFailed`] when the pod does not run, SSH, tunnel and provider failures, and
+    /// [`Error::ServiceNotReady`].
+    pub async fn open_tunnel(&self, pod_id: &str, events: Events<'_>) -> Result<Session> {
+        let clock = Clock {
+            started: Instant::now(),
+            events,
+        };
+        let pod = self.require_running(pod_id).await?;
+        let (addr, host) = self.connect(pod_id, pod, &clock).await?;
+        let report = self.status_report(host.as_ref()).await?;
+        clock.emit(Step::Tunnel, "forwarding mcp, vnc and novnc");
+        let tunnel = self
+            .connector
+            .tunnel(
+                &addr,
+                pod_id,
+                self.settings.local_ports,
+                self.settings.remote_ports,
+                self.resolver(pod_id),
+            )
+            .await?;
+        let ports = tunnel.ports();
+        let session = Session {
+            pod_id: pod_id.into(),
+            endpoint: addr,
+            ports,
+            report,
+            started_pod: false,
+            host,
+            tunnel: Some(tunnel),
+        };
+        if let Err(error) = self.wait_services(ports, &clock).await {
+            let _ = session.close().await;
+            return Err(error);
+        }
+        clock.emit(Step::Ready, session.novnc_url());
+        Ok(session)
+    }
+
+    /// The session script's status report (what runs on the pod, and its ports).
+    async fn status_report(&self, host: &dyn RemoteHost) -> Result<SessionReport> {
+        let command = format!(
+            "{} bash {} status",
+            self.settings.env_prefix(),
+            shell_quote(&format!("{}/bin/session.sh", self.settings.rpb_home()))
+        );
+        let output = host.run(&command, None, Duration::from_secs(60)).await?;
+        SessionReport::parse(&output.stdout)
+    }
+
+    async fn require_running(&self, pod_id: &str) -> Result<PodView> {
+        let pod = self.provider.pod(pod_id).await?;
+        if pod.status == PodStatus::Running {
+            return Ok(pod);
+        }
+        Err(Error::PodFailed {
+            pod_id: pod_id.into(),
+            status: pod.status.to_string(),
+            wanted: "running",
+            hint: "start it first (`rpb start`)",
+        })
     }
 
     fn resolver(&self, pod_id: &str) -> Resolver {

@@ -165,6 +165,10 @@ pub trait TunnelHandle: Send + Sync {
     fn ports(&self) -> TunnelPorts;
     /// A short description of its state (`connected`, `reconnecting`, ...).
     fn state(&self) -> String;
+    /// Bytes moved through the tunnel so far, both directions (for idle detection). Default: 0.
+    fn traffic_bytes(&self) -> u64 {
+        0
+    }
     /// Closes every listener and the session.
     async fn close(self: Box<Self>) -> Result<()>;
 }

@@ -1,33 +1,217 @@
-//! `rpb`: remote Blender on RunPod GPU pods. Argument parsing and output only; the logic lives in
-//! the library crates.
+//! `rpb`: remote Blender on RunPod GPU pods. Argument parsing, output, exit codes and process
+//! management only; the logic lives in the library crates.
 
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program reports on its standard streams"
+)]
+#![expect(
+    clippy::doc_markdown,
+    reason = "doc comments are the help text, where backticks would show"
+)]
+
+mod commands;
+mod demo;
+mod output;
+mod tunnel;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
+
+/// Exit code: the command failed.
+const EXIT_ERROR: u8 = 1;
+/// Exit code: the pod (or Blender, or its sshd) did not become ready in time.
+const EXIT_NOT_READY: u8 = 3;
+/// Exit code: the pod's host machine has no free GPU.
+const EXIT_NO_GPU: u8 = 4;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error
+  2  usage error (bad arguments)
+  3  not ready in time (the pod, its sshd, or Blender and noVNC)
+  4  no free GPU on the pod's host machine
+
+Configuration: flags, then environment variables, then the workspace .env
+(RUNPOD_API_KEY, RUNPOD_POD_ID, VNC_PASSWORD, RUNPOD_SSH_KEY, RUNPOD_API_URL, ...).";
 
 /// Remote Blender on RunPod GPU pods, one command per job.
 #[derive(Debug, Parser)]
-#[command(name = "rpb", version, about)]
-struct Cli {}
+#[command(name = "rpb", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+struct Global {
+    /// The workspace folder [env: RPB_HOME; default: ~/blender-files/runpod].
+    #[arg(long, global = true, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    /// The .env file to use [default: ./.env if present, else .env in the workspace].
+    #[arg(long, global = true, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr; no progress display.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Set up the workspace: folders, .env (0600), .gitignore, git, SSH key.
+    Init(commands::InitArgs),
+    /// Create a pod with a persistent /runpod volume and set it up.
+    Create(commands::CreateArgs),
+    /// Start the pod and Blender, and keep a tunnel open in the background.
+    Start(commands::StartArgs),
+    /// Close the tunnel, stop the pod, and wait until it costs nothing.
+    Stop(commands::PodArgs),
+    /// The pod, its cost, the tunnel and Blender.
+    Status(commands::PodArgs),
+    /// The pod's SSH endpoint and a ready `ssh` command line.
+    SshInfo(commands::PodArgs),
+    /// Local projects (and their folders on the pod).
+    #[command(subcommand)]
+    Project(commands::ProjectCommand),
+    /// Upload a file to the pod.
+    Push(commands::PushArgs),
+    /// Download a file from the pod.
+    Pull(commands::PullArgs),
+    /// Save the open scene into a project, as a new version.
+    Save(commands::SaveArgs),
+    /// Open a saved version in Blender (uploading it when needed).
+    Open(commands::OpenArgs),
+    /// Run a shell command on the pod.
+    Exec(commands::ExecArgs),
+    /// Run Python inside Blender.
+    Py(commands::PyArgs),
+    /// The background tunnel on its own.
+    #[command(subcommand)]
+    Tunnel(commands::TunnelCommand),
+    /// Write .mcp.json for `uvx blender-mcp`, pointing at the tunnel.
+    McpConfig(commands::McpConfigArgs),
+    /// Check the setup; every problem comes with its fix.
+    Doctor,
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Run the whole flow on the embedded local pod (no account needed).
+    Demo(demo::DemoArgs),
+    /// The background tunnel process (started by `start` and `tunnel up`).
+    #[command(hide = true)]
+    TunnelDaemon(tunnel::DaemonArgs),
+}
 
 fn main() -> ExitCode {
-    match run() {
+    let cli = Cli::parse();
+    output::install_tracing(&cli.global, matches!(cli.command, Command::TunnelDaemon(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: failed to start the async runtime: {error}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let json = cli.global.json;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the binary owns its runtime; libraries never do"
+    )]
+    let result = runtime.block_on(run(cli));
+    // Background work (a closing tunnel) gets a moment, never forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(code) => code,
         Err(error) => {
-            #[expect(clippy::print_stderr, reason = "the CLI reports its errors on stderr")]
-            {
-                eprintln!("error: {error:#}");
+            let code = exit_code_of(&error);
+            if json {
+                let document = serde_json::json!({
+                    "error": format!("{error:#}"),
+                    "exit_code": code,
+                });
+                println!("{document}");
             }
-            ExitCode::from(2)
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
         }
     }
 }
 
-#[expect(
-    clippy::unnecessary_wraps,
-    reason = "the skeleton has no fallible command yet; the CLI issue adds them"
-)]
-fn run() -> anyhow::Result<ExitCode> {
-    let Cli {} = Cli::parse();
-    Ok(ExitCode::SUCCESS)
+/// The exit code for an error: distinct codes for "not ready in time" and "no GPU on host".
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(error) = cause.downcast_ref::<blender_session::Error>() {
+            match error {
+                blender_session::Error::NoGpuOnHost { .. } => return EXIT_NO_GPU,
+                blender_session::Error::NotReady { .. }
+                | blender_session::Error::ServiceNotReady { .. }
+                | blender_session::Error::SshUnreachable { .. } => return EXIT_NOT_READY,
+                _ => {}
+            }
+        }
+    }
+    EXIT_ERROR
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let Cli { global, command } = cli;
+    let ctx = commands::Ctx::new(global)?;
+    let outcome = match command {
+        Command::Init(args) => commands::init(&ctx, args).await?,
+        Command::Create(args) => commands::create(&ctx, args).await?,
+        Command::Start(args) => commands::start(&ctx, args).await?,
+        Command::Stop(args) => commands::stop(&ctx, args).await?,
+        Command::Status(args) => commands::status(&ctx, args).await?,
+        Command::SshInfo(args) => commands::ssh_info(&ctx, args).await?,
+        Command::Project(command) => commands::project(&ctx, command)?,
+        Command::Push(args) => commands::push(&ctx, args).await?,
+        Command::Pull(args) => commands::pull(&ctx, args).await?,
+        Command::Save(args) => commands::save(&ctx, args).await?,
+        Command::Open(args) => commands::open(&ctx, args).await?,
+        Command::Exec(args) => commands::exec(&ctx, args).await?,
+        Command::Py(args) => commands::py(&ctx, args).await?,
+        Command::Tunnel(command) => commands::tunnel(&ctx, command).await?,
+        Command::McpConfig(args) => commands::mcp_config(&ctx, &args)?,
+        Command::Doctor => commands::doctor(&ctx).await?,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "rpb", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Demo(args) => demo::run(&ctx, args).await?,
+        Command::TunnelDaemon(args) => {
+            tunnel::daemon(&ctx, args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    Ok(ctx.finish(&outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

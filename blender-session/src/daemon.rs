@@ -1,0 +1,402 @@
+//! The managed background tunnel: its state file, the check that a recorded PID is still the
+//! process that wrote it, and the cost guard's decision.
+//!
+//! A program that keeps a session's tunnel open in a background process (as `rpb start` and
+//! `rpb tunnel up` do) records it in [`TunnelRecord`] at [`record_path`] in the workspace's
+//! state folder. Before signalling the recorded PID, a caller checks [`TunnelRecord::liveness`]:
+//! the PID counts as ours only while `/proc/<pid>/stat` reports the same start time, so a PID
+//! reused by another program is never signalled.
+//!
+//! ```no_run
+//! use blender_session::daemon::{Liveness, TunnelRecord, record_path};
+//!
+//! # fn demo() -> blender_session::Result<()> {
+//! let store = project_store::Store::open("/home/me/blender-files/runpod")?;
+//! let path = record_path(&store.state_dir());
+//! match TunnelRecord::read(&path)? {
+//!     Some(record) => match record.liveness() {
+//!         Liveness::Running => println!("tunnel of pod {} runs as pid {}", record.pod_id, record.pid),
+//!         _ => TunnelRecord::remove(&path)?, // gone, or the PID is another program's now
+//!     },
+//!     None => println!("no tunnel"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// File name of the tunnel record in the state folder.
+pub const RECORD_FILE: &str = "tunnel.json";
+/// File name of the cost guard's last stop in the state folder.
+pub const GUARD_FILE: &str = "cost-guard.json";
+/// File name of the background tunnel's log in the state folder.
+pub const LOG_FILE: &str = "tunnel.log";
+
+/// `<state dir>/tunnel.json`.
+pub fn record_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(RECORD_FILE)
+}
+
+/// `<state dir>/cost-guard.json`.
+pub fn guard_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(GUARD_FILE)
+}
+
+/// `<state dir>/tunnel.log`.
+pub fn log_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(LOG_FILE)
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// The cost guard's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CostGuard {
+    /// Stop the pod this many hours after the tunnel started. Default: none.
+    pub max_hours: Option<f64>,
+    /// Stop the pod after this many minutes without traffic through the tunnel. Default: none.
+    pub idle_stop_minutes: Option<f64>,
+}
+
+impl CostGuard {
+    /// A guard with the given limits.
+    pub fn new(max_hours: Option<f64>, idle_stop_minutes: Option<f64>) -> Self {
+        Self {
+            max_hours,
+            idle_stop_minutes,
+        }
+    }
+
+    /// Whether any limit is set.
+    pub fn is_armed(&self) -> bool {
+        self.max_hours.is_some() || self.idle_stop_minutes.is_some()
+    }
+
+    /// Why the pod must stop now, if it must: `running_for` since the tunnel started,
+    /// `idle_for` since the last byte moved through it. Pure.
+    pub fn decide(&self, running_for: Duration, idle_for: Duration) -> Option<String> {
+        if let Some(hours) = self.max_hours
+            && running_for.as_secs_f64() >= hours * 3600.0
+        {
+            return Some(format!("the session reached --max-hours {hours}"));
+        }
+        if let Some(minutes) = self.idle_stop_minutes
+            && idle_for.as_secs_f64() >= minutes * 60.0
+        {
+            return Some(format!(
+                "no traffic through the tunnel for {minutes} min (--idle-stop)"
+            ));
+        }
+        None
+    }
+}
+
+/// What a background tunnel process records about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TunnelRecord {
+    /// Its PID.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+    pub start_time: u64,
+    /// The pod.
+    pub pod_id: String,
+    /// Local port of Blender's MCP socket.
+    pub mcp_port: u16,
+    /// Local port of VNC.
+    pub vnc_port: u16,
+    /// Local port of noVNC.
+    pub novnc_port: u16,
+    /// When it opened the tunnel (seconds since the Unix epoch).
+    pub started_at: u64,
+    /// Its cost guard.
+    #[serde(default)]
+    pub guard: CostGuard,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// Whether a recorded process still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Liveness {
+    /// The recorded PID runs with the recorded start time: it is ours.
+    Running,
+    /// No process has the PID (or it is a zombie).
+    Gone,
+    /// The PID now belongs to another process.
+    NotOurs,
+}
+
+impl TunnelRecord {
+    /// A record for the current process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when `/proc/self/stat` cannot be read.
+    pub fn for_current_process(
+        pod_id: impl Into<String>,
+        ports: crate::seams::TunnelPorts,
+        guard: CostGuard,
+        log: impl Into<PathBuf>,
+    ) -> Result<Self> {
+        let pid = std::process::id();
+        let start_time = process_start_time(pid).ok_or_else(|| Error::Io {
+            operation: "read",
+            path: PathBuf::from("/proc/self/stat"),
+            source: std::io::Error::other("no start time"),
+        })?;
+        Ok(Self {
+            pid,
+            start_time,
+            pod_id: pod_id.into(),
+            mcp_port: ports.mcp,
+            vnc_port: ports.vnc,
+            novnc_port: ports.novnc,
+            started_at: unix_now(),
+            guard,
+            log: log.into(),
+        })
+    }
+
+    /// Whether the recorded process still runs and is the one that wrote the record.
+    pub fn liveness(&self) -> Liveness {
+        liveness(self.pid, self.start_time)
+    }
+
+    /// The noVNC page through the tunnel.
+    pub fn novnc_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/vnc.html?autoconnect=1&resize=scale",
+            self.novnc_port
+        )
+    }
+
+    /// Reads the record; `Ok(None)` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when it cannot be read, [`Error::Settings`] when it does not parse
+    /// (remove the file).
+    pub fn read(path: &Path) -> Result<Option<Self>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(Error::Io {
+                    operation: "read",
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        serde_json::from_str(&text).map(Some).map_err(|_| {
+            Error::Settings(format!(
+                "the tunnel record {} does not parse; remove it",
+                path.display()
+            ))
+        })
+    }
+
+    /// Writes the record atomically with mode 0600.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        write_private_json(path, self)
+    }
+
+    /// Removes the record (no error when it is already gone).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when it exists and cannot be removed.
+    pub fn remove(path: &Path) -> Result<()> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io {
+                operation: "remove",
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+}
+
+/// A stop made by the cost guard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GuardStop {
+    /// The pod that was stopped.
+    pub pod_id: String,
+    /// Why.
+    pub reason: String,
+    /// When (seconds since the Unix epoch).
+    pub at: u64,
+}
+
+impl GuardStop {
+    /// A stop of `pod_id` now.
+    pub fn now(pod_id: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            pod_id: pod_id.into(),
+            reason: reason.into(),
+            at: unix_now(),
+        }
+    }
+
+    /// Reads the last guard stop; `None` when there is none or it does not parse.
+    pub fn read(path: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Writes it atomically with mode 0600.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        write_private_json(path, self)
+    }
+}
+
+fn write_private_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let io = |source| Error::Io {
+        operation: "write",
+        path: path.to_owned(),
+        source,
+    };
+    let temp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let json =
+        serde_json::to_vec_pretty(value).map_err(|error| io(std::io::Error::other(error)))?;
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        file.write_all(&json)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map_err(io)
+}
+
+/// The start time of process `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`),
+/// or `None` when no such process runs (zombies count as gone).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat)
+}
+
+/// Field 22 of a `/proc/<pid>/stat` line, `None` for a zombie or a malformed line. Pure.
+fn parse_stat(stat: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces and ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // `rest` starts at field 3 (state); field 22 is 19 further.
+    fields.nth(18)?.parse().ok()
+}
+
+/// Whether `pid` runs with `start_time`.
+pub fn liveness(pid: u32, start_time: u64) -> Liveness {
+    match process_start_time(pid) {
+        None => Liveness::Gone,
+        Some(now) if now == start_time => Liveness::Running,
+        Some(_) => Liveness::NotOurs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stat_parser_skips_odd_command_names() {
+        let line =
+            "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_stat(line), Some(987_654));
+        let zombie = "4242 (x) Z 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000";
+        assert_eq!(parse_stat(zombie), None);
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_running_and_a_changed_start_time_is_not_ours() {
+        let pid = std::process::id();
+        let start = process_start_time(pid).expect("own stat");
+        assert_eq!(liveness(pid, start), Liveness::Running);
+        assert_eq!(liveness(pid, start + 1), Liveness::NotOurs);
+        assert_eq!(liveness(u32::MAX - 1, start), Liveness::Gone);
+    }
+
+    #[test]
+    fn the_guard_stops_on_either_limit() {
+        let guard = CostGuard::new(Some(1.0), Some(10.0));
+        assert_eq!(
+            guard.decide(Duration::from_secs(60), Duration::from_secs(60)),
+            None
+        );
+        assert!(
+            guard
+                .decide(Duration::from_secs(3600), Duration::ZERO)
+                .is_some_and(|why| why.contains("max-hours"))
+        );
+        assert!(
+            guard
+                .decide(Duration::from_secs(700), Duration::from_secs(600))
+                .is_some_and(|why| why.contains("idle"))
+        );
+        assert_eq!(
+            CostGuard::default().decide(Duration::MAX, Duration::MAX),
+            None
+        );
+        assert!(!CostGuard::default().is_armed());
+    }
+
+    #[test]
+    fn records_round_trip_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = record_path(dir.path());
+        assert_eq!(TunnelRecord::read(&path).expect("read"), None);
+        let ports = crate::seams::TunnelPorts {
+            mcp: 1,
+            vnc: 2,
+            novnc: 3,
+        };
+        let record = TunnelRecord::for_current_process("pod1", ports, CostGuard::default(), "log")
+            .expect("record");
+        record.write(&path).expect("write");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(TunnelRecord::read(&path).expect("read"), Some(record));
+        TunnelRecord::remove(&path).expect("remove");
+        TunnelRecord::remove(&path).expect("remove twice");
+    }
+}

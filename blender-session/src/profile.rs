@@ -1,0 +1,294 @@
+//! Everything a session needs to know about where to work, resolved from three layers with a
+//! fixed precedence: explicit values (command-line flags), then the process environment, then
+//! the workspace's `.env` file.
+//!
+//! Besides the keys of [`project_store::ConfigKey`], a profile reads:
+//!
+//! | key | meaning | default |
+//! |---|---|---|
+//! | `RUNPOD_API_URL` | base URL of a RunPod REST v2 server (the simulator included) | `https://api.runpod.io/v2` |
+//! | `RPB_SSH_USER` | log in as this user instead of the one the API reports | the API's (`root`) |
+//! | `RPB_POD_ROOT` | the pod's persistent volume | `/runpod` |
+//! | `RPB_POD_MCP_PORT`, `RPB_POD_VNC_PORT`, `RPB_POD_NOVNC_PORT` | pod-side ports of the session | 9876, 5900, 6080 |
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use blender_session::profile::Profile;
+//!
+//! let store = project_store::Store::open("/home/me/blender-files/runpod")?;
+//! let profile = Profile::resolve(&store, &[("RUNPOD_POD_ID", "7h9k2m4n6p".into())], |key| {
+//!     std::env::var(key).ok()
+//! })?;
+//! let orchestrator = profile.orchestrator(&store)?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use project_store::dotenv::Document;
+use project_store::{Config, ConfigKey, Store};
+use secrecy::SecretString;
+
+use crate::adapters::{RunpodProvider, SshConnector};
+use crate::seams::TunnelPorts;
+use crate::{Error, Orchestrator, Result, SessionSettings};
+
+/// `RUNPOD_API_URL`.
+pub const API_URL: &str = "RUNPOD_API_URL";
+/// `RPB_SSH_USER`.
+pub const SSH_USER: &str = "RPB_SSH_USER";
+/// `RPB_POD_ROOT`.
+pub const POD_ROOT: &str = "RPB_POD_ROOT";
+/// `RPB_POD_MCP_PORT`.
+pub const POD_MCP_PORT: &str = "RPB_POD_MCP_PORT";
+/// `RPB_POD_VNC_PORT`.
+pub const POD_VNC_PORT: &str = "RPB_POD_VNC_PORT";
+/// `RPB_POD_NOVNC_PORT`.
+pub const POD_NOVNC_PORT: &str = "RPB_POD_NOVNC_PORT";
+
+/// The keys a profile reads beyond [`ConfigKey`].
+pub const EXTRA_KEYS: [&str; 6] = [
+    API_URL,
+    SSH_USER,
+    POD_ROOT,
+    POD_MCP_PORT,
+    POD_VNC_PORT,
+    POD_NOVNC_PORT,
+];
+
+/// The resolved settings.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Profile {
+    /// The typed settings, after precedence (secrets stay [`SecretString`]s).
+    pub config: Config,
+    /// `RUNPOD_API_URL`, when set.
+    pub api_url: Option<String>,
+    /// `RPB_SSH_USER`, when set.
+    pub ssh_user: Option<String>,
+    /// `RPB_POD_ROOT`.
+    pub pod_root: String,
+    /// The pod-side ports.
+    pub remote_ports: TunnelPorts,
+    /// The local tunnel ports.
+    pub local_ports: TunnelPorts,
+}
+
+impl fmt::Debug for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Profile")
+            .field("config", &self.config)
+            .field("api_url", &self.api_url)
+            .field("ssh_user", &self.ssh_user)
+            .field("pod_root", &self.pod_root)
+            .field("remote_ports", &self.remote_ports)
+            .field("local_ports", &self.local_ports)
+            .finish()
+    }
+}
+
+impl Profile {
+    /// Resolves every key: `explicit` first, then `environment(key)`, then the store's `.env`
+    /// (which may be missing). Empty values count as unset.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the `.env` exists and cannot be read, [`Error::Settings`] for a
+    /// value that does not parse (naming the key).
+    pub fn resolve(
+        store: &Store,
+        explicit: &[(&str, String)],
+        environment: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let mut document = store
+            .load_env_document()?
+            .unwrap_or_else(|| Document::parse(b""));
+        let keys = ConfigKey::ALL
+            .iter()
+            .map(|key| key.as_str())
+            .chain(EXTRA_KEYS);
+        for key in keys {
+            let value = explicit
+                .iter()
+                .find(|(name, value)| *name == key && !value.is_empty())
+                .map(|(_, value)| value.clone())
+                .or_else(|| environment(key).filter(|value| !value.is_empty()));
+            if let Some(value) = value {
+                document
+                    .set(key, &value)
+                    .map_err(|_| Error::Settings(format!("{key} is not a valid key")))?;
+            }
+        }
+        let mode = std::fs::metadata(store.env_file()).ok().map(|meta| {
+            use std::os::unix::fs::PermissionsExt as _;
+            meta.permissions().mode() & 0o7777
+        });
+        let config = Config::from_document(&document, store.env_file(), mode, store.home_dir());
+        let text = |key: &str| {
+            document
+                .get(key)
+                .filter(|value| !value.is_empty())
+                .map(str::to_owned)
+        };
+        let port = |key: &str, default: u16| -> Result<u16> {
+            text(key).map_or(Ok(default), |value| {
+                value
+                    .parse()
+                    .map_err(|_| Error::Settings(format!("{key} must be a port number (1-65535)")))
+            })
+        };
+        let remote_ports = TunnelPorts {
+            mcp: port(POD_MCP_PORT, 9876)?,
+            vnc: port(POD_VNC_PORT, 5900)?,
+            novnc: port(POD_NOVNC_PORT, 6080)?,
+        };
+        let local_ports = TunnelPorts {
+            mcp: config.ports.mcp,
+            vnc: config.ports.vnc,
+            novnc: config.ports.novnc,
+        };
+        Ok(Self {
+            api_url: text(API_URL),
+            ssh_user: text(SSH_USER),
+            pod_root: text(POD_ROOT).unwrap_or_else(|| "/runpod".into()),
+            remote_ports,
+            local_ports,
+            config,
+        })
+    }
+
+    /// A RunPod client for `RUNPOD_API_URL` with `RUNPOD_API_KEY`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] naming `RUNPOD_API_KEY` and the `.env` when no key is set, and
+    /// [`Error::Provider`] when the client cannot be built (a bad URL).
+    pub fn client(&self) -> Result<runpod_api::Client> {
+        let key = self.config.require_api_key()?.clone();
+        let mut builder = runpod_api::Client::builder().api_key(key);
+        if let Some(url) = &self.api_url {
+            builder = builder.base_url(url);
+        }
+        builder.build().map_err(|source| Error::Provider {
+            operation: "configuring the runpod api client".into(),
+            source: Box::new(source),
+        })
+    }
+
+    /// The VNC password, when set.
+    pub fn vnc_password(&self) -> Option<&SecretString> {
+        self.config.vnc_password.as_ref()
+    }
+
+    /// Session settings from this profile (pod root, ports, VNC password).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] naming `VNC_PASSWORD` when it is unset.
+    pub fn session_settings(&self) -> Result<SessionSettings> {
+        let mut settings = SessionSettings::new(self.config.require_vnc_password()?.clone());
+        settings.pod_root.clone_from(&self.pod_root);
+        settings.remote_ports = self.remote_ports;
+        settings.local_ports = self.local_ports;
+        Ok(settings)
+    }
+
+    /// The SSH private key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when no key is set and no home directory is known.
+    pub fn ssh_key(&self) -> Result<PathBuf> {
+        Ok(self.config.require_ssh_key()?.to_owned())
+    }
+
+    /// An orchestrator over RunPod's API and SSH, pinning host keys in
+    /// `<state dir>/known_hosts`, recording created pods in the store's `.env`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Profile::client`], [`Profile::session_settings`] and [`Profile::ssh_key`].
+    pub fn orchestrator(&self, store: &Store) -> Result<Orchestrator> {
+        self.orchestrator_with(store, self.session_settings()?)
+    }
+
+    /// As [`Profile::orchestrator`], with explicit settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Profile::client`] and [`Profile::ssh_key`].
+    pub fn orchestrator_with(
+        &self,
+        store: &Store,
+        settings: SessionSettings,
+    ) -> Result<Orchestrator> {
+        let mut provider = RunpodProvider::new(self.client()?);
+        if let Some(user) = &self.ssh_user {
+            provider = provider.with_ssh_user(user);
+        }
+        let connector = SshConnector::new(self.ssh_key()?, store.state_dir().join("known_hosts"));
+        Ok(
+            Orchestrator::new(Arc::new(provider), Arc::new(connector), settings)
+                .with_store(store.clone()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret as _;
+
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_env_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::builder()
+            .root(dir.path())
+            .ignore_environment()
+            .build()
+            .expect("store");
+        std::fs::write(
+            store.env_file(),
+            "RUNPOD_API_KEY=from-file\nRUNPOD_POD_ID=file-pod\nRPB_POD_ROOT=/file\nRPB_MCP_PORT=1111\n",
+        )
+        .expect("write");
+        let environment = |key: &str| match key {
+            "RUNPOD_POD_ID" => Some("env-pod".to_owned()),
+            "RPB_POD_ROOT" => Some("/env".to_owned()),
+            "RUNPOD_API_URL" => Some(String::new()),
+            _ => None,
+        };
+        let profile = Profile::resolve(&store, &[("RPB_POD_ROOT", "/flag".into())], environment)
+            .expect("profile");
+        assert_eq!(
+            profile
+                .config
+                .api_key
+                .as_ref()
+                .map(|key| key.expose_secret().to_owned()),
+            Some("from-file".into())
+        );
+        assert_eq!(profile.config.pod_id.as_deref(), Some("env-pod"));
+        assert_eq!(profile.pod_root, "/flag");
+        assert_eq!(profile.local_ports.mcp, 1111);
+        assert_eq!(profile.remote_ports.mcp, 9876);
+        assert_eq!(profile.api_url, None);
+    }
+
+    #[test]
+    fn a_bad_port_names_its_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::builder()
+            .root(dir.path())
+            .ignore_environment()
+            .build()
+            .expect("store");
+        let error = Profile::resolve(&store, &[(POD_MCP_PORT, "x".into())], |_| None)
+            .expect_err("bad port");
+        assert!(error.to_string().contains("RPB_POD_MCP_PORT"), "{error}");
+    }
+}

@@ -1,0 +1,259 @@
+//! `rpb demo`: the main job on the embedded local pod (simulator, private sshd, Blender).
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use blender_session::daemon::{self, CostGuard, TunnelRecord};
+use blender_session::local_pod::LocalPod;
+use blender_session::orchestrator::boot_command;
+use blender_session::profile;
+use blender_session::seams::PodSpec;
+use blender_session::{Orchestrator, Session};
+use clap::Args;
+use project_store::{ConfigKey, Store};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::commands::{Ctx, mcp_json, random_password};
+use crate::output::{Outcome, Progress};
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DemoArgs {
+    /// Stop and clean up as soon as Blender is ready (for scripts and CI), instead of waiting
+    /// for Ctrl-C.
+    #[arg(long)]
+    exit_after_ready: bool,
+}
+
+pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<Outcome> {
+    let from_env = |key: &str| std::env::var(key).ok().filter(|value| !value.is_empty());
+    let vnc_from_env = from_env("VNC_PASSWORD");
+    let vnc_source = if vnc_from_env.is_some() {
+        "environment"
+    } else {
+        "generated"
+    };
+    let vnc_password = vnc_from_env.map_or_else(random_password, SecretString::from);
+    let progress = ctx
+        .progress()
+        .spinner("starting the local pod (simulator, sshd)");
+    let temp = tempfile::Builder::new()
+        .prefix("rpb-demo-")
+        .tempdir()
+        .context("creating the demo's temporary folder")?;
+    let mut builder = LocalPod::builder();
+    if let Some(key) = from_env("RUNPOD_API_KEY") {
+        builder = builder.api_key(SecretString::from(key));
+    }
+    let pod = match builder.start().await {
+        Ok(pod) => pod,
+        Err(error) => {
+            progress.finish();
+            return Err(anyhow::Error::from(error).context("starting the embedded local pod"));
+        }
+    };
+    let flow = Flow {
+        ctx,
+        pod: &pod,
+        workspace: &temp.path().join("workspace"),
+        vnc_password,
+        vnc_source,
+        progress: &progress,
+        exit_after_ready: args.exit_after_ready,
+    };
+    let result = flow.run().await;
+    progress.finish();
+    let shutdown = pod.shutdown().await;
+    let outcome = result?;
+    shutdown.context("stopping the local pod")?;
+    Ok(outcome)
+}
+
+struct Flow<'a> {
+    ctx: &'a Ctx,
+    pod: &'a LocalPod,
+    workspace: &'a Path,
+    vnc_password: SecretString,
+    vnc_source: &'static str,
+    progress: &'a Progress,
+    exit_after_ready: bool,
+}
+
+impl Flow<'_> {
+    async fn run(&self) -> anyhow::Result<Outcome> {
+        let store = Store::builder()
+            .root(self.workspace)
+            .ignore_environment()
+            .build()?;
+        store.init()?;
+        let settings = self.pod.session_settings(self.vnc_password.clone());
+        let orchestrator = self
+            .pod
+            .orchestrator(store.state_dir().join("known_hosts"), settings)?
+            .with_store(store.clone());
+        let spec = PodSpec {
+            name: "rpb-demo".into(),
+            image: "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404".into(),
+            gpu_type: "NVIDIA RTX A5000".into(),
+            gpu_count: 1,
+            cloud: runpod_api::models::Cloud::Community,
+            volume_gb: 50,
+            volume_path: "/runpod".into(),
+            disk_gb: 20,
+            start_command: boot_command("/runpod"),
+        };
+        let progress = self.progress.clone();
+        let sink = move |event: &blender_session::Event| progress.event(event);
+        let created = orchestrator
+            .create(&spec, self.pod.ssh_public_key(), &sink)
+            .await?;
+        let pod_id = created.id;
+        let session = orchestrator.start(&pod_id, &sink).await?;
+        let result = self.ready(&orchestrator, &store, &session).await;
+        let document = match result {
+            Ok(document) => document,
+            Err(error) => {
+                let _ = orchestrator.stop(&pod_id, Some(session), &sink).await;
+                return Err(error);
+            }
+        };
+        if !self.exit_after_ready {
+            self.progress.finish();
+            // Record the demo's own tunnel, so `rpb --workspace ... status` and `tunnel status`
+            // see it (and `tunnel down` ends the demo cleanly, by its verified PID).
+            let record_path = daemon::record_path(&store.state_dir());
+            TunnelRecord::for_current_process(
+                &pod_id,
+                session.ports,
+                CostGuard::default(),
+                daemon::log_path(&store.state_dir()),
+            )?
+            .write(&record_path)?;
+            self.announce(&document, &store);
+            let waited = wait_for_interrupt().await;
+            let _ = TunnelRecord::remove(&record_path);
+            waited?;
+        }
+        let stopped = orchestrator.stop(&pod_id, Some(session), &sink).await?;
+        let mut document = document;
+        if let Some(fields) = document.as_object_mut() {
+            // The demo's workspace is gone with the demo.
+            fields.remove("workspace");
+        }
+        document["stopped"] = json!({
+            "status": stopped.status.to_string(),
+            "cost_per_hour": stopped.cost_per_hour,
+        });
+        if !self.exit_after_ready {
+            return Ok(Outcome::new(
+                serde_json::Value::Null,
+                format!(
+                    "stopped pod {pod_id} ({}) and every process of the local pod",
+                    stopped.status
+                ),
+            ));
+        }
+        let human = format!(
+            "the demo ran: Blender {} answered with scene {:?}; pod {pod_id} is {} now",
+            document["blender_version"].as_str().unwrap_or("?"),
+            document["scene"]["name"].as_str().unwrap_or("?"),
+            stopped.status
+        );
+        Ok(Outcome::new(document, human))
+    }
+
+    /// Reads the scene through MCP and records the demo's settings in its workspace `.env` so
+    /// other `rpb` commands can work on it (`rpb --workspace DIR status`).
+    async fn ready(
+        &self,
+        orchestrator: &Orchestrator,
+        store: &Store,
+        session: &Session,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut blender = session.mcp().await?;
+        let scene = blender.scene_info().await?;
+        blender.close().await;
+        let remote = self.pod.remote_ports();
+        let api_key = self.pod.api_key().clone();
+        let entries: [(&str, String); 11] = [
+            (profile::API_URL, self.pod.api_url()),
+            (profile::SSH_USER, self.pod.ssh_user().to_owned()),
+            (profile::POD_ROOT, orchestrator.settings().pod_root.clone()),
+            (profile::POD_MCP_PORT, remote.mcp.to_string()),
+            (profile::POD_VNC_PORT, remote.vnc.to_string()),
+            (profile::POD_NOVNC_PORT, remote.novnc.to_string()),
+            (
+                ConfigKey::SshKey.as_str(),
+                self.pod.ssh_identity_file().display().to_string(),
+            ),
+            (ConfigKey::McpPort.as_str(), session.ports.mcp.to_string()),
+            (ConfigKey::VncPort.as_str(), session.ports.vnc.to_string()),
+            (
+                ConfigKey::NoVncPort.as_str(),
+                session.ports.novnc.to_string(),
+            ),
+            (ConfigKey::PodId.as_str(), session.pod_id.clone()),
+        ];
+        for (key, value) in entries {
+            store.set_env_var(key, &value)?;
+        }
+        store.set_secret(ConfigKey::ApiKey, &api_key)?;
+        store.set_secret(ConfigKey::VncPassword, &self.vnc_password)?;
+        Ok(json!({
+            "pod_id": session.pod_id,
+            "novnc_url": session.novnc_url(),
+            "mcp_port": session.ports.mcp,
+            "vnc_port": session.ports.vnc,
+            "novnc_port": session.ports.novnc,
+            "vnc_password_source": self.vnc_source,
+            "blender_version": session.report.addon.as_ref().map(|addon| addon.blender_version.clone()),
+            "scene": scene,
+            "workspace": store.root(),
+            "mcp_config": mcp_json(session.ports.mcp),
+        }))
+    }
+
+    #[expect(
+        clippy::print_stdout,
+        reason = "the demo shows where things are before it waits"
+    )]
+    fn announce(&self, document: &serde_json::Value, store: &Store) {
+        if self.ctx.global.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(document).unwrap_or_default()
+            );
+            return;
+        }
+        let password = if self.vnc_source == "generated" {
+            format!(
+                "{} (generated; set VNC_PASSWORD to choose one)",
+                self.vnc_password.expose_secret()
+            )
+        } else {
+            "from VNC_PASSWORD".to_owned()
+        };
+        println!(
+            "Blender runs on the local pod {pod}.\n\n  open     {url}\n  password {password}\n  scene    {scene} ({count} objects)\n  mcp      127.0.0.1:{mcp}\n\n.mcp.json for `uvx blender-mcp`:\n{mcp_json}\n\nTry, in another terminal:\n  rpb --workspace {ws} status\n  rpb --workspace {ws} py 'import bpy; print(bpy.app.version_string)'\n\nPress Ctrl-C to stop the pod and clean up.",
+            pod = document["pod_id"].as_str().unwrap_or("?"),
+            url = document["novnc_url"].as_str().unwrap_or("?"),
+            scene = document["scene"]["name"].as_str().unwrap_or("?"),
+            count = document["scene"]["object_count"],
+            mcp = document["mcp_port"],
+            mcp_json = serde_json::to_string_pretty(&document["mcp_config"]).unwrap_or_default(),
+            ws = store.root().display(),
+        );
+    }
+}
+
+async fn wait_for_interrupt() -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handling")?;
+    let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handling")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C")?,
+        _ = terminate.recv() => {}
+        _ = hangup.recv() => {}
+    }
+    Ok(())
+}

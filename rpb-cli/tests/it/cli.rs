@@ -1,0 +1,305 @@
+//! Fast tests: help, usage, JSON shapes and error exit codes, against the RunPod simulator.
+
+use std::time::Duration;
+
+use runpod_api::models::{CreatePodRequest, GpuRequest};
+use runpod_api::sim::Simulator;
+
+use crate::support::{Workspace, alive, path_string};
+
+const KEY: &str = "cli-test-key";
+
+async fn simulator() -> Simulator {
+    Simulator::builder()
+        .api_key(KEY)
+        .start()
+        .await
+        .expect("start the simulator")
+}
+
+/// A workspace pointed at the simulator, with a key, a VNC password and an SSH key path.
+fn workspace_for(sim: &Simulator) -> Workspace {
+    let ws = Workspace::new();
+    ws.write_env(&[
+        ("RUNPOD_API_KEY", KEY.into()),
+        ("RUNPOD_API_URL", sim.base_url()),
+        ("VNC_PASSWORD", "cli-test-vnc".into()),
+        (
+            "RUNPOD_SSH_KEY",
+            path_string(&ws.dir.path().join("home/.ssh/id_test")),
+        ),
+    ]);
+    ws
+}
+
+/// Creates a pod on the simulator and waits until it has the wanted status.
+async fn pod_in(sim: &Simulator, stopped: bool) -> String {
+    let client = sim.client().expect("client");
+    let pod = client
+        .create_pod(
+            &CreatePodRequest::new("cli-test")
+                .image("runpod/pytorch")
+                .gpu(GpuRequest::new("NVIDIA RTX A5000"))
+                .port("22/tcp"),
+        )
+        .await
+        .expect("create");
+    let id = pod.id.to_string();
+    crate::support::eventually(Duration::from_secs(10), "pod running", || {
+        sim.pod(&id)
+            .is_some_and(|pod| pod.status == runpod_api::PodStatus::Running)
+    })
+    .await;
+    if stopped {
+        client.stop_pod(&pod.id).await.expect("stop");
+        crate::support::eventually(Duration::from_secs(10), "pod exited", || {
+            sim.pod(&id)
+                .is_some_and(|pod| pod.status == runpod_api::PodStatus::Exited)
+        })
+        .await;
+    }
+    id
+}
+
+#[tokio::test]
+async fn help_lists_every_job_and_the_exit_codes() {
+    let ws = Workspace::new();
+    let run = ws.rpb(&["--help"]).await.success();
+    insta::assert_snapshot!("help", run.stdout);
+    let run = ws.rpb(&["tunnel", "--help"]).await.success();
+    insta::assert_snapshot!("tunnel_help", run.stdout);
+    let run = ws.rpb(&["start", "--help"]).await.success();
+    insta::assert_snapshot!("start_help", run.stdout);
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_and_completions_print() {
+    let ws = Workspace::new();
+    let run = ws.rpb(&["frobnicate"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    let run = ws.rpb(&["exec"]).await;
+    assert_eq!(run.code, 2, "exec without a command: {run:?}");
+    let run = ws.rpb(&["completions", "bash"]).await.success();
+    assert!(run.stdout.contains("_rpb()"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn a_missing_key_is_an_error_naming_the_setting() {
+    let ws = Workspace::new();
+    ws.write_env(&[("RUNPOD_POD_ID", "abc123".into())]);
+    let run = ws.rpb(&["status", "--json"]).await;
+    assert_eq!(run.code, 1);
+    let settings = ws.insta();
+    settings.bind(|| insta::assert_json_snapshot!("missing_key", run.json()));
+    // Without a pod chosen, the message says how to choose one.
+    ws.write_env(&[("RUNPOD_API_KEY", "x".into())]);
+    let run = ws.rpb(&["stop"]).await;
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("--pod-id"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn an_unknown_pod_is_an_error() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    let run = ws.rpb(&["status", "--pod-id", "nosuchpod", "--json"]).await;
+    assert_eq!(run.code, 1);
+    ws.insta()
+        .bind(|| insta::assert_json_snapshot!("unknown_pod", run.json()));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_host_without_a_free_gpu_exits_4() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    let pod_id = pod_in(&sim, true).await;
+    sim.set_faults(|faults| faults.no_free_gpu_next_start = 1);
+    let run = ws.rpb(&["start", "--pod-id", &pod_id]).await;
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stderr.contains("no free GPU"), "{}", run.stderr);
+    assert_eq!(
+        sim.pod(&pod_id).map(|pod| pod.status),
+        Some(runpod_api::PodStatus::Exited),
+        "nothing left billing"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_ssh_info_and_doctor_json_shapes() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    let pod_id = pod_in(&sim, false).await;
+    let mut settings = ws.insta();
+    settings.add_filter(&crate::support::regex_escape(&pod_id), "[POD]");
+    settings.add_filter(
+        r#""(cost_so_far|uptime_seconds)": [0-9.e-]+"#,
+        "\"$1\": [N]",
+    );
+    settings.add_filter(r"-p \d+", "-p [N]");
+    settings.add_filter(r#""host": "[0-9.]+""#, "\"host\": \"[HOST]\"");
+    settings.add_filter(r"@[0-9.]+", "@[HOST]");
+    let status = ws
+        .rpb(&["status", "--pod-id", &pod_id, "--json"])
+        .await
+        .success();
+    settings.bind(|| insta::assert_json_snapshot!("status", status.json()));
+    let human = ws.rpb(&["status", "--pod-id", &pod_id]).await.success();
+    assert!(human.stdout.contains("is RUNNING"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("/h"),
+        "cost per hour: {}",
+        human.stdout
+    );
+    let info = ws
+        .rpb(&["ssh-info", "--pod-id", &pod_id, "--json"])
+        .await
+        .success();
+    settings.bind(|| insta::assert_json_snapshot!("ssh_info", info.json()));
+    let doctor = ws.rpb(&["doctor", "--json"]).await;
+    assert_eq!(doctor.code, 1, "the ssh key does not exist: {doctor:?}");
+    settings.bind(|| insta::assert_json_snapshot!("doctor", doctor.json()));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn init_works_without_a_terminal_or_a_key() {
+    let ws = Workspace::new();
+    let run = ws.rpb(&["init", "--json"]).await.success();
+    ws.insta()
+        .bind(|| insta::assert_json_snapshot!("init", run.json()));
+    let env = std::fs::read_to_string(ws.root().join(".env")).expect(".env");
+    assert!(env.contains("VNC_PASSWORD="), "a generated password");
+    assert!(
+        ws.dir
+            .path()
+            .join("home/.runpod/ssh/RunPod-Key-Go")
+            .exists()
+    );
+}
+
+#[tokio::test]
+async fn projects_json_shapes_and_invalid_names() {
+    let ws = Workspace::new();
+    ws.write_env(&[]);
+    let new = ws
+        .rpb(&["project", "new", "chair", "--json"])
+        .await
+        .success();
+    let list = ws.rpb(&["project", "list", "--json"]).await.success();
+    let show = ws
+        .rpb(&["project", "show", "chair", "--json"])
+        .await
+        .success();
+    let settings = ws.insta();
+    settings.bind(|| {
+        insta::assert_json_snapshot!("project_new", new.json());
+        insta::assert_json_snapshot!("project_list", list.json());
+        insta::assert_json_snapshot!("project_show", show.json());
+    });
+    let bad = ws.rpb(&["project", "new", "../escape", "--json"]).await;
+    assert_eq!(bad.code, 1);
+    settings.bind(|| insta::assert_json_snapshot!("project_invalid", bad.json()));
+    let mcp = ws.rpb(&["mcp-config", "--json"]).await.success();
+    settings.bind(|| insta::assert_json_snapshot!("mcp_config", mcp.json()));
+    assert!(ws.root().join(".mcp.json").is_file());
+}
+
+#[tokio::test]
+async fn tunnel_status_cleans_stale_records_and_never_signals_a_stranger() {
+    let ws = Workspace::new();
+    ws.write_env(&[]);
+    let none = ws.rpb(&["tunnel", "status", "--json"]).await;
+    assert_eq!(none.code, 1);
+    assert_eq!(none.json()["state"], "none");
+
+    // A record whose process is gone.
+    let mut gone = std::process::Command::new("true")
+        .spawn()
+        .expect("spawn true");
+    let gone_pid = gone.id();
+    gone.wait().expect("wait");
+    let record = |pid: u32, start_time: u64| {
+        serde_json::json!({
+            "pid": pid, "start_time": start_time, "pod_id": "p1",
+            "mcp_port": 1, "vnc_port": 2, "novnc_port": 3, "started_at": 0,
+            "log": "/dev/null",
+        })
+        .to_string()
+    };
+    let path = ws.state_dir().join("tunnel.json");
+    std::fs::write(&path, record(gone_pid, 1)).expect("write record");
+    let stale = ws.rpb(&["tunnel", "status", "--json"]).await;
+    ws.insta()
+        .bind(|| insta::assert_json_snapshot!("tunnel_stale", stale.json()));
+    assert!(!path.exists(), "the stale record is removed");
+
+    // A record whose PID now belongs to another process: ours (the test), with another start
+    // time. `tunnel down` must not signal it.
+    let stranger = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    let stranger_pid = stranger.id();
+    std::fs::write(&path, record(stranger_pid, 1)).expect("write record");
+    let down = ws.rpb(&["tunnel", "down", "--json"]).await.success();
+    assert_eq!(down.json()["tunnel"], "stale");
+    assert!(
+        alive(u64::from(stranger_pid)),
+        "the stranger was not signalled"
+    );
+    assert!(!path.exists());
+    std::fs::write(&path, record(stranger_pid, 1)).expect("write record");
+    let status = ws.rpb(&["tunnel", "status", "--json"]).await;
+    assert_eq!(status.json()["pid_reused"], true);
+    let mut stranger = stranger;
+    stranger.kill().expect("kill our sleep");
+    stranger.wait().expect("reap");
+}
+
+#[tokio::test]
+async fn a_busy_local_port_stops_start_before_the_pod_starts() {
+    let sim = simulator().await;
+    let mut ws = workspace_for(&sim);
+    let pod_id = pod_in(&sim, true).await;
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = blocker.local_addr().expect("addr").port();
+    // The environment beats the .env file.
+    ws.set("RPB_MCP_PORT", port.to_string());
+    let run = ws.rpb(&["start", "--pod-id", &pod_id, "--json"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    ws.insta()
+        .bind(|| insta::assert_json_snapshot!("busy_port", run.json()));
+    assert_eq!(
+        sim.pod(&pod_id).map(|pod| pod.status),
+        Some(runpod_api::PodStatus::Exited),
+        "the pod was not started"
+    );
+    drop(blocker);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn init_registers_the_ssh_key_when_it_has_an_api_key() {
+    let sim = simulator().await;
+    let mut ws = Workspace::new();
+    ws.set("RUNPOD_API_KEY", KEY);
+    ws.set("RUNPOD_API_URL", sim.base_url());
+    let run = ws.rpb(&["init", "--json"]).await.success();
+    let document = run.json();
+    assert_eq!(document["api_key_set"], true);
+    assert_eq!(document["ssh_key_registered"], true);
+    let public = std::fs::read_to_string(ws.dir.path().join("home/.runpod/ssh/RunPod-Key-Go.pub"))
+        .expect("public key");
+    assert_eq!(sim.ssh_keys(), [public.trim().to_owned()]);
+    let env = std::fs::read_to_string(ws.root().join(".env")).expect(".env");
+    assert!(
+        env.contains(&format!("RUNPOD_API_KEY={KEY}")),
+        "the key is saved in .env"
+    );
+    // Again: nothing to add.
+    let again = ws.rpb(&["init", "--json"]).await.success();
+    assert_eq!(again.json()["ssh_key_registered"], false);
+    sim.shutdown().await;
+}

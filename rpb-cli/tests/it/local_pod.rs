@@ -1,0 +1,220 @@
+//! Slow tests on the embedded local pod (real sshd, Blender, Xvfb, x11vnc, noVNC): the whole
+//! CLI flow with the background tunnel and the cost guard, and the demo. Serialized.
+
+use std::time::Duration;
+
+use blender_session::local_pod::LocalPod;
+use runpod_api::PodId;
+
+use crate::support::{Workspace, alive, eventually, free_port, path_string, serial};
+
+const VNC: &str = "cli-e2e-vnc";
+const SLOW: Duration = Duration::from_secs(400);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
+    let _serial = serial().await;
+    let pod = LocalPod::builder()
+        .start()
+        .await
+        .expect("the local pod starts (openssh-server, blender, xvfb, x11vnc, novnc, websockify)");
+    let remote = pod.remote_ports();
+    let (mcp, vnc, novnc) = (free_port(), free_port(), free_port());
+    let ws = Workspace::new();
+    ws.write_env(&[
+        ("RUNPOD_API_URL", pod.api_url()),
+        ("RPB_SSH_USER", pod.ssh_user().to_owned()),
+        ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
+        ("RPB_POD_ROOT", path_string(pod.pod_root())),
+        ("RPB_POD_MCP_PORT", remote.mcp.to_string()),
+        ("RPB_POD_VNC_PORT", remote.vnc.to_string()),
+        ("RPB_POD_NOVNC_PORT", remote.novnc.to_string()),
+        ("RPB_MCP_PORT", mcp.to_string()),
+        ("RPB_VNC_PORT", vnc.to_string()),
+        ("RPB_NOVNC_PORT", novnc.to_string()),
+        ("VNC_PASSWORD", VNC.into()),
+    ]);
+    // The key comes from the environment (precedence: flags, environment, .env).
+    let mut ws = ws;
+    ws.set(
+        "RUNPOD_API_KEY",
+        secrecy::ExposeSecret::expose_secret(pod.api_key()).to_owned(),
+    );
+
+    let created = ws.rpb_within(SLOW, &["create", "--json"]).await.success();
+    let pod_id = created.json()["pod_id"]
+        .as_str()
+        .expect("pod_id")
+        .to_owned();
+    let env = std::fs::read_to_string(ws.root().join(".env")).expect(".env");
+    assert!(env.contains(&format!("RUNPOD_POD_ID={pod_id}")), "{env}");
+
+    // Start: Blender answers; the tunnel lives in a background process of ours.
+    let started = ws.rpb_within(SLOW, &["start", "--json"]).await.success();
+    let started = started.json();
+    assert_eq!(started["mcp_port"], mcp);
+    assert_eq!(
+        started["novnc_url"],
+        format!("http://127.0.0.1:{novnc}/vnc.html?autoconnect=1&resize=scale")
+    );
+    let daemon_pid = started["tunnel"]["pid"].as_u64().expect("tunnel pid");
+    assert!(alive(daemon_pid));
+    let args = std::fs::read(format!("/proc/{daemon_pid}/cmdline")).expect("cmdline");
+    let args = String::from_utf8_lossy(&args);
+    assert!(
+        !args.contains(VNC) && !args.contains("RUNPOD_API_KEY"),
+        "no secret in argv: {args}"
+    );
+
+    let tunnel = ws.rpb(&["tunnel", "status", "--json"]).await.success();
+    assert_eq!(tunnel.json()["state"], "running");
+    let py = ws
+        .rpb(&["py", "import bpy; print(len(bpy.data.objects))", "--json"])
+        .await
+        .success();
+    assert_eq!(py.json()["output"].as_str().map(str::trim), Some("3"));
+    let exec = ws
+        .rpb(&["exec", "--", "echo", "hello from", "the pod"])
+        .await
+        .success();
+    assert_eq!(exec.stdout.trim(), "hello from the pod");
+    let failing = ws.rpb(&["exec", "--", "exit 7"]).await;
+    assert_eq!(failing.code, 7, "exec passes the remote exit code on");
+    let status = ws.rpb(&["status", "--json"]).await.success().json();
+    assert_eq!(status["status"], "RUNNING");
+    assert_eq!(status["blender_answers"], true);
+    assert_eq!(status["novnc_answers"], true);
+    assert!(status["cost_per_hour"].as_f64().unwrap_or_default() > 0.0);
+
+    // Files: push and pull with hashes; save the scene into a project.
+    let local = ws.dir.path().join("notes.txt");
+    std::fs::write(&local, "rpb push/pull test\n").expect("write");
+    let pushed = ws
+        .rpb(&["push", &path_string(&local), "--json"])
+        .await
+        .success()
+        .json();
+    let remote_path = pushed["remote"].as_str().expect("remote").to_owned();
+    let back = ws.dir.path().join("back.txt");
+    let pulled = ws
+        .rpb(&["pull", &remote_path, &path_string(&back), "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(pulled["sha256"], pushed["sha256"]);
+    assert_eq!(
+        std::fs::read(&back).expect("back"),
+        std::fs::read(&local).expect("local")
+    );
+    let saved = ws
+        .rpb_within(SLOW, &["save", "--project", "chair", "--json"])
+        .await
+        .success()
+        .json();
+    assert!(saved["name"].as_str().is_some_and(|name| {
+        std::path::Path::new(name)
+            .extension()
+            .is_some_and(|ext| ext == "blend")
+    }));
+    let mcp_config = ws
+        .rpb(&["mcp-config", "--print", "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(
+        mcp_config["mcpServers"]["blender"]["env"]["BLENDER_PORT"],
+        mcp.to_string()
+    );
+
+    // Down: the process ends by its PID and the ports close.
+    let down = ws.rpb(&["tunnel", "down", "--json"]).await.success();
+    assert_eq!(down.json()["tunnel"], "stopped");
+    eventually(Duration::from_secs(10), "the tunnel process ends", || {
+        !alive(daemon_pid)
+    })
+    .await;
+    assert!(std::net::TcpStream::connect(("127.0.0.1", mcp)).is_err());
+
+    // A busy local port: the tunnel cannot come up, and says why.
+    let blocker = std::net::TcpListener::bind(("127.0.0.1", mcp)).expect("occupy the port");
+    let busy = ws.rpb_within(SLOW, &["tunnel", "up", "--json"]).await;
+    assert_eq!(busy.code, 1, "{busy:?}");
+    assert!(
+        busy.stderr.contains(&mcp.to_string()),
+        "names the port: {}",
+        busy.stderr
+    );
+    drop(blocker);
+
+    // The idle guard: no traffic for 0.1 min (6 s) stops the pod, and status says why.
+    let up = ws
+        .rpb_within(SLOW, &["tunnel", "up", "--idle-stop", "0.1", "--json"])
+        .await
+        .success();
+    assert_eq!(up.json()["tunnel"]["idle_stop_minutes"], 0.1);
+    let client = pod.client().expect("client");
+    let id = PodId::new(&pod_id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = client.get_pod(&id).await.expect("get pod").status;
+        if status == runpod_api::PodStatus::Exited {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle guard did not stop the pod (last {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = ws.rpb(&["status", "--json"]).await.success().json();
+    assert_eq!(status["status"], "EXITED");
+    assert!(
+        status["guard_stop"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("no traffic")),
+        "{status}"
+    );
+    let log = std::fs::read_to_string(ws.state_dir().join("tunnel.log")).expect("tunnel log");
+    assert!(log.contains("cost guard"), "{log}");
+    assert!(!log.contains(VNC), "no secret in the log");
+
+    let stopped = ws
+        .rpb_within(SLOW, &["stop", "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(stopped["status"], "EXITED");
+    assert_eq!(stopped["cost_per_hour"], 0.0);
+    pod.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_exit_after_ready_prints_one_json_document_and_cleans_up() {
+    let _serial = serial().await;
+    let mut ws = Workspace::new();
+    ws.set("VNC_PASSWORD", "demo-test-vnc");
+    ws.set("RUNPOD_API_KEY", "demo-test-key");
+    let run = ws
+        .rpb_within(SLOW, &["demo", "--exit-after-ready", "--json"])
+        .await
+        .success();
+    let document = run.json();
+    for key in ["novnc_url", "mcp_port", "vnc_port", "pod_id", "scene"] {
+        assert!(!document[key].is_null(), "{key} in {document}");
+    }
+    assert_eq!(document["vnc_password_source"], "environment");
+    assert_eq!(document["stopped"]["status"], "EXITED");
+    let names: Vec<&str> = document["scene"]["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter_map(|object| object["name"].as_str())
+        .collect();
+    assert!(names.contains(&"Cube"), "{names:?}");
+    assert!(!run.stdout.contains("demo-test-vnc") && !run.stderr.contains("demo-test-vnc"));
+    let port = document["mcp_port"].as_u64().expect("port");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", u16::try_from(port).expect("port"))).is_err(),
+        "the tunnel is closed"
+    );
+}
