@@ -538,6 +538,21 @@ impl Orchestrator {
         );
         self.ensure_setup(pod_id, host.as_ref(), clock).await?;
         let report = self.run_session(pod_id, host.as_ref(), clock).await?;
+        self.tunnel_session(pod_id, addr, host, report, started_pod, clock)
+            .await
+    }
+
+    /// Opens the tunnel to a connected pod and waits until Blender and noVNC answer through it;
+    /// the tunnel is closed again when they do not.
+    async fn tunnel_session(
+        &self,
+        pod_id: &str,
+        addr: SshAddr,
+        host: Arc<dyn RemoteHost>,
+        report: SessionReport,
+        started_pod: bool,
+        clock: &Clock<'_>,
+    ) -> Result<Session> {
         clock.emit(Step::Tunnel, "forwarding mcp, vnc and novnc");
         let tunnel = self
             .connector
@@ -623,33 +638,8 @@ impl Orchestrator {
         let pod = self.require_running(pod_id).await?;
         let (addr, host) = self.connect(pod_id, pod, &clock).await?;
         let report = self.status_report(host.as_ref()).await?;
-        clock.emit(Step::Tunnel, "forwarding mcp, vnc and novnc");
-        let tunnel = self
-            .connector
-            .tunnel(
-                &addr,
-                pod_id,
-                self.settings.local_ports,
-                self.settings.remote_ports,
-                self.resolver(pod_id),
-            )
-            .await?;
-        let ports = tunnel.ports();
-        let session = Session {
-            pod_id: pod_id.into(),
-            endpoint: addr,
-            ports,
-            report,
-            started_pod: false,
-            host,
-            tunnel: Some(tunnel),
-        };
-        if let Err(error) = self.wait_services(ports, &clock).await {
-            let _ = session.close().await;
-            return Err(error);
-        }
-        clock.emit(Step::Ready, session.novnc_url());
-        Ok(session)
+        self.tunnel_session(pod_id, addr, host, report, false, &clock)
+            .await
     }
 
     /// The session script's status report (what runs on the pod, and its ports).
