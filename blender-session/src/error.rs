@@ -127,11 +127,12 @@ pub enum Error {
     },
 
     /// Starting failed after this call had started the pod.
-    #[error("starting pod {pod_id} failed; {}", if *.stopped_again { "the pod was stopped again so it does not bill" } else { "the pod was left running as asked (stop it when done)" })]
+    #[error("starting pod {pod_id} failed; {}", if *.stopped_again { "the pod was stopped again (or no longer runs), so it does not bill" } else { "the pod may still be running: stop it when done" })]
     StartFailed {
         /// The pod.
         pod_id: String,
-        /// Whether the pod was stopped again.
+        /// Whether the pod is stopped: stopped again by the call, or no longer running by itself
+        /// (a pod in `ERROR`). `false` when it was kept as asked or stopping it failed too.
         stopped_again: bool,
         /// What failed.
         #[source]

@@ -492,6 +492,18 @@ impl Orchestrator {
         }
         let stopped_again = match self.provider.stop(pod_id).await {
             Ok(()) => true,
+            // A pod that went to ERROR does not run, and the API refuses to stop it: there is
+            // nothing left to stop.
+            Err(_)
+                if self.provider.pod(pod_id).await.is_ok_and(|pod| {
+                    matches!(
+                        pod.status,
+                        PodStatus::Error | PodStatus::Exited | PodStatus::Terminated
+                    )
+                }) =>
+            {
+                true
+            }
             Err(stop_error) => {
                 tracing::error!(pod_id, error = %stop_error, "stopping the pod after a failed start failed too");
                 false

@@ -56,6 +56,28 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The `.env` path is not a regular file (a directory, a FIFO, a device, ...).
+    #[error(
+        "config file {path} is not a regular file; replace it with a plain text file of \
+         KEY=value lines"
+    )]
+    ConfigNotAFile {
+        /// The `.env` file.
+        path: PathBuf,
+    },
+
+    /// The `.env` file is larger than any settings file should be.
+    #[error(
+        "config file {path} is larger than {max} bytes, so it is not a settings file; check \
+         that the path is right and remove whatever was written there"
+    )]
+    ConfigTooLarge {
+        /// The `.env` file.
+        path: PathBuf,
+        /// The limit in bytes.
+        max: u64,
+    },
+
     /// The `.env` file could not be written (created, replaced or synced).
     #[error(
         "failed to write config file {path}; check that its directory is writable and the disk \

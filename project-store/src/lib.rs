@@ -77,8 +77,8 @@ pub use error::{Error, Result};
 pub use project::{FileEntry, FileKind, InvalidName, Manifest, Project, ProjectName, Source};
 pub use store::{
     DEFAULT_LOCK_TIMEOUT, DEFAULT_ROOT, ENV_FILE, GITIGNORE_ENTRIES, GitStatus, InitReport,
-    OnExisting, PROJECTS_DIR, RPB_HOME, STATE_DIR, SaveVersion, Store, StoreBuilder,
-    discover_env_file, resolve_root,
+    MAX_ENV_FILE_BYTES, OnExisting, PROJECTS_DIR, RPB_HOME, STATE_DIR, SaveVersion, Store,
+    StoreBuilder, discover_env_file, resolve_root,
 };
 
 /// Re-exported so callers use the same `Timestamp` as [`FileEntry::saved_at`].

@@ -79,6 +79,67 @@ pub enum InvalidName {
         /// Byte offset of the character.
         position: usize,
     },
+    /// The name contains an invisible formatting character (zero-width space or joiner,
+    /// soft hyphen, byte-order mark, bidirectional override, ...): two names that look the same
+    /// would be different projects, and a reordering mark hides what the name really is.
+    #[error(
+        "the name contains the invisible character U+{code:04X} at byte {position}; retype the \
+         name without it"
+    )]
+    InvisibleCharacter {
+        /// Byte offset of the character.
+        position: usize,
+        /// Its code point.
+        code: u32,
+    },
+    /// The name contains a letter that imitates a Latin letter: a fullwidth form, or a Greek
+    /// or Cyrillic letter in a name that also has Latin letters (`сhair` with a Cyrillic `с`
+    /// would sit next to `chair` as a different project).
+    #[error(
+        "the name contains U+{code:04X} at byte {position}, which looks like a Latin letter but \
+         is not; retype the name in one script"
+    )]
+    Confusable {
+        /// Byte offset of the character.
+        position: usize,
+        /// Its code point.
+        code: u32,
+    },
+}
+
+/// The first character of `name` that imitates a Latin letter, with its byte offset.
+fn find_confusable(name: &str) -> Option<(usize, char)> {
+    let fullwidth = |c: char| ('\u{FF01}'..='\u{FF5E}').contains(&c);
+    let greek_or_cyrillic = |c: char| ('\u{0370}'..='\u{052F}').contains(&c) && c.is_alphabetic();
+    let has_latin = name.chars().any(|c| c.is_ascii_alphabetic());
+    name.char_indices()
+        .find(|&(_, c)| fullwidth(c) || (has_latin && greek_or_cyrillic(c)))
+}
+
+/// Whether `c` is an invisible formatting character (Unicode `Cf` characters that occur in
+/// text: soft hyphen, zero-width and joiner characters, directional marks, embeddings,
+/// overrides and isolates, invisible operators, the byte-order mark, interlinear annotation
+/// marks, tag characters) or a non-character that renders as nothing.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 /// Checks the rules shared by project names and version stems.
@@ -113,6 +174,18 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
     }
     if let Some((position, _)) = name.char_indices().find(|(_, c)| c.is_control()) {
         return Err(InvalidName::ControlCharacter { position });
+    }
+    if let Some((position, c)) = name.char_indices().find(|&(_, c)| is_invisible(c)) {
+        return Err(InvalidName::InvisibleCharacter {
+            position,
+            code: u32::from(c),
+        });
+    }
+    if let Some((position, c)) = find_confusable(name) {
+        return Err(InvalidName::Confusable {
+            position,
+            code: u32::from(c),
+        });
     }
     Ok(())
 }
@@ -442,6 +515,34 @@ mod tests {
             ("a\t", InvalidName::SurroundingWhitespace),
             ("a\nb", InvalidName::ControlCharacter { position: 1 }),
             ("a\0", InvalidName::ControlCharacter { position: 1 }),
+            (
+                "ch\u{200B}air",
+                InvalidName::InvisibleCharacter {
+                    position: 2,
+                    code: 0x200B,
+                },
+            ),
+            (
+                "a\u{202E}gpj.exe",
+                InvalidName::InvisibleCharacter {
+                    position: 1,
+                    code: 0x202E,
+                },
+            ),
+            (
+                "\u{0441}hair",
+                InvalidName::Confusable {
+                    position: 0,
+                    code: 0x0441,
+                },
+            ),
+            (
+                "\u{FF43}hair",
+                InvalidName::Confusable {
+                    position: 0,
+                    code: 0xFF43,
+                },
+            ),
         ];
         for (name, expected) in cases {
             assert_eq!(validate_name(name), Err(expected), "{name:?}");
@@ -449,6 +550,8 @@ mod tests {
         for ok in [
             "robot-arm",
             "Szene Über",
+            "Стул",
+            "καρέκλα",
             "a..b",
             "v1.2",
             &"x".repeat(MAX_NAME_LEN),

@@ -45,6 +45,9 @@ pub const GITIGNORE_ENTRIES: [&str; 7] = [
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 const GIT_INIT_TIMEOUT: Duration = Duration::from_secs(30);
 const COPY_BUFFER: usize = 64 * 1024;
+/// The largest `.env` file read, in bytes: a settings file is a few hundred bytes, so anything
+/// this large is a mistake (or a symlink to a device) and is refused rather than loaded.
+pub const MAX_ENV_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Chooses the workspace root: `explicit`, else a non-empty `RPB_HOME`, else
 /// `<home>/blender-files/runpod`. Pure, so the rule is testable without touching the
@@ -458,20 +461,10 @@ impl Store {
     }
 
     fn read_env(&self) -> Result<(Option<Document>, Option<u32>)> {
-        let path = &self.env_file;
-        let map = |source| Error::ReadConfig {
-            path: path.clone(),
-            source,
-        };
-        let mut file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, None)),
-            Err(e) => return Err(map(e)),
-        };
-        let mode = file.metadata().ok().and_then(|m| fsutil::mode_of(&m));
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(map)?;
-        Ok((Some(Document::parse(&bytes)), mode))
+        Ok(match read_env_bytes(&self.env_file)? {
+            Some((bytes, mode)) => (Some(Document::parse(&bytes)), mode),
+            None => (None, None),
+        })
     }
 
     /// Sets one setting in the `.env` file; see [`Store::set_env_var`]. The value is checked
@@ -519,15 +512,9 @@ impl Store {
         }
         config::validate_for_write(key, value, &target)?;
         let _lock = fsutil::lock_exclusive(&fsutil::lock_path_for(&target), self.lock_timeout)?;
-        let map_read = |source| Error::ReadConfig {
-            path: target.clone(),
-            source,
-        };
-        let bytes = match fs::read(&target) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(map_read(e)),
-        };
+        let bytes = read_env_bytes(&target)?
+            .map(|(bytes, _)| bytes)
+            .unwrap_or_default();
         let mut document = Document::parse(&bytes);
         document.set(key, value)?;
         let new_bytes = document.to_bytes();
@@ -1016,6 +1003,47 @@ impl SaveVersion<'_> {
     }
 }
 
+/// Reads a `.env` file with its permission bits; `Ok(None)` when it does not exist. Only a
+/// regular file (or a symlink to one) of at most [`MAX_ENV_FILE_BYTES`] is read: a FIFO would
+/// block forever and `/dev/zero` would never end.
+fn read_env_bytes(path: &Path) -> Result<Option<(Vec<u8>, Option<u32>)>> {
+    let map = |source| Error::ReadConfig {
+        path: path.to_path_buf(),
+        source,
+    };
+    let metadata = match fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(map(e)),
+    };
+    if !metadata.is_file() {
+        return Err(Error::ConfigNotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let too_large = || Error::ConfigTooLarge {
+        path: path.to_path_buf(),
+        max: MAX_ENV_FILE_BYTES,
+    };
+    if metadata.len() > MAX_ENV_FILE_BYTES {
+        return Err(too_large());
+    }
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(map(e)),
+    };
+    let mode = file.metadata().ok().and_then(|m| fsutil::mode_of(&m));
+    let mut bytes = Vec::new();
+    file.take(MAX_ENV_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(map)?;
+    if bytes.len() as u64 > MAX_ENV_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(Some((bytes, mode)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1039,6 +1067,29 @@ mod tests {
             resolve_root(None, None, None),
             Err(Error::NoWorkspaceRoot)
         ));
+    }
+
+    #[test]
+    fn only_small_regular_env_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join(".env");
+        assert!(read_env_bytes(&env).unwrap().is_none());
+        std::fs::write(&env, b"RUNPOD_POD_ID=abc\n").unwrap();
+        let (bytes, _) = read_env_bytes(&env).unwrap().unwrap();
+        assert_eq!(bytes, b"RUNPOD_POD_ID=abc\n");
+        std::fs::File::create(&env)
+            .unwrap()
+            .set_len(MAX_ENV_FILE_BYTES + 1)
+            .unwrap();
+        assert!(matches!(
+            read_env_bytes(&env),
+            Err(Error::ConfigTooLarge { .. })
+        ));
+        std::fs::remove_file(&env).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &env).unwrap();
+        let error = read_env_bytes(&env).unwrap_err();
+        assert!(matches!(error, Error::ConfigNotAFile { .. }), "{error:?}");
+        assert!(error.to_string().contains("not a regular file"), "{error}");
     }
 
     #[test]

@@ -10,5 +10,10 @@
     reason = "#[tokio::test] builds its own runtime and blocks on it; progress goes to the test log"
 )]
 
+mod cuts;
+mod faults;
+mod hostile;
 mod lifecycle;
+mod remote_names;
+mod summary;
 mod support;
