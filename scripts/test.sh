@@ -18,4 +18,6 @@ if [ -n "${RPB_RUNPOD_OPENAPI:-}" ]; then
     echo "test: contract check against $RPB_RUNPOD_OPENAPI"
 fi
 
-cargo test --workspace --all-targets --features runpod-api/sim "${features[@]}"
+cargo test --workspace --all-targets --exclude rpb-e2e --features runpod-api/sim "${features[@]}"
+# The end-to-end suite last, with its output shown: it prints the fault summary table.
+cargo test -p rpb-e2e --all-targets -- --nocapture
