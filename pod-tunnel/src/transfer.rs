@@ -8,12 +8,12 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read as _, Seek as _, Write as _};
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
@@ -27,6 +27,17 @@ const SCP_CHUNK: usize = 1 << 20;
 /// SFTP write size: a multiple of libssh2's 30 000-byte packets, so one call keeps 64 requests
 /// in flight.
 const SFTP_WRITE_CHUNK: usize = 30_000 * 64;
+/// SFTP uploads at least this big are written over several connections at once, each taking
+/// chunks of the file: sshd's per-channel window (2 MiB) otherwise caps an upload at one window
+/// per round trip.
+const SPLIT_MIN: u64 = 64 << 20;
+/// The chunk one connection writes at a time (at its offset) in a split upload.
+const SPLIT_CHUNK: u64 = 4 << 20;
+/// One write call of a split upload: libssh2 keeps its requests pipelined within a call (the
+/// whole chunk), and waits for the last acknowledgement at its end.
+const SPLIT_BUFFER: usize = 4 << 20;
+/// Extra connections of a split upload, besides the session's own.
+const SPLIT_HELPERS: usize = 3;
 /// SFTP read size: libssh2 reads ahead four times this (capped at 8 MiB).
 const SFTP_READ_CHUNK: usize = 2 << 20;
 /// SCP download read size.
@@ -300,7 +311,9 @@ impl Job<'_> {
         let tmp = temp_sibling(remote);
         let sent = match self.protocol {
             Protocol::Scp => self.scp_send(&mut file, local, &tmp, meta.len(), mode, mtime, atime),
-            Protocol::Sftp => self.sftp_send(&mut file, local, &tmp, mode, mtime, atime),
+            Protocol::Sftp => {
+                self.sftp_send(&mut file, local, &tmp, meta.len(), mode, mtime, atime)
+            }
         };
         let hash = match sent {
             Ok(hash) => hash,
@@ -395,11 +408,16 @@ impl Job<'_> {
         }
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "internal helper mirroring scp_send"
+    )]
     fn sftp_send(
         &self,
         file: &mut fs::File,
         local: &Path,
         tmp: &Path,
+        size: u64,
         mode: u32,
         mtime: u64,
         atime: u64,
@@ -417,17 +435,22 @@ impl Job<'_> {
                 ssh2::OpenType::File,
             )
             .map_err(|e| remote_err(e.into()))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0_u8; SFTP_WRITE_CHUNK];
-        loop {
-            let n = read_full(file, &mut buf).map_err(local_err("read", local))?;
-            if n == 0 {
-                break;
+        let hash = if size >= SPLIT_MIN {
+            self.sftp_send_split(file, local, tmp, &mut remote, size)?
+        } else {
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0_u8; SFTP_WRITE_CHUNK];
+            loop {
+                let n = read_full(file, &mut buf).map_err(local_err("read", local))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                remote.write_all(&buf[..n]).map_err(remote_err)?;
+                self.advance(n);
             }
-            hasher.update(&buf[..n]);
-            remote.write_all(&buf[..n]).map_err(remote_err)?;
-            self.advance(n);
-        }
+            hex(&hasher.finalize())
+        };
         remote
             .setstat(ssh2::FileStat {
                 size: None,
@@ -439,7 +462,156 @@ impl Job<'_> {
             })
             .map_err(|e| remote_err(e.into()))?;
         remote.close().map_err(|e| remote_err(e.into()))?;
-        Ok(hex(&hasher.finalize()))
+        Ok(hash)
+    }
+
+    /// Writes a big file in chunks at their offsets, over this session's handle `remote` plus up
+    /// to [`SPLIT_HELPERS`] extra connections (each with its own channel window), while another
+    /// thread hashes the file in order. A helper that cannot connect, or fails midway, hands its
+    /// chunk back; this session writes whatever is left, so the result never depends on them.
+    fn sftp_send_split(
+        &self,
+        file: &fs::File,
+        local: &Path,
+        tmp: &Path,
+        remote: &mut ssh2::File,
+        size: u64,
+    ) -> Result<String> {
+        let chunks = size.div_ceil(SPLIT_CHUNK);
+        let next = AtomicU64::new(0);
+        let stop = AtomicBool::new(false);
+        let returned = Mutex::new(Vec::new());
+        let take = || {
+            let back = returned
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            back.or_else(|| Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&k| k < chunks))
+        };
+        std::thread::scope(|scope| {
+            let hasher = scope.spawn(|| hash_range(file, size));
+            let helpers: Vec<_> = (0..SPLIT_HELPERS)
+                .map(|_| {
+                    scope.spawn(|| {
+                        self.split_helper(file, local, tmp, size, &take, &stop, &returned);
+                    })
+                })
+                .collect();
+            let mut buf = vec![0_u8; SPLIT_BUFFER];
+            let mut mine = || -> Result<()> {
+                while let Some(k) = take() {
+                    let mut written = 0;
+                    self.write_chunk(remote, file, local, tmp, k, size, &mut buf, &mut written)?;
+                }
+                Ok(())
+            };
+            let result = mine();
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            for helper in helpers {
+                let _ = helper.join();
+            }
+            result?;
+            // Chunks a helper gave back after this session ran out of work.
+            mine()?;
+            let hash = hasher
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
+                .map_err(local_err("read", local))?;
+            Ok(hash)
+        })
+    }
+
+    /// One extra connection of a split upload: writes chunks until none is left.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the shared state of one split upload"
+    )]
+    fn split_helper(
+        &self,
+        file: &fs::File,
+        local: &Path,
+        tmp: &Path,
+        size: u64,
+        take: &(dyn Fn() -> Option<u64> + Sync),
+        stop: &AtomicBool,
+        returned: &Mutex<Vec<u64>>,
+    ) {
+        let Ok(link) = self.inner.options.connect_blocking(&self.inner.endpoint) else {
+            return;
+        };
+        link.session.set_blocking(true);
+        let opened = link.session.sftp().and_then(|sftp| {
+            let handle =
+                sftp.open_mode(tmp, ssh2::OpenFlags::WRITE, 0o600, ssh2::OpenType::File)?;
+            Ok((sftp, handle))
+        });
+        if let Ok((_sftp, mut handle)) = opened {
+            let mut buf = vec![0_u8; SPLIT_BUFFER];
+            while !stop.load(Ordering::Relaxed) {
+                let Some(k) = take() else { break };
+                let mut written = 0;
+                let wrote = self.write_chunk(
+                    &mut handle,
+                    file,
+                    local,
+                    tmp,
+                    k,
+                    size,
+                    &mut buf,
+                    &mut written,
+                );
+                if wrote.is_err() {
+                    // This session writes the chunk again: count it once.
+                    self.done.fetch_sub(written, Ordering::Relaxed);
+                    returned
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(k);
+                    break;
+                }
+            }
+            let _ = handle.close();
+        }
+        link.disconnect();
+    }
+
+    /// Writes chunk `k` of the file at its offset, counting progress in `written` too.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "internal helper of a split upload"
+    )]
+    fn write_chunk(
+        &self,
+        remote: &mut ssh2::File,
+        file: &fs::File,
+        local: &Path,
+        tmp: &Path,
+        k: u64,
+        size: u64,
+        buf: &mut [u8],
+        written: &mut u64,
+    ) -> Result<()> {
+        let remote_err = |e: io::Error| self.remote_err("upload", tmp, e);
+        let start = k * SPLIT_CHUNK;
+        let end = (start + SPLIT_CHUNK).min(size);
+        remote
+            .seek(io::SeekFrom::Start(start))
+            .map_err(remote_err)?;
+        let mut offset = start;
+        while offset < end {
+            let n = usize::try_from(end - offset)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            file.read_exact_at(&mut buf[..n], offset)
+                .map_err(local_err("read", local))?;
+            remote.write_all(&buf[..n]).map_err(remote_err)?;
+            self.advance(n);
+            *written += n as u64;
+            offset += n as u64;
+        }
+        Ok(())
     }
 
     fn remove_remote(&self, path: &Path) {
@@ -613,6 +785,23 @@ impl Job<'_> {
         }
         Ok(hex(&hasher.finalize()))
     }
+}
+
+/// SHA-256 (hex) of the first `size` bytes of `file`, read at offsets (the file position is
+/// left alone).
+fn hash_range(file: &fs::File, size: u64) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0_u8; 1 << 20];
+    let mut offset = 0;
+    while offset < size {
+        let n = usize::try_from(size - offset)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        file.read_exact_at(&mut buf[..n], offset)?;
+        hasher.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(hex(&hasher.finalize()))
 }
 
 fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {

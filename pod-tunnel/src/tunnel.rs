@@ -1,11 +1,16 @@
-//! Local port forwarding (`ssh -N -L`) on one dedicated thread that owns a non-blocking session.
+//! Local port forwarding (`ssh -N -L`) on one dedicated thread that owns non-blocking sessions.
 //!
-//! The actor thread multiplexes the listeners, every forwarded connection and the SSH socket
+//! The actor thread multiplexes the listeners, every forwarded connection and the SSH sockets
 //! with `poll(2)`. libssh2 rules it follows (see `docs/ssh2-notes.md`): channel opens run one at a
-//! time (the head of a FIFO is retried with the same arguments); after a send returns `EAGAIN`
-//! with outbound blocking, only that same operation is retried until it completes; every channel
-//! is read until `EAGAIN` after each wake-up; a short poll timeout covers the cases where libssh2
-//! does not say which direction it waits for.
+//! time per session (the open in flight is retried until it completes); after a send returns
+//! `EAGAIN` with outbound blocking, only that same operation is retried on that session until it
+//! completes; every channel is read until `EAGAIN` after each wake-up; a short poll timeout covers
+//! the cases where libssh2 does not say which direction it waits for.
+//!
+//! Because one session opens one channel per round trip, a burst of connections makes the tunnel
+//! connect up to three extra sessions in the background (same endpoint, same host-key check);
+//! new channels go to the session carrying the fewest. The sessions share one fate: any of them
+//! dying reconnects the tunnel as a whole.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -48,6 +53,9 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 const SHORT_POLL: Duration = Duration::from_millis(2);
 /// Longest idle poll.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Sessions per tunnel at most: libssh2 opens one channel at a time per session, so connections
+/// arriving together are spread over extra sessions, connected in the background on demand.
+const POOL_SIZE: usize = 4;
 
 /// One local forward: `127.0.0.1:local_port` → `remote_host:remote_port` as seen from the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,6 +152,9 @@ pub struct TunnelStats {
     pub connections_refused: u64,
     /// Successful reconnects.
     pub reconnects: u64,
+    /// SSH sessions (connections) the tunnel currently uses: one, plus extras (up to 4 in all)
+    /// connected when many local connections wait for their channel at once.
+    pub sessions: u64,
 }
 
 #[derive(Default)]
@@ -154,6 +165,7 @@ struct Counters {
     total: AtomicU64,
     refused: AtomicU64,
     reconnects: AtomicU64,
+    sessions: AtomicU64,
     /// Sum of window growth beyond the initial size, over live connections.
     windows: AtomicU64,
 }
@@ -358,6 +370,7 @@ impl Tunnel {
             connections_total: c.total.load(Ordering::Relaxed),
             connections_refused: c.refused.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
+            sessions: c.sessions.load(Ordering::Relaxed),
         }
     }
 
@@ -456,6 +469,26 @@ struct Active {
     /// How far a bulk stream's receive window may grow on this link (`None`: a short link,
     /// where libssh2's own 2 MiB is best).
     max_window: Option<u32>,
+    /// The connection whose channel open is in flight on this session.
+    opening: Option<u64>,
+}
+
+/// A connected extra session and its control channel, from a background thread.
+type Joined = Result<(Link, ssh2::Channel)>;
+
+/// The sessions of one connection generation: the first one, plus extras that join on demand.
+/// A reconnect replaces the whole pool, so late joiners of an old generation are dropped.
+struct Pool {
+    slots: Vec<Active>,
+    joined_tx: mpsc::Sender<Joined>,
+    joined: mpsc::Receiver<Joined>,
+    /// Written by a joining thread when it is done; polled with everything else.
+    join_wake_tx: UnixStream,
+    join_wake: UnixStream,
+    /// Extra sessions still connecting.
+    outstanding: usize,
+    /// An extra session failed to connect: stay at the current size until the next reconnect.
+    grow_failed: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -477,6 +510,8 @@ struct Conn {
     peer_port: u16,
     accepted: Instant,
     channel: Option<ssh2::Channel>,
+    /// Index of the session (in the pool) that carries the channel.
+    slot: usize,
     up: Buffer,
     down: Buffer,
     window: u32,
@@ -547,6 +582,13 @@ fn is_eagain(e: &ssh2::Error) -> bool {
 /// Why the current session must be dropped.
 struct Dead(String);
 
+/// What one channel-open attempt gave.
+enum Opened {
+    Channel(ssh2::Channel),
+    Waiting,
+    Refused,
+}
+
 enum Step {
     Continue,
     Close(Option<oneshot::Sender<()>>),
@@ -613,8 +655,9 @@ impl Actor {
         }
     }
 
-    /// Switches a fresh link to non-blocking mode, with its control channel.
-    fn activate(&mut self, link: Link) -> Result<Active> {
+    /// Switches a fresh link to non-blocking mode, with its control channel: the first session
+    /// of a new pool.
+    fn activate(&mut self, link: Link) -> Result<Pool> {
         // Opening a channel takes one round trip with next to no work on the server: it tells
         // whether this is a long link (where bigger windows pay) or a short one (where they only
         // make libssh2 queue more).
@@ -635,22 +678,115 @@ impl Actor {
         let _ = self.state.send(TunnelState::Connected {
             endpoint: link.endpoint.clone(),
         });
+        let max_window = crate::session::window_for_round_trip(round_trip, MAX_WINDOW);
+        let first = self.slot(link, control, max_window);
+        let pair_err = |source| Error::Bind { port: 0, source };
+        let (join_wake_tx, join_wake) = UnixStream::pair().map_err(pair_err)?;
+        join_wake.set_nonblocking(true).map_err(pair_err)?;
+        let (joined_tx, joined) = mpsc::channel();
+        self.counters.sessions.store(1, Ordering::Relaxed);
+        Ok(Pool {
+            slots: vec![first],
+            joined_tx,
+            joined,
+            join_wake_tx,
+            join_wake,
+            outstanding: 0,
+            grow_failed: false,
+        })
+    }
+
+    fn slot(&self, link: Link, control: ssh2::Channel, max_window: Option<u32>) -> Active {
         let now = Instant::now();
-        Ok(Active {
+        Active {
             link,
             control,
             blocked: None,
             open_started: None,
             last_heard: now,
             next_keepalive: now + self.options.keepalive_interval,
-            max_window: crate::session::window_for_round_trip(round_trip, MAX_WINDOW),
-        })
+            max_window,
+            opening: None,
+        }
     }
 
-    /// Drops a dead session: every connection that had a channel is lost, waiting ones are kept
-    /// for the next session.
-    fn drop_session(&mut self, a: Active) {
-        let _ = a.link.socket.shutdown(std::net::Shutdown::Both);
+    /// Starts extra sessions in the background when more connections wait for a channel than
+    /// the pool can open at once.
+    fn grow(&self, p: &mut Pool) {
+        let free = p.slots.iter().filter(|s| s.opening.is_none()).count();
+        let size = p.slots.len() + p.outstanding;
+        if p.grow_failed || self.pending.len() <= free || size >= POOL_SIZE {
+            return;
+        }
+        for _ in 0..(POOL_SIZE - size).min(self.pending.len() - free) {
+            let Ok(wake) = p.join_wake_tx.try_clone() else {
+                p.grow_failed = true;
+                return;
+            };
+            let options = Arc::clone(&self.options);
+            let endpoint = self.endpoint.clone();
+            let results = p.joined_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name("pod-tunnel-join".into())
+                .spawn(move || {
+                    let joined = options.connect_blocking(&endpoint).and_then(|link| {
+                        let control =
+                            link.session
+                                .channel_session()
+                                .map_err(|source| Error::Exec {
+                                    endpoint: link.endpoint.to_string(),
+                                    source: source.into(),
+                                })?;
+                        link.session.set_blocking(false);
+                        Ok((link, control))
+                    });
+                    // A closed receiver means the pool is gone: the link is simply dropped.
+                    if results.send(joined).is_ok() {
+                        let _ = (&wake).write(&[1]);
+                    }
+                });
+            if spawned.is_err() {
+                p.grow_failed = true;
+                return;
+            }
+            p.outstanding += 1;
+        }
+    }
+
+    /// Adds the extra sessions that finished connecting.
+    fn adopt(&self, p: &mut Pool) {
+        let mut buf = [0_u8; 16];
+        while matches!((&p.join_wake).read(&mut buf), Ok(n) if n > 0) {}
+        while let Ok(joined) = p.joined.try_recv() {
+            p.outstanding = p.outstanding.saturating_sub(1);
+            match joined {
+                Ok((link, control)) => {
+                    let max_window = p.slots[0].max_window;
+                    let slot = self.slot(link, control, max_window);
+                    p.slots.push(slot);
+                    self.counters
+                        .sessions
+                        .store(p.slots.len() as u64, Ordering::Relaxed);
+                    tracing::debug!(endpoint = %self.endpoint, sessions = p.slots.len(), "tunnel session added");
+                }
+                Err(e) => {
+                    tracing::debug!(endpoint = %self.endpoint, error = %error_chain(&e), "extra tunnel session failed");
+                    p.grow_failed = true;
+                }
+            }
+        }
+    }
+
+    /// Drops dead sessions: every connection that had a channel is lost, waiting ones (including
+    /// those whose open was in flight) are kept for the next session.
+    fn drop_session(&mut self, p: Pool) {
+        self.counters.sessions.store(0, Ordering::Relaxed);
+        for slot in &p.slots {
+            let _ = slot.link.socket.shutdown(std::net::Shutdown::Both);
+            if let Some(id) = slot.opening {
+                self.pending.push_front(id);
+            }
+        }
         let lost: Vec<u64> = self
             .conns
             .iter()
@@ -660,14 +796,16 @@ impl Actor {
         for id in lost {
             self.remove(id);
         }
-        drop(a);
+        drop(p);
     }
 
     /// Graceful close: EOF and close every channel, then disconnect (bounded by short timeouts).
-    fn shutdown(&mut self, a: Active) {
-        let session = &a.link.session;
-        session.set_blocking(true);
-        session.set_timeout(1000);
+    fn shutdown(&mut self, p: Pool) {
+        self.counters.sessions.store(0, Ordering::Relaxed);
+        for slot in &p.slots {
+            slot.link.session.set_blocking(true);
+            slot.link.session.set_timeout(1000);
+        }
         let deadline = Instant::now() + Duration::from_secs(3);
         for conn in self.conns.values_mut() {
             if Instant::now() >= deadline {
@@ -679,8 +817,10 @@ impl Actor {
             }
         }
         self.conns.clear();
-        drop(a.control);
-        a.link.disconnect();
+        for slot in p.slots {
+            drop(slot.control);
+            slot.link.disconnect();
+        }
     }
 
     fn remove(&mut self, id: u64) {
@@ -703,7 +843,7 @@ impl Actor {
         }
     }
 
-    fn reconnect(&mut self, last_error: &str) -> std::result::Result<Active, Step> {
+    fn reconnect(&mut self, last_error: &str) -> std::result::Result<Pool, Step> {
         let mut backoff = self.backoff_initial;
         let mut last_error = last_error.to_owned();
         let mut last: Option<Error> = None;
@@ -825,24 +965,27 @@ impl Actor {
     }
 
     /// One turn of the loop.
-    fn step(&mut self, a: &mut Active) -> Step {
+    fn step(&mut self, p: &mut Pool) -> Step {
         if let Some(step) = self.commands() {
             return step;
         }
         if self.accept_ready {
             self.accept();
         }
+        self.adopt(p);
         let mut busy = false;
         for round in 0..8 {
             let mut pass = false;
-            match self.open_channels(a) {
-                Ok(p) => pass |= p,
+            match self.open_channels(p) {
+                Ok(progress) => pass |= progress,
                 Err(Dead(reason)) => return Step::Reconnect(reason),
             }
-            let (pumped, read_any) = self.pump(a);
+            let (pumped, read_any) = self.pump(p);
             pass |= pumped;
-            if !read_any && let Err(Dead(reason)) = Self::drain_control(a) {
-                return Step::Reconnect(reason);
+            for (slot, read) in p.slots.iter_mut().zip(read_any) {
+                if !read && let Err(Dead(reason)) = Self::drain_control(slot) {
+                    return Step::Reconnect(reason);
+                }
             }
             if !pass {
                 break;
@@ -850,8 +993,12 @@ impl Actor {
             // Still moving data after many passes: poll without sleeping, then come back.
             busy = round == 7;
         }
+        self.grow(p);
         let now = Instant::now();
-        if now.duration_since(a.last_heard) > self.options.dead_after() {
+        if p.slots
+            .iter()
+            .any(|a| now.duration_since(a.last_heard) > self.options.dead_after())
+        {
             return Step::Reconnect(format!(
                 "no answer from {} for {:?} (keepalive)",
                 self.endpoint,
@@ -859,7 +1006,7 @@ impl Actor {
             ));
         }
         self.expire_pending(now);
-        self.wait(a, busy)
+        self.wait(p, busy)
     }
 
     fn accept(&mut self) {
@@ -881,6 +1028,7 @@ impl Actor {
                                 peer_port: peer.port(),
                                 accepted: Instant::now(),
                                 channel: None,
+                                slot: 0,
                                 up: Buffer::default(),
                                 down: Buffer::default(),
                                 window: INITIAL_WINDOW,
@@ -924,87 +1072,152 @@ impl Actor {
         }
     }
 
-    /// Opens channels for waiting connections, one at a time.
-    fn open_channels(&mut self, a: &mut Active) -> std::result::Result<bool, Dead> {
+    /// Opens channels for waiting connections: one at a time per session, on the session that
+    /// carries the fewest channels.
+    fn open_channels(&mut self, p: &mut Pool) -> std::result::Result<bool, Dead> {
         let mut progress = false;
-        while let Some(&id) = self.pending.front() {
-            if !Self::can_send(a, Sender::Open) {
-                break;
+        // Opens in flight first: libssh2 resends the first call's message whatever the arguments.
+        for index in 0..p.slots.len() {
+            let slot = &mut p.slots[index];
+            let Some(id) = slot.opening else { continue };
+            if !Self::can_send(slot, Sender::Open) {
+                continue;
             }
-            let Some(conn) = self.conns.get_mut(&id) else {
-                self.pending.pop_front();
+            let conn = self.conns.get(&id);
+            let forward = &self.forwards[conn.map_or(0, |c| c.forward)];
+            let peer_port = conn.map_or(0, |c| c.peer_port);
+            let opened = Self::try_open(slot, forward, peer_port)?;
+            progress |= self.opened(id, index, opened);
+        }
+        while !self.pending.is_empty() {
+            let mut load = vec![0_usize; p.slots.len()];
+            for conn in self.conns.values() {
+                if conn.channel.is_some() {
+                    load[conn.slot] += 1;
+                }
+            }
+            let Some(index) = (0..p.slots.len())
+                .filter(|&i| {
+                    p.slots[i].opening.is_none() && Self::can_send(&p.slots[i], Sender::Open)
+                })
+                .min_by_key(|&i| load[i])
+            else {
+                break;
+            };
+            let Some(id) = self.pending.pop_front() else {
+                break;
+            };
+            let Some(conn) = self.conns.get(&id) else {
                 continue;
             };
-            let forward = &self.forwards[conn.forward];
-            match a.link.session.channel_direct_tcpip(
-                &forward.remote_host,
-                forward.remote_port,
-                Some(("127.0.0.1", conn.peer_port)),
-            ) {
-                Ok(channel) => {
-                    Self::sent(a, Sender::Open);
-                    conn.channel = Some(channel);
-                    self.pending.pop_front();
-                    a.open_started = None;
-                    progress = true;
-                }
-                Err(e) if is_eagain(&e) => {
-                    Self::blocked_on(a, Sender::Open);
-                    let started = *a.open_started.get_or_insert_with(Instant::now);
-                    if started.elapsed() > OPEN_TIMEOUT {
-                        return Err(Dead(format!(
-                            "opening a channel to {}:{} took longer than {OPEN_TIMEOUT:?}",
-                            forward.remote_host, forward.remote_port
-                        )));
-                    }
-                    break;
-                }
-                Err(e) if matches!(e.code(), ssh2::ErrorCode::Session(-21 | -22)) => {
-                    Self::sent(a, Sender::Open);
-                    tracing::warn!(
-                        target_host = %forward.remote_host,
-                        target_port = forward.remote_port,
-                        error = %e,
-                        "server could not open the forward target; closing that connection"
-                    );
-                    a.open_started = None;
-                    self.pending.pop_front();
-                    self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                    self.remove(id);
-                    progress = true;
-                }
-                Err(e) => return Err(Dead(format!("opening a channel failed: {e}"))),
-            }
+            let slot = &mut p.slots[index];
+            slot.opening = Some(id);
+            let opened = Self::try_open(slot, &self.forwards[conn.forward], conn.peer_port)?;
+            progress |= self.opened(id, index, opened);
         }
         Ok(progress)
     }
 
-    /// Moves data for every connection; retries the blocked sender first.
-    /// Returns (progress, whether some channel was read, which also drains the transport).
-    fn pump(&mut self, a: &mut Active) -> (bool, bool) {
+    /// One attempt at the open in flight on `slot`.
+    fn try_open(
+        slot: &mut Active,
+        forward: &BoundForward,
+        peer_port: u16,
+    ) -> std::result::Result<Opened, Dead> {
+        match slot.link.session.channel_direct_tcpip(
+            &forward.remote_host,
+            forward.remote_port,
+            Some(("127.0.0.1", peer_port)),
+        ) {
+            Ok(channel) => {
+                Self::sent(slot, Sender::Open);
+                slot.open_started = None;
+                slot.opening = None;
+                Ok(Opened::Channel(channel))
+            }
+            Err(e) if is_eagain(&e) => {
+                Self::blocked_on(slot, Sender::Open);
+                let started = *slot.open_started.get_or_insert_with(Instant::now);
+                if started.elapsed() > OPEN_TIMEOUT {
+                    return Err(Dead(format!(
+                        "opening a channel to {}:{} took longer than {OPEN_TIMEOUT:?}",
+                        forward.remote_host, forward.remote_port
+                    )));
+                }
+                Ok(Opened::Waiting)
+            }
+            Err(e) if matches!(e.code(), ssh2::ErrorCode::Session(-21 | -22)) => {
+                Self::sent(slot, Sender::Open);
+                tracing::warn!(
+                    target_host = %forward.remote_host,
+                    target_port = forward.remote_port,
+                    error = %e,
+                    "server could not open the forward target; closing that connection"
+                );
+                slot.open_started = None;
+                slot.opening = None;
+                Ok(Opened::Refused)
+            }
+            Err(e) => Err(Dead(format!("opening a channel failed: {e}"))),
+        }
+    }
+
+    /// Applies the outcome of an open for connection `id` on session `index`; returns progress.
+    fn opened(&mut self, id: u64, index: usize, opened: Opened) -> bool {
+        match opened {
+            Opened::Waiting => false,
+            Opened::Channel(channel) => {
+                // A connection that went away meanwhile just drops its channel.
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.channel = Some(channel);
+                    conn.slot = index;
+                }
+                true
+            }
+            Opened::Refused => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                self.remove(id);
+                true
+            }
+        }
+    }
+
+    /// Moves data for every connection; retries each session's blocked sender first.
+    /// Returns progress, and per session whether some channel was read (which also drains
+    /// the transport).
+    fn pump(&mut self, p: &mut Pool) -> (bool, Vec<bool>) {
         let mut progress = false;
-        let mut read_any = false;
+        let mut read_any = vec![false; p.slots.len()];
         let mut ids: Vec<u64> = self
             .conns
             .iter()
             .filter(|(_, c)| c.channel.is_some())
             .map(|(id, _)| *id)
             .collect();
-        // The blocked sender goes first.
-        if let Some(Sender::Write(b) | Sender::Eof(b) | Sender::Close(b) | Sender::Adjust(b)) =
-            a.blocked
-            && let Some(pos) = ids.iter().position(|&id| id == b)
-        {
-            ids.swap(0, pos);
+        // The blocked senders go first.
+        let mut front = 0;
+        for slot in &p.slots {
+            if let Some(Sender::Write(b) | Sender::Eof(b) | Sender::Close(b) | Sender::Adjust(b)) =
+                slot.blocked
+                && let Some(pos) = ids.iter().position(|&id| id == b)
+                && pos >= front
+            {
+                ids.swap(front, pos);
+                front += 1;
+            }
         }
         let mut finished = Vec::new();
         for id in ids {
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
-            read_any |= !conn.closing && !conn.remote_eof && conn.down.len() < BUFFER_LIMIT;
-            let (p, done) = pump_one(id, conn, a, &self.counters);
-            progress |= p;
+            let Some(a) = p.slots.get_mut(conn.slot) else {
+                continue;
+            };
+            read_any[conn.slot] |=
+                !conn.closing && !conn.remote_eof && conn.down.len() < BUFFER_LIMIT;
+            let (moved, done) = pump_one(id, conn, a, &self.counters);
+            progress |= moved;
             if done {
                 finished.push(id);
             }
@@ -1025,45 +1238,50 @@ impl Actor {
         }
     }
 
-    /// Sends a keepalive when due and polls every descriptor.
-    fn wait(&mut self, a: &mut Active, busy: bool) -> Step {
+    /// Sends keepalives when due and polls every descriptor.
+    fn wait(&mut self, p: &mut Pool, busy: bool) -> Step {
         let now = Instant::now();
-        if now >= a.next_keepalive && a.blocked.is_none() && socket_writable(&a.link.socket) {
-            match a.link.session.keepalive_send() {
-                Ok(secs) => {
-                    a.next_keepalive = now + Duration::from_secs(u64::from(secs.max(1)));
+        let mut timeout = if busy { Duration::ZERO } else { IDLE_POLL };
+        let mut fds =
+            Vec::with_capacity(2 + p.slots.len() + self.listeners.len() + self.conns.len());
+        fds.push(PollFd::new(&self.wake, PollFlags::IN));
+        let mut session_flags = Vec::with_capacity(p.slots.len());
+        for a in &mut p.slots {
+            if now >= a.next_keepalive && a.blocked.is_none() && socket_writable(&a.link.socket) {
+                match a.link.session.keepalive_send() {
+                    Ok(secs) => {
+                        a.next_keepalive = now + Duration::from_secs(u64::from(secs.max(1)));
+                    }
+                    Err(e) => return Step::Reconnect(format!("keepalive failed: {e}")),
                 }
-                Err(e) => return Step::Reconnect(format!("keepalive failed: {e}")),
             }
-        }
-        let mut timeout = if busy {
-            Duration::ZERO
-        } else {
-            IDLE_POLL
+            timeout = timeout
                 .min(a.next_keepalive.saturating_duration_since(now))
                 .min(
                     (a.last_heard + self.options.dead_after())
                         .saturating_duration_since(now)
                         .max(Duration::from_millis(1)),
+                );
+            let direction = a.link.session.block_directions();
+            let waiting = a.blocked.is_some() || a.open_started.is_some();
+            if waiting && direction == ssh2::BlockDirections::None {
+                timeout = timeout.min(SHORT_POLL);
+            }
+            let mut flags = PollFlags::IN;
+            if a.blocked.is_some()
+                || matches!(
+                    direction,
+                    ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
                 )
-        };
-        let direction = a.link.session.block_directions();
-        let waiting = a.blocked.is_some() || a.open_started.is_some();
-        if waiting && direction == ssh2::BlockDirections::None {
-            timeout = timeout.min(SHORT_POLL);
+            {
+                flags |= PollFlags::OUT;
+            }
+            session_flags.push(flags);
         }
-        let mut session_flags = PollFlags::IN;
-        if a.blocked.is_some()
-            || matches!(
-                direction,
-                ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
-            )
-        {
-            session_flags |= PollFlags::OUT;
+        fds.push(PollFd::new(&p.join_wake, PollFlags::IN));
+        for (a, flags) in p.slots.iter().zip(session_flags) {
+            fds.push(PollFd::new(&a.link.socket, flags));
         }
-        let mut fds = Vec::with_capacity(2 + self.listeners.len() + self.conns.len());
-        fds.push(PollFd::new(&self.wake, PollFlags::IN));
-        fds.push(PollFd::new(&a.link.socket, session_flags));
         let listening = self.conns.len() < MAX_CONNECTIONS;
         if listening {
             for listener in &self.listeners {
@@ -1086,16 +1304,27 @@ impl Actor {
             }
         }
         if poll(&mut fds, timeout).is_ok() {
-            let heard = fds[1].revents();
-            if heard.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
-                a.last_heard = Instant::now();
-            }
+            let heard: Vec<bool> = fds[2..2 + p.slots.len()]
+                .iter()
+                .map(|fd| {
+                    fd.revents()
+                        .intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR)
+                })
+                .collect();
+            let first = 2 + heard.len();
             let listeners = if listening {
-                &fds[2..2 + self.listeners.len()]
+                &fds[first..first + self.listeners.len()]
             } else {
                 &[]
             };
             self.accept_ready = listeners.iter().any(|fd| !fd.revents().is_empty());
+            drop(fds);
+            let heard_at = Instant::now();
+            for (a, heard) in p.slots.iter_mut().zip(heard) {
+                if heard {
+                    a.last_heard = heard_at;
+                }
+            }
         }
         Step::Continue
     }
