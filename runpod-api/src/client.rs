@@ -27,6 +27,8 @@ pub const API_URL_ENV: &str = "RUNPOD_API_URL";
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer body buffered; a bigger one is a server or proxy fault, not data.
+const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 << 20;
 
 /// A client for RunPod's REST API v2. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
@@ -40,6 +42,7 @@ struct Inner {
     api_key: SecretString,
     retry: RetryPolicy,
     request_timeout: Option<Duration>,
+    max_response_bytes: usize,
     last_rate_limit: Mutex<Option<RateLimit>>,
 }
 
@@ -63,6 +66,7 @@ pub struct ClientBuilder {
     connect_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
     timeouts_disabled: bool,
+    max_response_bytes: Option<usize>,
     user_agent: Option<String>,
     retry: Option<RetryPolicy>,
 }
@@ -75,6 +79,7 @@ impl fmt::Debug for ClientBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("timeouts_disabled", &self.timeouts_disabled)
+            .field("max_response_bytes", &self.max_response_bytes)
             .field("user_agent", &self.user_agent)
             .field("retry", &self.retry)
             .finish()
@@ -111,6 +116,13 @@ impl ClientBuilder {
     /// would fire as soon as the runtime idles; never use it against the real API.
     pub fn no_timeouts(mut self) -> Self {
         self.timeouts_disabled = true;
+        self
+    }
+
+    /// Largest answer body the client buffers; a larger one fails with
+    /// [`Error::ResponseTooLarge`] instead of growing memory. Default: 32 MiB.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = Some(bytes.max(1024));
         self
     }
 
@@ -172,6 +184,9 @@ impl ClientBuilder {
                 api_key,
                 retry: self.retry.unwrap_or_default(),
                 request_timeout,
+                max_response_bytes: self
+                    .max_response_bytes
+                    .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
                 last_rate_limit: Mutex::new(None),
             }),
         })
@@ -490,14 +505,39 @@ impl Client {
         if let (Some(limit), Ok(mut last)) = (&rate_limit, self.inner.last_rate_limit.lock()) {
             *last = Some(limit.clone());
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| self.transport_error(call, source))?;
+        let body = self.read_body(call, response).await?;
         if status.is_success() {
             return Ok(Answer { status, body });
         }
         Err(api_error(call, status, &headers, &body, rate_limit))
+    }
+
+    /// Reads a body, refusing one larger than the configured limit (before reading, when the
+    /// length is announced).
+    async fn read_body(&self, call: &Call<'_>, mut response: reqwest::Response) -> Result<Bytes> {
+        let limit = self.inner.max_response_bytes;
+        let too_large = || Error::ResponseTooLarge {
+            operation: call.operation.clone(),
+            limit,
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| self.transport_error(call, source))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
     }
 
     pub(crate) fn transport_error(&self, call: &Call<'_>, source: reqwest::Error) -> Error {

@@ -74,6 +74,19 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The answer's body was larger than the client accepts (see
+    /// `ClientBuilder::max_response_bytes`).
+    #[error(
+        "{operation}: the API's answer is larger than {limit} bytes, which no documented answer \
+         is; a proxy or the server misbehaves, retry later"
+    )]
+    ResponseTooLarge {
+        /// The operation.
+        operation: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
     /// The request was refused before sending because it breaks a rule the API enforces.
     #[error("invalid request to {operation}: {reason}")]
     InvalidRequest {

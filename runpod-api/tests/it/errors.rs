@@ -288,3 +288,46 @@ async fn missing_env_and_config_errors() {
     };
     insta::assert_snapshot!("error_missing_env", missing.to_string());
 }
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_instead_of_buffered() {
+    let server = server().await;
+    let body = format!("{{\"pods\":[],\"padding\":\"{}\"}}", "x".repeat(3 << 20));
+    Mock::given(method("GET"))
+        .and(path("/v2/pods"))
+        .respond_with(json_response(200, body))
+        .mount(&server)
+        .await;
+    let client = Client::builder()
+        .base_url(format!("{}/v2", server.uri()))
+        .api_key(crate::KEY)
+        .max_response_bytes(2 << 20)
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .expect("client");
+    let error = client
+        .list_pods(&ListPodsParams::default())
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(error, Error::ResponseTooLarge { limit, .. } if limit == 2 << 20),
+        "{error:?}"
+    );
+    insta::assert_snapshot!("error_response_too_large", error.to_string());
+
+    // Within the limit the same answer parses.
+    let roomy = Client::builder()
+        .base_url(format!("{}/v2", server.uri()))
+        .api_key(crate::KEY)
+        .max_response_bytes(4 << 20)
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .expect("client");
+    assert!(
+        roomy
+            .list_pods(&ListPodsParams::default())
+            .await
+            .expect("fits")
+            .is_empty()
+    );
+}
