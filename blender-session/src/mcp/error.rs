@@ -119,8 +119,10 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
-    /// Blender answered with the protocol's error reply.
-    #[error("blender refused {command}: {message}")]
+    /// Blender answered with the protocol's error reply. The message is shown with control
+    /// characters other than newlines and tabs escaped, so a broken addon cannot drive the
+    /// user's terminal; [`Error::blender_message`] keeps the raw text.
+    #[error("blender refused {command}: {}", printable(message))]
     Blender {
         /// The command type.
         command: String,
@@ -160,6 +162,19 @@ impl Error {
     }
 }
 
+/// `text` with control characters (except newline and tab) escaped as `\u{..}`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Result type of the [`mcp`](crate::mcp) module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -168,6 +183,22 @@ mod tests {
     use std::error::Error as _;
 
     use super::*;
+
+    #[test]
+    fn blender_messages_cannot_carry_terminal_escapes() {
+        let error = Error::Blender {
+            command: "execute_code".into(),
+            message: "Traceback:\n\tline 1\u{1b}[2J\u{7}bad".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "blender refused execute_code: Traceback:\n\tline 1\\u{1b}[2J\\u{7}bad"
+        );
+        assert_eq!(
+            error.blender_message(),
+            Some("Traceback:\n\tline 1\u{1b}[2J\u{7}bad")
+        );
+    }
 
     #[test]
     fn error_sanity() {
