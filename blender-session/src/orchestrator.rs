@@ -700,7 +700,7 @@ impl Orchestrator {
     async fn wait_running(&self, pod_id: &str, clock: &Clock<'_>) -> Result<PodView> {
         self.poll(
             pod_id,
-            "running with ssh",
+            Step::WaitRunning,
             self.settings.ready_timeout,
             clock,
             |pod| pod.status == PodStatus::Running && pod.ssh.is_some(),
@@ -708,33 +708,33 @@ impl Orchestrator {
         .await
     }
 
+    /// Polls the pod until `done` holds; `step` is [`Step::WaitRunning`] or
+    /// [`Step::WaitStopped`] and decides which states end the wait early.
     async fn poll(
         &self,
         pod_id: &str,
-        wanted: &'static str,
+        step: Step,
         timeout: Duration,
         clock: &Clock<'_>,
         done: impl Fn(&PodView) -> bool,
     ) -> Result<PodView> {
+        let stopping = step == Step::WaitStopped;
+        let wanted = if stopping {
+            "stopped"
+        } else {
+            "running with ssh"
+        };
         let started = Instant::now();
         let mut interval = self.settings.poll_interval;
         let mut last: Option<PodStatus> = None;
         loop {
             let pod = self.provider.pod(pod_id).await?;
             if last.as_ref() != Some(&pod.status) {
-                clock.emit(
-                    if wanted == "stopped" {
-                        Step::WaitStopped
-                    } else {
-                        Step::WaitRunning
-                    },
-                    format!("pod {pod_id} is {}", pod.status),
-                );
+                clock.emit(step, format!("pod {pod_id} is {}", pod.status));
             }
             if done(&pod) {
                 return Ok(pod);
             }
-            let stopping = wanted == "stopped";
             let failed = match pod.status {
                 PodStatus::Error => Some("the container failed; read the pod's logs"),
                 PodStatus::Terminated => Some("the pod was terminated; create a new one"),
@@ -1015,7 +1015,7 @@ impl Orchestrator {
         let pod = self
             .poll(
                 pod_id,
-                "stopped",
+                Step::WaitStopped,
                 self.settings.stop_timeout,
                 &clock,
                 |pod| pod.status == PodStatus::Exited && pod.cost_per_hour <= 0.0,
