@@ -434,20 +434,6 @@ pub struct PodGpu {
     /// Number of GPUs.
     #[serde(default = "one", deserialize_with = "lenient::u32_lenient")]
     pub count: u32,
-    /// Total vCPUs allocated.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt_f64_lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub vcpu_count: Option<f64>,
-    /// Total system RAM in GB allocated.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt_f64_lenient",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub memory: Option<f64>,
 }
 
 fn one() -> u32 {
@@ -747,12 +733,6 @@ pub struct GpuRequest {
     /// Lowest acceptable host CUDA version (`major.minor`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_cuda_version: Option<String>,
-    /// Minimum host RAM in GB per GPU (a placement filter).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_ram_per_gpu: Option<u32>,
-    /// Minimum host vCPUs per GPU (a placement filter).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_vcpu_count_per_gpu: Option<u32>,
 }
 
 impl GpuRequest {
@@ -782,20 +762,6 @@ impl GpuRequest {
     #[must_use]
     pub fn min_cuda_version(mut self, version: impl Into<String>) -> Self {
         self.min_cuda_version = Some(version.into());
-        self
-    }
-
-    /// Sets the minimum host RAM per GPU.
-    #[must_use]
-    pub fn min_ram_per_gpu(mut self, gb: u32) -> Self {
-        self.min_ram_per_gpu = Some(gb);
-        self
-    }
-
-    /// Sets the minimum host vCPUs per GPU.
-    #[must_use]
-    pub fn min_vcpu_count_per_gpu(mut self, count: u32) -> Self {
-        self.min_vcpu_count_per_gpu = Some(count);
         self
     }
 }

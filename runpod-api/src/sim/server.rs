@@ -235,14 +235,7 @@ const UPDATE_FIELDS: &[&str] = &[
     "locked",
     "templateId",
 ];
-const GPU_FIELDS: &[&str] = &[
-    "id",
-    "count",
-    "allowedCudaVersions",
-    "minCudaVersion",
-    "minRamPerGpu",
-    "minVcpuCountPerGpu",
-];
+const GPU_FIELDS: &[&str] = &["id", "count", "allowedCudaVersions", "minCudaVersion"];
 const CPU_FIELDS: &[&str] = &["id", "vcpuCount"];
 const MOUNTS_FIELDS: &[&str] = &["persistent", "network"];
 const PERSISTENT_FIELDS: &[&str] = &["size", "path"];

@@ -252,7 +252,7 @@ impl World {
                 ));
             };
             let pod_gpu = serde_json::from_value::<PodGpu>(serde_json::json!({
-                "id": gpu.id, "count": count, "vcpuCount": 8 * count, "memory": 32 * count
+                "id": gpu.id, "count": count
             }))
             .map_err(|error| Refusal::new(500, "Internal Server Error", error.to_string()))?;
             (price, Some(pod_gpu), None)

@@ -23,9 +23,7 @@ pub(crate) fn full_create_request() -> CreatePodRequest {
         .gpu(
             GpuRequest::new("NVIDIA GeForce RTX 4090")
                 .count(1)
-                .allowed_cuda_version("12.8")
-                .min_ram_per_gpu(32)
-                .min_vcpu_count_per_gpu(8),
+                .allowed_cuda_version("12.8"),
         )
         .cloud(Cloud::Community)
         .data_center("EU-RO-1")

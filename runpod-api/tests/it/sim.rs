@@ -277,6 +277,18 @@ async fn unknown_fields_and_broken_rules_are_refused_like_the_real_api() {
         problem["errors"][0],
         "supportPublicIp: additional property not allowed"
     );
+    // The spec's `CreateGpuConfig` is closed too: host filters are not part of it.
+    let gpu_filter = send(serde_json::json!({
+        "name": "x", "image": "i", "gpu": {"id": "NVIDIA RTX A5000", "minRamPerGpu": 32}
+    }))
+    .await
+    .expect("answer");
+    assert_eq!(gpu_filter.status(), 422);
+    let problem: serde_json::Value = gpu_filter.json().await.expect("problem json");
+    assert_eq!(
+        problem["errors"][0],
+        "gpu.minRamPerGpu: additional property not allowed"
+    );
     let both = send(serde_json::json!({
         "name": "x", "image": "i", "gpu": {"id": "NVIDIA RTX A5000"}, "cpu": {"id": "c", "vcpuCount": 2}
     }))
