@@ -30,6 +30,7 @@ use std::str::FromStr;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use unicode_normalization::{UnicodeNormalization as _, is_nfc};
 
 /// The manifest's file name inside a project directory.
 pub const MANIFEST_FILE: &str = "rpb-manifest.json";
@@ -105,6 +106,51 @@ pub enum InvalidName {
         /// Its code point.
         code: u32,
     },
+    /// The name is not in composed Unicode form (NFC): a letter followed by a combining mark,
+    /// as some systems write `é`, would look exactly like the composed letter while naming a
+    /// different folder. [`ProjectName::new`] composes names itself; this is seen only for
+    /// names taken as they are (folder names, manifests, version stems).
+    #[error(
+        "the name has the combining mark U+{code:04X} at byte {position} where a composed letter \
+         belongs (Unicode NFC); retype the name"
+    )]
+    NotComposed {
+        /// Byte offset of the first character that composition changes.
+        position: usize,
+        /// Its code point.
+        code: u32,
+    },
+}
+
+/// Where `name` leaves composed Unicode form: a character NFC replaces on its own (such as the
+/// Ångström sign), else the combining mark that would merge into the letter before it.
+fn find_uncomposed(name: &str) -> Option<(usize, char)> {
+    if is_nfc(name) {
+        return None;
+    }
+    let changed_alone = |c: char| {
+        let mut composed = std::iter::once(c).nfc();
+        !(composed.next() == Some(c) && composed.next().is_none())
+    };
+    let mut composed = name.nfc();
+    let mut chars = name.char_indices().peekable();
+    while let Some((position, c)) = chars.next() {
+        if composed.next() == Some(c) {
+            continue;
+        }
+        if changed_alone(c) {
+            return Some((position, c));
+        }
+        return chars.peek().copied().or(Some((position, c)));
+    }
+    None
+}
+
+/// The first compatibility character of `name` (ligatures, superscripts, circled or
+/// mathematical letters, fullwidth forms): it looks like plain letters or digits it is not.
+fn find_compatibility_form(name: &str) -> Option<(usize, char)> {
+    name.char_indices()
+        .find(|&(_, c)| std::iter::once(c).nfkc().ne(std::iter::once(c).nfc()))
 }
 
 /// The first character of `name` that imitates a Latin letter, with its byte offset.
@@ -181,8 +227,14 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
             code: u32::from(c),
         });
     }
-    if let Some((position, c)) = find_confusable(name) {
+    if let Some((position, c)) = find_confusable(name).or_else(|| find_compatibility_form(name)) {
         return Err(InvalidName::Confusable {
+            position,
+            code: u32::from(c),
+        });
+    }
+    if let Some((position, c)) = find_uncomposed(name) {
+        return Err(InvalidName::NotComposed {
             position,
             code: u32::from(c),
         });
@@ -196,15 +248,17 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
 pub struct ProjectName(String);
 
 impl ProjectName {
-    /// Validates `name`.
+    /// Validates `name` after composing it (Unicode NFC), so `café` typed with a combining
+    /// accent names the same project as `café` typed with the composed letter.
     ///
     /// # Errors
     ///
     /// [`crate::Error::InvalidProjectName`], whose source says which rule was broken.
     pub fn new(name: impl Into<String>) -> crate::Result<Self> {
         let name = name.into();
-        match validate_name(&name) {
-            Ok(()) => Ok(Self(name)),
+        let composed: String = name.nfc().collect();
+        match validate_name(&composed) {
+            Ok(()) => Ok(Self(composed)),
             Err(source) => Err(crate::Error::InvalidProjectName { name, source }),
         }
     }
@@ -457,7 +511,8 @@ pub const MAX_SAME_SECOND_VERSIONS: u32 = 10_000;
 
 /// Normalizes a stem: strips a trailing `.blend` and validates the rest.
 pub(crate) fn normalize_stem(stem: &str) -> crate::Result<String> {
-    let trimmed = stem.strip_suffix(".blend").unwrap_or(stem);
+    let composed: String = stem.nfc().collect();
+    let trimmed = composed.strip_suffix(".blend").unwrap_or(&composed);
     validate_name(trimmed)
         .map(|()| trimmed.to_owned())
         .map_err(|source| crate::Error::InvalidStem {
@@ -543,6 +598,27 @@ mod tests {
                     code: 0xFF43,
                 },
             ),
+            (
+                "\u{FB01}le",
+                InvalidName::Confusable {
+                    position: 0,
+                    code: 0xFB01,
+                },
+            ),
+            (
+                "scene\u{00B2}",
+                InvalidName::Confusable {
+                    position: 5,
+                    code: 0xB2,
+                },
+            ),
+            (
+                "cafe\u{0301}",
+                InvalidName::NotComposed {
+                    position: 4,
+                    code: 0x0301,
+                },
+            ),
         ];
         for (name, expected) in cases {
             assert_eq!(validate_name(name), Err(expected), "{name:?}");
@@ -558,6 +634,30 @@ mod tests {
         ] {
             assert_eq!(validate_name(ok), Ok(()), "{ok:?}");
         }
+    }
+
+    #[test]
+    fn names_are_composed_so_look_alike_spellings_are_one_project() {
+        let decomposed = ProjectName::new("cafe\u{0301}").unwrap();
+        let composed = ProjectName::new("caf\u{00E9}").unwrap();
+        assert_eq!(decomposed, composed);
+        assert_eq!(decomposed.as_str(), "caf\u{00E9}");
+        assert_eq!(normalize_stem("cafe\u{0301}.blend").unwrap(), "caf\u{00E9}");
+        // The Ångström sign is its own look-alike of `Å`, and composition alone replaces it.
+        assert_eq!(
+            validate_name("\u{212B}ngstrom"),
+            Err(InvalidName::NotComposed {
+                position: 0,
+                code: 0x212B
+            })
+        );
+        assert_eq!(
+            ProjectName::new("\u{212B}ngstrom").unwrap().as_str(),
+            "\u{00C5}ngstrom"
+        );
+        // Taken as they are, folder and manifest names are checked, not changed.
+        let manifest: Result<ProjectName, _> = serde_json::from_str(r#""cafe\u0301""#);
+        assert!(manifest.is_err());
     }
 
     #[test]
