@@ -67,6 +67,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -364,6 +365,7 @@ impl LocalPodBuilder {
             display,
             paths,
             state_dir,
+            start_timeout: self.start_timeout,
             processes: None,
             _temporary: temporary,
         };
@@ -395,6 +397,7 @@ pub struct LocalPod {
     display: u32,
     paths: Paths,
     state_dir: PathBuf,
+    start_timeout: Duration,
     processes: Option<Processes>,
     /// Declared last: removed after everything else is dropped.
     _temporary: Option<tempfile::TempDir>,
@@ -609,6 +612,53 @@ impl LocalPod {
         self.processes
             .as_ref()
             .and_then(|running| running.sshd.child.id())
+    }
+
+    /// The PIDs of sshd and every process it forked (the SSH connections and sessions), for
+    /// harnesses that pause or end them.
+    pub fn sshd_pids(&self) -> Vec<u32> {
+        self.sshd_pid().map_or_else(Vec::new, |pid| {
+            std::iter::once(pid).chain(descendants(pid)).collect()
+        })
+    }
+
+    /// Kills sshd and its connections (SIGKILL, by PID) and starts it again on the same
+    /// address, as when a pod's sshd dies and is restarted inside the container: every SSH
+    /// connection breaks, the pod and its Blender session keep running.
+    ///
+    /// # Errors
+    /// [`Error::Sshd`] when sshd does not answer again within the start timeout.
+    pub async fn restart_sshd(&mut self) -> Result<()> {
+        let Some(running) = self.processes.as_mut() else {
+            return Ok(());
+        };
+        running.sshd_pid.store(0, Ordering::SeqCst);
+        running.sshd.stop().await;
+        let address = running.sshd.address;
+        let log = self.paths.logs.join("sshd.log");
+        let sshd = Sshd::spawn(&self.paths, address, &log, self.start_timeout)
+            .await
+            .map_err(|source| Error::Sshd {
+                address,
+                log,
+                source,
+            })?;
+        running
+            .sshd_pid
+            .store(sshd.child.id().unwrap_or(0), Ordering::SeqCst);
+        running.sshd = sshd;
+        Ok(())
+    }
+
+    /// Moves pod `pod_id`'s SSH service to another relay port within the same boot, as when
+    /// sshd is restarted on another port inside the container: the API reports the new port
+    /// at once, the old port refuses (its connections are cut within one watcher interval) and
+    /// the new one answers. The Blender session keeps running. Returns the new endpoint, or
+    /// `None` when the pod is not running.
+    pub fn move_ssh_endpoint(&self, pod_id: &str) -> Option<SocketAddr> {
+        self.processes
+            .as_ref()
+            .and_then(|running| running.simulator.move_ssh_endpoint(pod_id))
     }
 
     /// The relay ports the pod boots cycle through.
@@ -1004,6 +1054,8 @@ fn free_display() -> Result<u32> {
 struct Processes {
     simulator: Arc<Simulator>,
     sshd: Sshd,
+    /// sshd's PID for the container task, which outlives a restart of sshd.
+    sshd_pid: Arc<AtomicU32>,
     relay_ports: Vec<u16>,
     relays: Vec<JoinHandle<()>>,
     /// The watcher's end flag; dropping it also ends the watcher.
@@ -1062,10 +1114,11 @@ impl Processes {
             })
             .collect();
         let (container_tx, container_rx) = mpsc::channel(1);
+        let sshd_pid = Arc::new(AtomicU32::new(sshd.child.id().unwrap_or(0)));
         let container = tokio::spawn(container_life(
             container_rx,
             simulator.clone(),
-            sshd.child.id(),
+            sshd_pid.clone(),
             paths.clone(),
             env.clone(),
         ));
@@ -1080,6 +1133,7 @@ impl Processes {
         Ok(Self {
             simulator,
             sshd,
+            sshd_pid,
             relay_ports,
             relays,
             stop_watcher,
@@ -1512,13 +1566,22 @@ async fn forward(mut inbound: TcpStream, target: SocketAddr) {
 
 // --- the container's life --------------------------------------------------------------------
 
-/// A pod's boot as the watcher sees it.
+/// A pod's boot as the watcher sees it, with the boot's number (a restart is a new boot; an
+/// SSH service moved to another port is the same one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Boot {
     /// Provisioning or starting (or running without `22/tcp`): the container is coming up.
-    Booting,
+    Booting(u64),
     /// Running, serving SSH at this endpoint.
-    Running(SocketAddr),
+    Running(u64, SocketAddr),
+}
+
+impl Boot {
+    fn number(self) -> u64 {
+        match self {
+            Self::Booting(number) | Self::Running(number, _) => number,
+        }
+    }
 }
 
 /// The boots of all pods that are up (pods that are down are absent).
@@ -1528,14 +1591,15 @@ fn observe(simulator: &Simulator) -> BTreeMap<String, Boot> {
         .into_iter()
         .filter_map(|pod| {
             let id = pod.id.as_str().to_owned();
+            let number = simulator.current_boot(&id)?;
             let boot = match simulator.current_ssh_endpoint(&id) {
-                Some(endpoint) => Boot::Running(endpoint),
+                Some(endpoint) => Boot::Running(number, endpoint),
                 None if matches!(
                     pod.status,
                     PodStatus::Provisioning | PodStatus::Starting | PodStatus::Running
                 ) =>
                 {
-                    Boot::Booting
+                    Boot::Booting(number)
                 }
                 None => return None,
             };
@@ -1553,8 +1617,8 @@ fn ports_of(boots: &BTreeMap<String, Boot>) -> BTreeSet<u16> {
     boots
         .values()
         .filter_map(|boot| match boot {
-            Boot::Running(endpoint) => Some(endpoint.port()),
-            Boot::Booting => None,
+            Boot::Running(_, endpoint) => Some(endpoint.port()),
+            Boot::Booting(_) => None,
         })
         .collect()
 }
@@ -1567,7 +1631,7 @@ fn container_ended(before: &BTreeMap<String, Boot>, now: &BTreeMap<String, Boot>
     for (id, previous) in before {
         match (previous, now.get(id)) {
             (_, None) => ended = true,
-            (Boot::Running(old), Some(current)) if *current != Boot::Running(*old) => ended = true,
+            (previous, Some(current)) if current.number() != previous.number() => ended = true,
             (_, Some(_)) => went_on = true,
         }
     }
@@ -1612,15 +1676,17 @@ async fn watch_pods(
 async fn container_life(
     mut ended: mpsc::Receiver<()>,
     simulator: Arc<Simulator>,
-    sshd_pid: Option<u32>,
+    sshd_pid: Arc<AtomicU32>,
     paths: Paths,
     env: BTreeMap<String, String>,
 ) {
     while ended.recv().await.is_some() {
         let nothing_runs = observe(&simulator)
             .values()
-            .all(|boot| *boot == Boot::Booting);
-        if let (true, Some(pid)) = (nothing_runs, sshd_pid) {
+            .all(|boot| matches!(boot, Boot::Booting(_)));
+        let sshd_pid = sshd_pid.load(Ordering::SeqCst);
+        if nothing_runs && sshd_pid != 0 {
+            let pid = sshd_pid;
             let sessions = descendants(pid);
             for session in &sessions {
                 kill(*session);
@@ -1645,8 +1711,11 @@ mod tests {
 
     use super::*;
 
-    fn endpoint(port: u16) -> Boot {
-        Boot::Running(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)))
+    fn up(boot: u64, port: u16) -> Boot {
+        Boot::Running(
+            boot,
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+        )
     }
 
     fn boots(list: &[(&str, Boot)]) -> BTreeMap<String, Boot> {
@@ -1657,21 +1726,25 @@ mod tests {
 
     #[test]
     fn the_container_ends_when_the_only_boot_ends() {
-        let running = boots(&[("a", endpoint(1))]);
+        let running = boots(&[("a", up(1, 1))]);
         assert!(
             container_ended(&running, &boots(&[])),
             "stopped or terminated"
         );
         assert!(
-            container_ended(&running, &boots(&[("a", Boot::Booting)])),
+            container_ended(&running, &boots(&[("a", Boot::Booting(2))])),
             "restarting"
         );
         assert!(
-            container_ended(&running, &boots(&[("a", endpoint(2))])),
+            container_ended(&running, &boots(&[("a", up(2, 2))])),
             "restarted"
         );
+        assert!(
+            !container_ended(&running, &boots(&[("a", up(1, 2))])),
+            "sshd moved to another port within the boot"
+        );
         assert!(!container_ended(&running, &running), "still running");
-        let booting = boots(&[("a", Boot::Booting)]);
+        let booting = boots(&[("a", Boot::Booting(1))]);
         assert!(!container_ended(&booting, &running), "came up");
         assert!(
             container_ended(&booting, &boots(&[])),
@@ -1682,14 +1755,14 @@ mod tests {
 
     #[test]
     fn another_pod_s_boot_keeps_the_container() {
-        let two = boots(&[("a", endpoint(1)), ("b", endpoint(2))]);
-        assert!(!container_ended(&two, &boots(&[("b", endpoint(2))])));
+        let two = boots(&[("a", up(1, 1)), ("b", up(1, 2))]);
+        assert!(!container_ended(&two, &boots(&[("b", up(1, 2))])));
         assert!(
-            container_ended(&two, &boots(&[("b", endpoint(3))])),
+            container_ended(&two, &boots(&[("b", up(2, 3))])),
             "both ended"
         );
         assert_eq!(ports_of(&two), BTreeSet::from([1, 2]));
-        assert!(ports_of(&boots(&[("a", Boot::Booting)])).is_empty());
+        assert!(ports_of(&boots(&[("a", Boot::Booting(1))])).is_empty());
     }
 
     #[test]

@@ -335,6 +335,7 @@ pub(crate) async fn daemon(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
     let mut last_bytes = session.traffic_bytes();
     let mut last_traffic = Instant::now();
     let mut last_pod_check = Instant::now();
+    let mut last_state = session.tunnel_state();
     let mut tick = tokio::time::interval(GUARD_TICK);
     let why = loop {
         tokio::select! {
@@ -342,6 +343,17 @@ pub(crate) async fn daemon(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
             _ = interrupt.recv() => break Ending::Signal("SIGINT"),
             _ = hangup.recv() => break Ending::Signal("SIGHUP"),
             _ = tick.tick() => {}
+        }
+        // The tunnel reconnects by itself (re-resolving the endpoint through the API); the log
+        // says when, and where to. A tunnel that gave up ends this process: its ports are
+        // closed, and a record saying "running" would be a lie.
+        let state = session.tunnel_state();
+        if state != last_state {
+            tracing::info!(pod_id, state, "tunnel state changed");
+            if state.starts_with("closed") {
+                break Ending::TunnelClosed(state);
+            }
+            last_state = state;
         }
         let bytes = session.traffic_bytes();
         if bytes != last_bytes {
@@ -364,28 +376,7 @@ pub(crate) async fn daemon(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let result = match why {
-        Ending::Signal(name) => {
-            tracing::info!(signal = name, "closing the tunnel");
-            session.close().await.map_err(anyhow::Error::from)
-        }
-        Ending::PodGone(status) => {
-            tracing::info!(status, "the pod no longer runs; closing the tunnel");
-            session.close().await.map_err(anyhow::Error::from)
-        }
-        Ending::Guard(reason) => {
-            tracing::warn!(pod_id, reason, "cost guard: stopping the pod");
-            let stop = GuardStop::now(&pod_id, &reason);
-            if let Err(error) = stop.write(&daemon::guard_path(&state_dir)) {
-                tracing::warn!(error = %error, "recording the guard stop failed");
-            }
-            orchestrator
-                .stop(&pod_id, Some(session), &|_| {})
-                .await
-                .map(|pod| tracing::warn!(pod_id, status = %pod.status, "cost guard: pod stopped"))
-                .map_err(anyhow::Error::from)
-        }
-    };
+    let result = end(why, &orchestrator, session, &pod_id, &state_dir).await;
     // Remove the record only if it is still ours.
     if let Ok(Some(current)) = TunnelRecord::read(&record_path)
         && current.pid == record.pid
@@ -395,8 +386,52 @@ pub(crate) async fn daemon(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Closes the tunnel the way `why` asks: on a signal or a gone pod just closes it; on a guard
+/// decision records why and stops the pod.
+async fn end(
+    why: Ending,
+    orchestrator: &blender_session::Orchestrator,
+    session: blender_session::Session,
+    pod_id: &str,
+    state_dir: &Path,
+) -> anyhow::Result<()> {
+    match why {
+        Ending::Signal(name) => {
+            tracing::info!(signal = name, "closing the tunnel");
+            session.close().await.map_err(anyhow::Error::from)
+        }
+        Ending::TunnelClosed(state) => {
+            tracing::error!(
+                pod_id,
+                state,
+                "the tunnel gave up; run `rpb tunnel up` again"
+            );
+            Err(anyhow::anyhow!(
+                "the tunnel to pod {pod_id} gave up ({state}); run `rpb tunnel up` again"
+            ))
+        }
+        Ending::PodGone(status) => {
+            tracing::info!(status, "the pod no longer runs; closing the tunnel");
+            session.close().await.map_err(anyhow::Error::from)
+        }
+        Ending::Guard(reason) => {
+            tracing::warn!(pod_id, reason, "cost guard: stopping the pod");
+            let stop = GuardStop::now(pod_id, &reason);
+            if let Err(error) = stop.write(&daemon::guard_path(state_dir)) {
+                tracing::warn!(error = %error, "recording the guard stop failed");
+            }
+            orchestrator
+                .stop(pod_id, Some(session), &|_| {})
+                .await
+                .map(|pod| tracing::warn!(pod_id, status = %pod.status, "cost guard: pod stopped"))
+                .map_err(anyhow::Error::from)
+        }
+    }
+}
+
 enum Ending {
     Signal(&'static str),
+    TunnelClosed(String),
     Guard(String),
     PodGone(String),
 }

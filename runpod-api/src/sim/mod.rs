@@ -247,6 +247,24 @@ impl Simulator {
             .current_endpoint(pod_id, tokio::time::Instant::now())
     }
 
+    /// The number of a pod's current boot (1 for the boot its create began, one more for each
+    /// start or restart), while the pod is up (provisioning, starting or running); `None` for a
+    /// pod that is stopped, failed or unknown. For harnesses that play the pod's machine and
+    /// must tell a new boot from the same boot on another port.
+    pub fn current_boot(&self, pod_id: &str) -> Option<u64> {
+        self.world()
+            .current_boot(pod_id, tokio::time::Instant::now())
+    }
+
+    /// Moves a running pod's SSH service to the next endpoint of the configured
+    /// [`SshEndpoints`] within the same boot, as when sshd is restarted on another port inside
+    /// the container, and returns it. The API reports the new endpoint at once. `None` when the
+    /// pod is not running.
+    pub fn move_ssh_endpoint(&self, pod_id: &str) -> Option<SocketAddr> {
+        self.world()
+            .move_endpoint(pod_id, tokio::time::Instant::now())
+    }
+
     /// All pods.
     pub fn pods(&self) -> Vec<Pod> {
         let mut world = self.world();

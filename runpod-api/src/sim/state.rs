@@ -108,6 +108,8 @@ pub(crate) struct SimPod {
     price_per_hour: f64,
     pub(crate) logs: Vec<LogLine>,
     boot_fails: bool,
+    /// How many boots the pod has had (its create is the first).
+    boots: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,6 +314,7 @@ impl World {
             price_per_hour: price,
             logs: Vec::new(),
             boot_fails: false,
+            boots: 0,
         };
         self.boot(&mut sim, now, true);
         self.log(
@@ -478,6 +481,7 @@ impl World {
         sim.endpoint = Some(self.next_endpoint());
         sim.running_since = None;
         sim.boot_fails = false;
+        sim.boots += 1;
         if self.faults.error_next_boot > 0 {
             self.faults.error_next_boot -= 1;
             sim.boot_fails = true;
@@ -682,6 +686,35 @@ impl World {
         }
     }
 
+    /// The number of the pod's current boot (1 for the boot its create began), while it is up.
+    pub(crate) fn current_boot(&mut self, id: &str, now: Instant) -> Option<u64> {
+        self.refresh(id, now);
+        let sim = self.pods.get(id)?;
+        (sim.phase == Phase::Booting).then_some(sim.boots)
+    }
+
+    /// Moves a running pod's SSH service to the next endpoint within the same boot, as when
+    /// sshd is restarted on another port inside the container; the API reports it at once.
+    pub(crate) fn move_endpoint(&mut self, id: &str, now: Instant) -> Option<SocketAddr> {
+        self.refresh(id, now);
+        let running = self
+            .pods
+            .get(id)
+            .is_some_and(|sim| sim.pod.status == PodStatus::Running);
+        if !running {
+            return None;
+        }
+        let endpoint = self.next_endpoint();
+        let sim = self.pods.get_mut(id)?;
+        sim.endpoint = Some(endpoint);
+        // No stale report: the move is not a restart.
+        sim.previous_endpoint = None;
+        let mut sim = sim.clone();
+        self.observe_running(&mut sim, now);
+        self.pods.insert(id.to_owned(), sim);
+        Some(endpoint)
+    }
+
     /// Endpoint changes take effect at the next boot.
     pub(crate) fn set_endpoints(&mut self, endpoints: SshEndpoints) {
         self.endpoints = endpoints;
@@ -842,6 +875,38 @@ mod tests {
             world.get(&id, at(231)).expect("pod").actions,
             [PodAction::Start, PodAction::Terminate]
         );
+    }
+
+    #[test]
+    fn a_moved_endpoint_is_reported_at_once_within_the_same_boot() {
+        let mut world = world();
+        world.faults.stale_ssh_port_for = Duration::from_secs(90);
+        let start = Instant::now();
+        let id = world
+            .create(&request(), start)
+            .expect("created")
+            .id
+            .to_string();
+        let at = |secs| start + Duration::from_secs(secs);
+        assert_eq!(world.move_endpoint(&id, at(15)), None, "not running yet");
+        assert_eq!(world.current_boot(&id, at(15)), Some(1), "booting counts");
+        assert_eq!(
+            world.current_endpoint(&id, at(31)).map(|a| a.port()),
+            Some(2201)
+        );
+        let moved = world.move_endpoint(&id, at(32)).expect("running");
+        assert_eq!(moved.port(), 2202);
+        let reported = world.get(&id, at(33)).expect("pod");
+        assert_eq!(reported.ssh.direct.as_ref().map(|ssh| ssh.port), Some(2202));
+        assert_eq!(world.current_endpoint(&id, at(33)), Some(moved));
+        assert_eq!(world.current_boot(&id, at(33)), Some(1), "same boot");
+        world
+            .action(&id, &PodAction::Restart, at(40))
+            .expect("restart");
+        assert_eq!(world.current_boot(&id, at(41)), Some(2));
+        world.action(&id, &PodAction::Stop, at(80)).expect("stop");
+        assert_eq!(world.current_boot(&id, at(81)), None, "down");
+        assert_eq!(world.move_endpoint(&id, at(81)), None, "stopped");
     }
 
     #[test]

@@ -441,7 +441,7 @@ async fn transfers_cut_or_stalled_mid_way_leave_the_destination_and_a_retry_comp
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to `pids`, all processes this test started.
-fn signal(pids: &[u32], signal: &str) {
+pub(crate) fn signal(pids: &[u32], signal: &str) {
     for pid in pids {
         let _ = std::process::Command::new("kill")
             .args([signal, &pid.to_string()])

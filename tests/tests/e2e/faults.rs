@@ -465,7 +465,7 @@ fn secrets_and_listeners(
 }
 
 /// Every process id in `/proc`.
-fn all_pids() -> Vec<u32> {
+pub(crate) fn all_pids() -> Vec<u32> {
     std::fs::read_dir("/proc")
         .map(|entries| {
             entries
@@ -477,7 +477,7 @@ fn all_pids() -> Vec<u32> {
 }
 
 /// LISTEN rows of `/proc/net/tcp` and `/proc/net/tcp6`: (address in hex, port).
-fn listeners() -> Vec<(String, u16)> {
+pub(crate) fn listeners() -> Vec<(String, u16)> {
     let mut rows = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
@@ -500,7 +500,7 @@ fn listeners() -> Vec<(String, u16)> {
 }
 
 /// 127.0.0.0/8 (little-endian hex `..7F`) or `::1` or IPv4-mapped 127.x.
-fn is_loopback(hex: &str) -> bool {
+pub(crate) fn is_loopback(hex: &str) -> bool {
     match hex.len() {
         8 => hex.ends_with("7F"),
         32 => {
@@ -512,7 +512,7 @@ fn is_loopback(hex: &str) -> bool {
 }
 
 /// Every regular file under `root` (except `skip`) checked for the secrets.
-fn scan_tree(
+pub(crate) fn scan_tree(
     root: &Path,
     secrets: &[&str],
     skip: &[std::path::PathBuf],

@@ -8,6 +8,10 @@ use blender_session::seams::PodStatus;
 use runpod_api::PodId;
 use test_support::browser::{Browser, Image, NOVNC_CONNECTED, save_artifact};
 
+use secrecy::ExposeSecret as _;
+
+use crate::faults::{all_pids, scan_tree};
+use crate::summary::{Summary, no_secret};
 use crate::support::{Rig, VNC_PASSWORD, alive, serial};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,6 +59,27 @@ async fn create_start_work_save_open_stop_and_see_blender_in_a_browser() -> anyh
         "the screenshot {} is blank: {:?}",
         artifact.display(),
         image.summary()
+    );
+    // While Blender, the VNC stack and Chromium run: no secret in any process's arguments.
+    let mut summary = Summary::default();
+    let api_key = rig.pod.api_key().expose_secret().to_owned();
+    let secrets = [api_key.as_str(), VNC_PASSWORD];
+    let arguments: Vec<Result<(), String>> = all_pids()
+        .iter()
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&raw).replace('\0', " ");
+            Some(no_secret(&text, &secrets).map_err(|why| format!("pid {pid}: {why}")))
+        })
+        .collect();
+    summary.record(
+        "secrets in /proc/*/cmdline with Blender, x11vnc, noVNC and Chromium running",
+        &format!(
+            "{} processes (Chromium pid {})",
+            arguments.len(),
+            browser.pid()
+        ),
+        arguments,
     );
     browser.close().await?;
 
@@ -126,7 +151,34 @@ async fn create_start_work_save_open_stop_and_see_blender_in_a_browser() -> anyh
     }
     let left: Vec<u32> = pids.iter().copied().filter(|pid| alive(*pid)).collect();
     assert!(left.is_empty(), "processes left after stop: {left:?}");
-    rig.shutdown().await
+
+    // Everything the lifecycle reported and wrote.
+    let events: Vec<String> = rig
+        .events
+        .lock()
+        .expect("events")
+        .iter()
+        .map(|event| format!("{} {} {:?}", event.step, event.detail, event))
+        .collect();
+    summary.record(
+        "secrets in the lifecycle's progress events",
+        &format!("{} events, Display and Debug", events.len()),
+        events.iter().map(|text| no_secret(text, &secrets)),
+    );
+    let env_file = rig.store.env_file().to_path_buf();
+    let files: Vec<Result<(), String>> = scan_tree(rig.pod.log_dir(), &secrets, &[])
+        .into_iter()
+        .chain(scan_tree(rig.pod.pod_root(), &secrets, &[]))
+        .chain(scan_tree(rig.store.root(), &secrets, &[env_file]))
+        .collect();
+    summary.record(
+        "secrets in logs, the pod root and the workspace after the lifecycle",
+        &format!("{} files (.env excluded)", files.len()),
+        files,
+    );
+    rig.shutdown().await?;
+    summary.finish("secrets over the whole lifecycle");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

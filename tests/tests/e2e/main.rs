@@ -11,6 +11,7 @@
 )]
 
 mod cuts;
+mod daemon;
 mod faults;
 mod hostile;
 mod lifecycle;
