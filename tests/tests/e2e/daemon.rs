@@ -275,10 +275,27 @@ async fn the_background_tunnel_survives_sshd_faults_and_the_cli_rides_out_api_st
     )?;
 
     let mut summary = Summary::default();
-    cli.run(SLOW, &["create", "--json"])
-        .await
-        .ok()
-        .map_err(anyhow::Error::msg)?;
+    // The create meets a storm too: 429s (nothing created, retried) and then a 503 whose
+    // request may have created a pod (settled by looking the pod up by name): one pod results.
+    pod.simulator().set_faults(|faults| {
+        faults.rate_limit_next = 2;
+        faults.retry_after_secs = 1;
+        faults.server_error_next = 1;
+        faults.server_error_status = 503;
+    });
+    let created = cli.run(SLOW, &["create", "--json"]).await;
+    created.ok().map_err(anyhow::Error::msg)?;
+    let left = pod.simulator().faults();
+    let pods = pod.simulator().pods().len();
+    summary.record_one(
+        "429,429,503 during `rpb create`",
+        "the create succeeds, the storm was consumed, exactly one pod exists",
+        if left.rate_limit_next == 0 && left.server_error_next == 0 && pods == 1 {
+            Ok(())
+        } else {
+            Err(format!("{pods} pods; storm left {left:?}"))
+        },
+    );
     let started = cli.run(SLOW, &["start", "--json"]).await;
     started.ok().map_err(anyhow::Error::msg)?;
     let started = started.json().map_err(anyhow::Error::msg)?;
@@ -387,6 +404,7 @@ async fn the_background_tunnel_survives_sshd_faults_and_the_cli_rides_out_api_st
     let commands: Vec<(Vec<&str>, bool)> = vec![
         (vec!["status", "--json"], true),
         (vec!["ssh-info", "--json"], true),
+        (vec!["doctor", "--json"], true),
         (vec!["exec", "--json", "--", "true"], true),
         (vec!["py", "print(6 * 7)", "--json"], false),
         (vec!["push", &scratch_text, &remote_copy, "--json"], true),
@@ -434,7 +452,7 @@ async fn the_background_tunnel_survives_sshd_faults_and_the_cli_rides_out_api_st
     });
     outcomes.push(recovers(mcp_port, RECOVERY).await.map(|_| ()));
     summary.record(
-        "429,429,503 before each API-using command (status, ssh-info, exec, push, pull, save, tunnel up, stop, start)",
+        "429,429,503 before each API-using command (status, ssh-info, doctor, exec, push, pull, save, tunnel up, stop, start)",
         "each command succeeds and consumed the storm; pulled bytes equal; Blender answers after the restart",
         outcomes,
     );
