@@ -10,6 +10,7 @@ packages=(
     chromium                        # a real browser for noVNC tests
     git ca-certificates pkg-config libssl-dev   # building libssh2/openssl-sys, git for project-store
     shellcheck                      # lints the pod-side and CI shell scripts
+    procps                          # kill(1): tests pause and resume sshd by PID
 )
 
 missing=()
