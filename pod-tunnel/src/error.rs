@@ -196,35 +196,95 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A remote file transfer failed; the destination was left untouched.
-    #[error("failed to {action} {path} on {endpoint}; the destination was left untouched")]
+    /// A file transfer failed; the destination was left untouched.
+    #[error(
+        "failed to {action} {from} to {to} on {endpoint} while {step}; the destination was left \
+         untouched{}",
+        leftover_note(.leftovers)
+    )]
     Transfer {
-        /// `upload` or `download` (or the step that failed).
+        /// `upload` or `download`.
         action: &'static str,
-        /// The remote path, lossily converted for display.
-        path: String,
+        /// The source path given by the caller (local for an upload, remote for a download),
+        /// lossily converted, control characters escaped.
+        from: Box<str>,
+        /// The destination path given by the caller, shown the same way.
+        to: Box<str>,
         /// `host:port` of the server.
-        endpoint: String,
+        endpoint: Box<str>,
+        /// The step that failed (`sending data`, `verifying the checksum`, …).
+        step: &'static str,
+        /// Temporary paths on the server that could not be confirmed removed; delete them by
+        /// hand. Usually empty: after a failure the transfer removes its temporary file, over a
+        /// fresh connection if its own is gone.
+        leftovers: Vec<String>,
         /// The underlying error.
         #[source]
         source: std::io::Error,
     },
 
+    /// A file transfer stalled: nothing moved for the I/O timeout (a frozen server or a silent
+    /// network). The session's connection is closed, since a stalled SSH connection cannot be
+    /// resumed safely; connect again to retry. The destination was left untouched.
+    #[error(
+        "{action} of {from} to {to} on {endpoint} stalled while {step}: nothing moved for \
+         {timeout:?} (the i/o timeout); the destination was left untouched and the connection \
+         closed: connect again to retry{}",
+        leftover_note(.leftovers)
+    )]
+    TransferStalled {
+        /// `upload` or `download`.
+        action: &'static str,
+        /// The source path given by the caller, as in [`Error::Transfer`].
+        from: Box<str>,
+        /// The destination path given by the caller, as in [`Error::Transfer`].
+        to: Box<str>,
+        /// `host:port` of the server.
+        endpoint: Box<str>,
+        /// The step that stalled.
+        step: &'static str,
+        /// The limit that was exceeded.
+        timeout: Duration,
+        /// Temporary paths on the server that could not be confirmed removed, as in
+        /// [`Error::Transfer`].
+        leftovers: Vec<String>,
+    },
+
     /// The checksum after a transfer did not match; the temporary file was removed.
     #[error(
-        "checksum mismatch after transferring {path} on {endpoint}: local sha256 {local}, remote \
-         sha256 {remote}; the destination was left untouched"
+        "checksum mismatch after the {action} of {from} to {to} on {endpoint}: local sha256 \
+         {local}, remote sha256 {remote}; the destination was left untouched{}",
+        leftover_note(.leftovers)
     )]
     ChecksumMismatch {
-        /// The remote path, lossily converted for display.
-        path: String,
+        /// `upload` or `download`.
+        action: &'static str,
+        /// The source path given by the caller, as in [`Error::Transfer`].
+        from: Box<str>,
+        /// The destination path given by the caller, as in [`Error::Transfer`].
+        to: Box<str>,
         /// `host:port` of the server.
-        endpoint: String,
+        endpoint: Box<str>,
         /// Local SHA-256 (hex).
-        local: String,
+        local: Box<str>,
         /// Remote SHA-256 (hex).
-        remote: String,
+        remote: Box<str>,
+        /// Temporary paths on the server that could not be confirmed removed, as in
+        /// [`Error::Transfer`].
+        leftovers: Vec<String>,
     },
+}
+
+/// `; the temporary file X may remain on the server: delete it` (or nothing).
+fn leftover_note(leftovers: &[String]) -> String {
+    match leftovers {
+        [] => String::new(),
+        [one] => format!("; the temporary file {one} may remain on the server: delete it"),
+        many => format!(
+            "; the temporary files {} may remain on the server: delete them",
+            many.join(" and ")
+        ),
+    }
 }
 
 /// `Result` with this crate's [`Error`].
@@ -246,6 +306,40 @@ mod tests {
         assert_eq!(
             err.source().map(ToString::to_string).as_deref(),
             Some("refused")
+        );
+    }
+
+    #[test]
+    fn transfer_errors_name_both_paths_and_what_is_left() {
+        let err = Error::Transfer {
+            action: "upload",
+            from: "/home/me/scene.blend".into(),
+            to: "/runpod/scene.blend".into(),
+            endpoint: "h:1".into(),
+            step: "sending data",
+            leftovers: vec!["/runpod/.scene.blend.rpb-part-1-2-3".into()],
+            source: std::io::Error::other("boom"),
+        };
+        assert_eq!(
+            err.to_string(),
+            "failed to upload /home/me/scene.blend to /runpod/scene.blend on h:1 while sending \
+             data; the destination was left untouched; the temporary file \
+             /runpod/.scene.blend.rpb-part-1-2-3 may remain on the server: delete it"
+        );
+        let err = Error::TransferStalled {
+            action: "download",
+            from: "/runpod/a".into(),
+            to: "a".into(),
+            endpoint: "h:1".into(),
+            step: "receiving data",
+            timeout: Duration::from_secs(4),
+            leftovers: Vec::new(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "download of /runpod/a to a on h:1 stalled while receiving data: nothing moved for 4s \
+             (the i/o timeout); the destination was left untouched and the connection closed: \
+             connect again to retry"
         );
     }
 

@@ -159,18 +159,18 @@ impl Inner {
         wait_socket(&self.ssh, &self.socket, timeout);
     }
 
-    /// Runs a command to completion in blocking mode with bounded output; for internal helpers
-    /// (checksums, renames).
-    pub(crate) fn run_simple(&self, command: &str) -> Result<ExecOutput> {
+    /// Runs a command to completion in blocking mode with bounded output and an overall time
+    /// limit; for internal helpers (checksums, renames, cleanup).
+    pub(crate) fn run_bounded(&self, command: &str, timeout: Duration) -> Result<ExecOutput> {
         let mut sink = None;
-        exec_blocking(
-            self,
-            command,
-            None,
-            Some(self.options.io_timeout * 4),
-            1 << 20,
-            &mut sink,
-        )
+        exec_blocking(self, command, None, Some(timeout), 1 << 20, &mut sink)
+    }
+
+    /// Shuts the connection's socket down, so that every later libssh2 call on this session
+    /// (including the cleanup libssh2 does when channels and SFTP handles are dropped) fails at
+    /// once instead of waiting out the I/O timeout on a stalled peer.
+    pub(crate) fn shut_down(&self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
     }
 }
 

@@ -1,23 +1,36 @@
 //! File and directory transfer over SCP or SFTP, atomic and verified.
 //!
-//! Every file is written under a temporary name next to its destination (`.NAME.rpb-part-…`),
+//! Every file is written under a temporary name next to its destination (`.NAME.rpb-part-…`,
+//! where NAME is the destination's name reduced to ASCII letters, digits, `.`, `_` and `-`, plus a
+//! hash of the real name when anything was dropped),
 //! checked by SHA-256 (the bytes we sent or received against `sha256sum` on the server), and only
 //! then renamed into place (`mv -f` on the server, `rename(2)` locally). An interrupted or corrupt
 //! transfer therefore never replaces a good file with a half one.
+//!
+//! SCP carries file names in its command line and in its protocol header, which cannot hold every
+//! byte (a newline, a tab). So the SCP leg only ever sees names we chose: uploads write the
+//! temporary file (a safe name) and rename it with a quoted shell command; a remote source or
+//! directory with any other byte is reached through a symbolic link under a safe name in a private
+//! `mktemp -d` directory on the server, removed afterwards.
+//!
+//! After a failure the remote temporary file is removed over the same connection if it still
+//! works, else over a fresh one, within a few seconds; what could not be removed is named in the
+//! error. A transfer that stalls for the I/O timeout fails after about that long: its connection
+//! is shut down at once, so that nothing else waits out the timeout again.
 
-use std::ffi::OsString;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::fs;
 use std::io::{self, Read as _, Seek as _, Write as _};
-use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::connect::Options;
 use crate::error::{Error, Result};
 use crate::session::{Inner, Session};
 use crate::shell;
@@ -42,6 +55,15 @@ const SPLIT_HELPERS: usize = 3;
 const SFTP_READ_CHUNK: usize = 2 << 20;
 /// SCP download read size.
 const SCP_READ_CHUNK: usize = 1 << 20;
+/// Checksum speed assumed when bounding the server-side `sha256sum` (any disk and CPU beat it).
+const CHECKSUM_BYTES_PER_SEC: u64 = 20 << 20;
+/// Where private staging directories for SCP go on the server (`mktemp -d` template).
+const STAGE_TEMPLATE: &str = "/tmp/rpb-scp.XXXXXXXXXX";
+/// Longest part of the destination's name kept in a temporary name (`NAME_MAX` is 255).
+const TEMP_STEM_MAX: usize = 80;
+/// Temporary files of earlier, failed transfers to the same destination older than this are
+/// removed after a successful upload (younger ones may belong to a transfer still running).
+const STALE_MINUTES: u32 = 30;
 /// Largest SCP download receive window (OpenSSH keeps 2 MiB in flight), used on long links only;
 /// also a bound on what libssh2 may buffer.
 const SCP_MAX_WINDOW: u32 = 32 << 20;
@@ -148,9 +170,12 @@ impl Transfer {
     /// symbolic links and special files are skipped). Mode and modification time are preserved.
     ///
     /// # Errors
-    /// [`Error::LocalIo`] for local file problems, [`Error::Transfer`] for remote ones (including
-    /// a connection lost midway), [`Error::ChecksumMismatch`] when verification fails. In every
-    /// case the destination is left as it was.
+    /// [`Error::LocalIo`] when the local source cannot be read before the transfer starts;
+    /// [`Error::Transfer`] when a step fails (including a connection lost midway);
+    /// [`Error::TransferStalled`] when nothing moved for the I/O timeout (the session is closed
+    /// then: connect again); [`Error::ChecksumMismatch`] when verification fails. Each names the
+    /// source and destination you gave. In every case the destination is left as it was, and
+    /// temporary files that could not be removed are named in the error.
     pub async fn send(self) -> Result<TransferReport> {
         let Self {
             session,
@@ -169,6 +194,7 @@ impl Transfer {
                     progress,
                     done: AtomicU64::new(0),
                     total: 0,
+                    stalled: AtomicBool::new(false),
                 };
                 let (files, sha256) = if upload {
                     job.upload(&local, &remote)?
@@ -192,6 +218,39 @@ struct Job<'a> {
     progress: Option<ProgressFn>,
     done: AtomicU64,
     total: u64,
+    /// Set once a step timed out: the connection is shut down and must not be used again.
+    stalled: AtomicBool,
+}
+
+/// The source and destination of one file's transfer, as the caller gave them, for messages.
+struct Names {
+    action: &'static str,
+    from: Box<str>,
+    to: Box<str>,
+}
+
+impl Names {
+    fn upload(local: &Path, remote: &Path) -> Self {
+        Self {
+            action: "upload",
+            from: shown(local).into(),
+            to: shown(remote).into(),
+        }
+    }
+
+    fn download(remote: &Path, local: &Path) -> Self {
+        Self {
+            action: "download",
+            from: shown(remote).into(),
+            to: shown(local).into(),
+        }
+    }
+}
+
+/// Why one chunk of a split upload failed.
+enum ChunkError {
+    Local(io::Error),
+    Remote(io::Error),
 }
 
 fn local_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + use<> {
@@ -203,11 +262,56 @@ fn local_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Err
     }
 }
 
-fn lossy(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
+/// A path for messages: lossy UTF-8 with control characters escaped, so that a newline in a
+/// file name cannot break (or forge) a line of a log.
+fn shown(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
-/// `.NAME.rpb-part-UNIQUE` next to `path`.
+fn is_safe_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"._-".contains(&b)
+}
+
+/// Whether SCP (libssh2's quoting of the `scp -t/-f` command line, and the protocol header) can
+/// carry `path` as it is: only ASCII letters, digits and `._-/+,@`, and no leading dash.
+fn scp_safe(path: &Path) -> bool {
+    let bytes = path.as_os_str().as_bytes();
+    bytes.first().is_some_and(|&b| b != b'-')
+        && bytes
+            .iter()
+            .all(|&b| is_safe_byte(b) || b"/+,@".contains(&b))
+}
+
+/// The destination's name as it appears in temporary names: itself when it is short and made of
+/// ASCII letters, digits, `.`, `_` and `-`; otherwise those bytes kept (others as `_`), cut short,
+/// and 8 hex digits of its SHA-256, so the same destination always gets the same stem.
+fn temp_stem(name: &[u8]) -> String {
+    if !name.is_empty() && name.len() <= TEMP_STEM_MAX && name.iter().all(|&b| is_safe_byte(b)) {
+        return name.iter().map(|&b| char::from(b)).collect();
+    }
+    let mut stem: String = name
+        .iter()
+        .take(TEMP_STEM_MAX - 9)
+        .map(|&b| if is_safe_byte(b) { char::from(b) } else { '_' })
+        .collect();
+    stem.push('-');
+    stem.push_str(&hex(&Sha256::digest(name)[..4]));
+    stem
+}
+
+/// `.STEM.rpb-part-UNIQUE` next to `path` (UNIQUE: hex digits and dashes only).
 fn temp_sibling(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path
@@ -216,17 +320,20 @@ fn temp_sibling(path: &Path) -> PathBuf {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let unique = format!(
-        ".rpb-part-{:x}-{:x}-{}",
+    path.with_file_name(format!(
+        ".{}.rpb-part-{:x}-{:x}-{:x}",
+        temp_stem(name),
         std::process::id(),
         nanos,
         COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut bytes = Vec::with_capacity(name.len() + unique.len() + 1);
-    bytes.push(b'.');
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(unique.as_bytes());
-    path.with_file_name(OsString::from_vec(bytes))
+    ))
+}
+
+/// The directory holding `path` as a shell word's value (`.` for a bare name).
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 fn hex(digest: &[u8]) -> String {
@@ -243,18 +350,107 @@ fn unix_secs(time: io::Result<SystemTime>) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
+}
+
+/// How long removing temporary files after a failure may take: half the I/O timeout, within
+/// 2 to 5 seconds.
+fn cleanup_budget(io_timeout: Duration) -> Duration {
+    (io_timeout / 2).clamp(Duration::from_secs(2), Duration::from_secs(5))
+}
+
+/// A shell script removing `files` (`rm -f`) and `dirs` (`rm -rf`); exits 0 when all are gone.
+fn removal_script(files: &[&Path], dirs: &[&Path]) -> String {
+    let mut script = String::from("r=0");
+    for (paths, command) in [(files, "rm -f"), (dirs, "rm -rf")] {
+        for path in paths {
+            let _ = write!(
+                script,
+                "; {}; {command} -- \"$p\" || r=1",
+                shell::assign("p", path)
+            );
+        }
+    }
+    script.push_str("; exit $r");
+    script
+}
+
+/// Adds `left` to the leftovers named by a transfer error.
+fn with_leftovers(mut error: Error, left: Vec<String>) -> Error {
+    if let Error::Transfer { leftovers, .. }
+    | Error::TransferStalled { leftovers, .. }
+    | Error::ChecksumMismatch { leftovers, .. } = &mut error
+    {
+        leftovers.extend(left);
+    } else if !left.is_empty() {
+        tracing::warn!(?left, "temporary files may remain on the server");
+    }
+    error
+}
+
 impl Job<'_> {
-    fn endpoint(&self) -> String {
-        self.inner.endpoint.to_string()
+    fn endpoint(&self) -> Box<str> {
+        self.inner.endpoint.to_string().into()
     }
 
-    fn remote_err(&self, action: &'static str, path: &Path, source: io::Error) -> Error {
+    /// A failed step, without looking at why.
+    fn transfer_err(&self, names: &Names, step: &'static str, source: io::Error) -> Error {
         Error::Transfer {
-            action,
-            path: lossy(path),
+            action: names.action,
+            from: names.from.clone(),
+            to: names.to.clone(),
             endpoint: self.endpoint(),
+            step,
+            leftovers: Vec::new(),
             source,
         }
+    }
+
+    /// A failed remote step. A timeout means the peer stalled: the connection is shut down at
+    /// once, so that dropping channels and handles (which libssh2 does politely, waiting for the
+    /// peer) and the cleanup do not each wait out the timeout again.
+    fn fail(&self, names: &Names, step: &'static str, source: io::Error) -> Error {
+        if source.kind() == io::ErrorKind::TimedOut {
+            self.stalled(names, step, self.inner.options.io_timeout)
+        } else {
+            self.transfer_err(names, step, source)
+        }
+    }
+
+    fn stalled(&self, names: &Names, step: &'static str, timeout: Duration) -> Error {
+        self.stalled.store(true, Ordering::Relaxed);
+        self.inner.shut_down();
+        Error::TransferStalled {
+            action: names.action,
+            from: names.from.clone(),
+            to: names.to.clone(),
+            endpoint: self.endpoint(),
+            step,
+            timeout,
+            leftovers: Vec::new(),
+        }
+    }
+
+    /// A failed helper command (checksum, rename).
+    fn exec_fail(&self, names: &Names, step: &'static str, error: Error) -> Error {
+        match error {
+            Error::Exec { source, .. } => self.fail(names, step, source),
+            Error::ExecTimeout { timeout, .. } => self.stalled(names, step, timeout),
+            other => other,
+        }
+    }
+
+    fn chunk_fail(&self, names: &Names, error: ChunkError) -> Error {
+        match error {
+            ChunkError::Local(e) => self.transfer_err(names, "reading the local file", e),
+            ChunkError::Remote(e) => self.fail(names, "sending data", e),
+        }
+    }
+
+    /// Time allowed for a server-side `sha256sum` of `size` bytes (plus the round trip).
+    fn checksum_time(&self, size: u64) -> Duration {
+        self.inner.options.io_timeout + Duration::from_secs(size / CHECKSUM_BYTES_PER_SEC)
     }
 
     fn advance(&self, n: usize) {
@@ -267,11 +463,150 @@ impl Job<'_> {
         }
     }
 
-    fn sftp(&self, path: &Path) -> Result<ssh2::Sftp> {
+    fn sftp(&self, names: &Names) -> Result<ssh2::Sftp> {
         self.inner
             .ssh
             .sftp()
-            .map_err(|e| self.remote_err("start sftp for", path, e.into()))
+            .map_err(|e| self.fail(names, "starting sftp", e.into()))
+    }
+
+    // ----- cleanup ------------------------------------------------------------------------
+
+    /// After a failure: removes the remote temporary `files` and staging `dirs`, and names in
+    /// `error` whatever could not be confirmed removed. Never replaces `error`.
+    fn clean_up(&self, error: Error, files: &[&Path], dirs: &[&Path]) -> Error {
+        if files.is_empty() && dirs.is_empty() {
+            return error;
+        }
+        if self.remove_remote(&removal_script(files, dirs)) {
+            return error;
+        }
+        let left = files.iter().chain(dirs).map(|p| shown(p)).collect();
+        with_leftovers(error, left)
+    }
+
+    /// Runs a removal script over this session if it still works, else over a fresh connection,
+    /// within [`cleanup_budget`] in all. Whether it is known to have succeeded.
+    fn remove_remote(&self, script: &str) -> bool {
+        let io_timeout = self.inner.options.io_timeout;
+        let budget = cleanup_budget(io_timeout);
+        let deadline = Instant::now() + budget;
+        if !self.stalled.load(Ordering::Relaxed) {
+            // A cut connection fails here at once; a live one answers in one round trip.
+            let own = budget / 2;
+            self.inner.ssh.set_timeout(millis(own));
+            let ran = self.inner.run_bounded(script, own);
+            self.inner.ssh.set_timeout(millis(io_timeout));
+            match ran {
+                Ok(out) if out.status.success() => return true,
+                Ok(_) => return false,
+                Err(Error::ExecTimeout { .. }) => {
+                    self.stalled.store(true, Ordering::Relaxed);
+                    self.inner.shut_down();
+                }
+                Err(e) => tracing::debug!(error = %e, "cleanup over the same session failed"),
+            }
+        }
+        let within = deadline.saturating_duration_since(Instant::now());
+        self.remove_over_fresh_connection(script, within)
+    }
+
+    /// Connects again (same settings, timeouts cut to `within`) on a thread of its own and runs
+    /// `script`; waits at most `within` for it.
+    fn remove_over_fresh_connection(&self, script: &str, within: Duration) -> bool {
+        if within.is_zero() {
+            return false;
+        }
+        let base = &self.inner.options;
+        let options = Arc::new(Options {
+            endpoint: base.endpoint.clone(),
+            user: base.user.clone(),
+            identity: base.identity.clone(),
+            passphrase: base.passphrase.clone(),
+            host_key_policy: base.host_key_policy.clone(),
+            connect_timeout: within,
+            io_timeout: within,
+            keepalive_interval: base.keepalive_interval,
+            keepalive_max: base.keepalive_max,
+            ciphers: base.ciphers.clone(),
+        });
+        let endpoint = self.inner.endpoint.clone();
+        let script = script.to_owned();
+        let (done_tx, done_rx) = mpsc::channel();
+        // The thread ends by itself: every step it takes is bounded by `within`.
+        let spawned = std::thread::Builder::new()
+            .name("pod-tunnel-cleanup".to_owned())
+            .spawn(move || {
+                let removed = match options.connect_blocking(&endpoint) {
+                    Ok(link) => {
+                        let session = Session::from_link(link, Arc::clone(&options));
+                        session
+                            .inner
+                            .run_bounded(&script, within)
+                            .is_ok_and(|out| out.status.success())
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cleanup connection failed");
+                        false
+                    }
+                };
+                let _ = done_tx.send(removed);
+            });
+        spawned.is_ok() && done_rx.recv_timeout(within).unwrap_or(false)
+    }
+
+    /// Makes a private directory on the server holding a symbolic link `d` to the directory of
+    /// `target` (for SCP uploads into a directory whose name SCP cannot carry).
+    fn stage_directory(&self, names: &Names, target: &Path) -> Result<PathBuf> {
+        let step = "preparing a name scp can carry";
+        let script = format!(
+            "{}; case $p in /*) ;; *) p=$PWD/$p ;; esac; \
+             [ -d \"$p\" ] || {{ echo 'no such directory' >&2; exit 2; }}; \
+             s=$(mktemp -d {STAGE_TEMPLATE}) || exit 1; \
+             ln -s -- \"$p\" \"$s/d\" || {{ rm -rf -- \"$s\"; exit 1; }}; printf %s \"$s\"",
+            shell::assign("p", parent_of(target)),
+        );
+        let out = self
+            .inner
+            .run_bounded(&script, self.inner.options.io_timeout)
+            .map_err(|e| self.exec_fail(names, step, e))?;
+        self.parse_stage(
+            names,
+            step,
+            out.status.success(),
+            out.stdout_lossy().trim(),
+            &out,
+        )
+    }
+
+    /// Checks the staging directory a script printed; cleans it up when it is unusable.
+    fn parse_stage(
+        &self,
+        names: &Names,
+        step: &'static str,
+        success: bool,
+        printed: &str,
+        out: &crate::ExecOutput,
+    ) -> Result<PathBuf> {
+        let prefix = STAGE_TEMPLATE.trim_end_matches('X');
+        let stage = Path::new(printed);
+        if success && printed.starts_with(prefix) && scp_safe(stage) {
+            return Ok(stage.to_owned());
+        }
+        let reason = out.stderr_lossy().trim().to_owned();
+        let error = self.transfer_err(
+            names,
+            step,
+            io::Error::other(if reason.is_empty() {
+                "mktemp -d failed on the server".to_owned()
+            } else {
+                reason
+            }),
+        );
+        if success && printed.starts_with(prefix) {
+            return Err(self.clean_up(error, &[], &[stage]));
+        }
+        Err(error)
     }
 
     // ----- upload -------------------------------------------------------------------------
@@ -283,12 +618,19 @@ impl Job<'_> {
             let mut dirs = Vec::new();
             walk_local(local, Path::new(""), &mut dirs, &mut files)?;
             self.total = files.iter().map(|(_, size)| size).sum();
-            let sftp = self.sftp(remote)?;
-            make_remote_dir(&sftp, remote).map_err(|e| self.remote_err("create", remote, e))?;
+            let names = Names::upload(local, remote);
+            let sftp = self.sftp(&names)?;
+            make_remote_dir(&sftp, remote)
+                .map_err(|e| self.fail(&names, "creating the remote directory", e))?;
             for dir in &dirs {
                 let target = remote.join(dir);
-                make_remote_dir(&sftp, &target)
-                    .map_err(|e| self.remote_err("create", &target, e))?;
+                make_remote_dir(&sftp, &target).map_err(|e| {
+                    self.fail(
+                        &Names::upload(&local.join(dir), &target),
+                        "creating the remote directory",
+                        e,
+                    )
+                })?;
             }
             drop(sftp);
             for (file, _) in &files {
@@ -303,108 +645,132 @@ impl Job<'_> {
     }
 
     fn upload_file(&self, local: &Path, remote: &Path) -> Result<String> {
+        let names = Names::upload(local, remote);
         let mut file = fs::File::open(local).map_err(local_err("open", local))?;
         let meta = file.metadata().map_err(local_err("read", local))?;
         let mode = meta.permissions().mode() & 0o7777;
         let mtime = unix_secs(meta.modified());
         let atime = unix_secs(meta.accessed());
         let tmp = temp_sibling(remote);
-        let sent = match self.protocol {
-            Protocol::Scp => self.scp_send(&mut file, local, &tmp, meta.len(), mode, mtime, atime),
-            Protocol::Sftp => {
-                self.sftp_send(&mut file, local, &tmp, meta.len(), mode, mtime, atime)
+        // SCP only ever sees names we chose: the temporary name, in the destination's directory
+        // or (when that directory's name is odd) through a link in a private directory.
+        let stage = if self.protocol == Protocol::Scp && !scp_safe(&tmp) {
+            Some(self.stage_directory(&names, &tmp)?)
+        } else {
+            None
+        };
+        let dirs: Vec<&Path> = stage.iter().map(PathBuf::as_path).collect();
+        let sent = match (self.protocol, &stage) {
+            (Protocol::Scp, Some(stage)) => {
+                let via = stage.join("d").join(tmp.file_name().unwrap_or_default());
+                self.scp_send(&names, &mut file, &via, meta.len(), mode, mtime, atime)
+            }
+            (Protocol::Scp, None) => {
+                self.scp_send(&names, &mut file, &tmp, meta.len(), mode, mtime, atime)
+            }
+            (Protocol::Sftp, _) => {
+                self.sftp_send(&names, &mut file, &tmp, meta.len(), mode, mtime, atime)
             }
         };
         let hash = match sent {
             Ok(hash) => hash,
+            Err(e) => return Err(self.clean_up(e, &[&tmp], &dirs)),
+        };
+        // Verify and move into place in one round trip; the script removes the temporary file
+        // itself when it fails.
+        let step = "verifying the checksum and renaming into place";
+        let script = verify_script(&tmp, remote, stage.as_deref(), &hash, STALE_MINUTES);
+        let out = match self
+            .inner
+            .run_bounded(&script, self.checksum_time(meta.len()))
+        {
+            Ok(out) => out,
             Err(e) => {
-                self.remove_remote(&tmp);
-                return Err(e);
+                let error = self.exec_fail(&names, step, e);
+                return Err(self.clean_up(error, &[&tmp], &dirs));
             }
         };
-        // Verify and move into place in one round trip.
-        let script = format!(
-            "{}; {}; h=$(sha256sum < \"$t\") || exit 3; h=${{h%% *}}; \
-             if [ \"$h\" = {hash} ]; then mv -f -- \"$t\" \"$d\" || exit 4; \
-             else rm -f -- \"$t\"; printf %s \"$h\"; exit 5; fi",
-            shell::assign("t", &tmp),
-            shell::assign("d", remote),
-        );
-        let out = self.inner.run_simple(&script).inspect_err(|_| {
-            self.remove_remote(&tmp);
-        })?;
         match out.status.code() {
             Some(0) => Ok(hash),
             Some(5) => Err(Error::ChecksumMismatch {
-                path: lossy(remote),
+                action: names.action,
+                from: names.from,
+                to: names.to,
                 endpoint: self.endpoint(),
-                local: hash,
-                remote: out.stdout_lossy(),
+                local: hash.into(),
+                remote: out.stdout_lossy().into(),
+                leftovers: Vec::new(),
             }),
             _ => {
-                self.remove_remote(&tmp);
-                Err(self.remote_err(
-                    "verify and rename",
-                    remote,
+                let error = self.transfer_err(
+                    &names,
+                    step,
                     io::Error::other(out.stderr_lossy().trim().to_owned()),
-                ))
+                );
+                Err(self.clean_up(error, &[&tmp], &dirs))
             }
         }
     }
 
     #[expect(
         clippy::too_many_arguments,
-        reason = "internal helper mirroring scp_send"
+        reason = "internal helper mirroring sftp_send"
     )]
     fn scp_send(
         &self,
+        names: &Names,
         file: &mut fs::File,
-        local: &Path,
-        tmp: &Path,
+        target: &Path,
         size: u64,
         mode: u32,
         mtime: u64,
         atime: u64,
     ) -> Result<String> {
-        let remote_err = |e: io::Error| self.remote_err("upload", tmp, e);
+        let fail = |step, e: io::Error| self.fail(names, step, e);
         let mode = i32::try_from(mode).unwrap_or(0o644);
         let mut channel = self
             .inner
             .ssh
-            .scp_send(tmp, mode, size, Some((mtime, atime)))
-            .map_err(|e| remote_err(e.into()))?;
+            .scp_send(target, mode, size, Some((mtime, atime)))
+            .map_err(|e| fail("starting scp", e.into()))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0_u8; SCP_CHUNK];
         let mut sent = 0_u64;
         while sent < size {
-            let n = file.read(&mut buf).map_err(local_err("read", local))?;
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| self.transfer_err(names, "reading the local file", e))?;
             if n == 0 {
-                return Err(local_err("read", local)(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file shrank while uploading",
-                )));
+                return Err(self.transfer_err(
+                    names,
+                    "reading the local file",
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while uploading"),
+                ));
             }
             let n = n.min(usize::try_from(size - sent).unwrap_or(usize::MAX));
             hasher.update(&buf[..n]);
-            channel.write_all(&buf[..n]).map_err(remote_err)?;
+            channel
+                .write_all(&buf[..n])
+                .map_err(|e| fail("sending data", e))?;
             sent += n as u64;
             self.advance(n);
         }
         // The SCP protocol ends a file with a zero byte; without it `scp -t` exits with 1.
-        channel.write_all(&[0]).map_err(remote_err)?;
-        channel.send_eof().map_err(|e| remote_err(e.into()))?;
-        channel.wait_eof().map_err(|e| remote_err(e.into()))?;
+        let step = "finishing scp";
+        channel.write_all(&[0]).map_err(|e| fail(step, e))?;
+        channel.send_eof().map_err(|e| fail(step, e.into()))?;
+        channel.wait_eof().map_err(|e| fail(step, e.into()))?;
         let mut stderr = String::new();
         let _ = channel.stderr().take(4096).read_to_string(&mut stderr);
-        channel.close().map_err(|e| remote_err(e.into()))?;
-        channel.wait_close().map_err(|e| remote_err(e.into()))?;
+        channel.close().map_err(|e| fail(step, e.into()))?;
+        channel.wait_close().map_err(|e| fail(step, e.into()))?;
         match channel.exit_status() {
             Ok(0) => Ok(hex(&hasher.finalize())),
-            Ok(code) => Err(remote_err(io::Error::other(format!(
-                "scp exited with code {code}: {}",
-                stderr.trim()
-            )))),
-            Err(e) => Err(remote_err(e.into())),
+            Ok(code) => Err(fail(
+                step,
+                io::Error::other(format!("scp exited with code {code}: {}", stderr.trim())),
+            )),
+            Err(e) => Err(fail(step, e.into())),
         }
     }
 
@@ -414,16 +780,15 @@ impl Job<'_> {
     )]
     fn sftp_send(
         &self,
+        names: &Names,
         file: &mut fs::File,
-        local: &Path,
         tmp: &Path,
         size: u64,
         mode: u32,
         mtime: u64,
         atime: u64,
     ) -> Result<String> {
-        let remote_err = |e: io::Error| self.remote_err("upload", tmp, e);
-        let sftp = self.sftp(tmp)?;
+        let sftp = self.sftp(names)?;
         let mut remote = sftp
             .open_mode(
                 tmp,
@@ -434,23 +799,27 @@ impl Job<'_> {
                 0o600,
                 ssh2::OpenType::File,
             )
-            .map_err(|e| remote_err(e.into()))?;
+            .map_err(|e| self.fail(names, "creating the temporary file", e.into()))?;
         let hash = if size >= SPLIT_MIN {
-            self.sftp_send_split(file, local, tmp, &mut remote, size)?
+            self.sftp_send_split(names, file, tmp, &mut remote, size)?
         } else {
             let mut hasher = Sha256::new();
             let mut buf = vec![0_u8; SFTP_WRITE_CHUNK];
             loop {
-                let n = read_full(file, &mut buf).map_err(local_err("read", local))?;
+                let n = read_full(file, &mut buf)
+                    .map_err(|e| self.transfer_err(names, "reading the local file", e))?;
                 if n == 0 {
                     break;
                 }
                 hasher.update(&buf[..n]);
-                remote.write_all(&buf[..n]).map_err(remote_err)?;
+                remote
+                    .write_all(&buf[..n])
+                    .map_err(|e| self.fail(names, "sending data", e))?;
                 self.advance(n);
             }
             hex(&hasher.finalize())
         };
+        let step = "setting mode and modification time";
         remote
             .setstat(ssh2::FileStat {
                 size: None,
@@ -460,8 +829,10 @@ impl Job<'_> {
                 atime: Some(atime),
                 mtime: Some(mtime),
             })
-            .map_err(|e| remote_err(e.into()))?;
-        remote.close().map_err(|e| remote_err(e.into()))?;
+            .map_err(|e| self.fail(names, step, e.into()))?;
+        remote
+            .close()
+            .map_err(|e| self.fail(names, "closing the temporary file", e.into()))?;
         Ok(hash)
     }
 
@@ -471,8 +842,8 @@ impl Job<'_> {
     /// chunk back; this session writes whatever is left, so the result never depends on them.
     fn sftp_send_split(
         &self,
+        names: &Names,
         file: &fs::File,
-        local: &Path,
         tmp: &Path,
         remote: &mut ssh2::File,
         size: u64,
@@ -489,11 +860,11 @@ impl Job<'_> {
             back.or_else(|| Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&k| k < chunks))
         };
         std::thread::scope(|scope| {
-            let hasher = scope.spawn(|| hash_range(file, size));
+            let hasher = scope.spawn(|| hash_range(file, size, &stop));
             let helpers: Vec<_> = (0..SPLIT_HELPERS)
                 .map(|_| {
                     scope.spawn(|| {
-                        self.split_helper(file, local, tmp, size, &take, &stop, &returned);
+                        self.split_helper(file, tmp, size, &take, &stop, &returned);
                     })
                 })
                 .collect();
@@ -501,7 +872,8 @@ impl Job<'_> {
             let mut mine = || -> Result<()> {
                 while let Some(k) = take() {
                     let mut written = 0;
-                    self.write_chunk(remote, file, local, tmp, k, size, &mut buf, &mut written)?;
+                    self.write_chunk(remote, file, k, size, &mut buf, &mut written)
+                        .map_err(|e| self.chunk_fail(names, e))?;
                 }
                 Ok(())
             };
@@ -514,24 +886,19 @@ impl Job<'_> {
             }
             result?;
             // Chunks a helper gave back after this session ran out of work.
-            mine()?;
+            mine().inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
             let hash = hasher
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
-                .map_err(local_err("read", local))?;
+                .map_err(|e| self.transfer_err(names, "reading the local file", e))?;
             Ok(hash)
         })
     }
 
     /// One extra connection of a split upload: writes chunks until none is left.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the shared state of one split upload"
-    )]
     fn split_helper(
         &self,
         file: &fs::File,
-        local: &Path,
         tmp: &Path,
         size: u64,
         take: &(dyn Fn() -> Option<u64> + Sync),
@@ -552,18 +919,13 @@ impl Job<'_> {
             while !stop.load(Ordering::Relaxed) {
                 let Some(k) = take() else { break };
                 let mut written = 0;
-                let wrote = self.write_chunk(
-                    &mut handle,
-                    file,
-                    local,
-                    tmp,
-                    k,
-                    size,
-                    &mut buf,
-                    &mut written,
-                );
-                if wrote.is_err() {
-                    // This session writes the chunk again: count it once.
+                if self
+                    .write_chunk(&mut handle, file, k, size, &mut buf, &mut written)
+                    .is_err()
+                {
+                    // Shut the connection first, so closing the handle cannot wait on a stalled
+                    // peer; this session writes the chunk again: count it once.
+                    let _ = link.socket.shutdown(std::net::Shutdown::Both);
                     self.done.fetch_sub(written, Ordering::Relaxed);
                     returned
                         .lock()
@@ -578,35 +940,28 @@ impl Job<'_> {
     }
 
     /// Writes chunk `k` of the file at its offset, counting progress in `written` too.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "internal helper of a split upload"
-    )]
     fn write_chunk(
         &self,
         remote: &mut ssh2::File,
         file: &fs::File,
-        local: &Path,
-        tmp: &Path,
         k: u64,
         size: u64,
         buf: &mut [u8],
         written: &mut u64,
-    ) -> Result<()> {
-        let remote_err = |e: io::Error| self.remote_err("upload", tmp, e);
+    ) -> std::result::Result<(), ChunkError> {
         let start = k * SPLIT_CHUNK;
         let end = (start + SPLIT_CHUNK).min(size);
         remote
             .seek(io::SeekFrom::Start(start))
-            .map_err(remote_err)?;
+            .map_err(ChunkError::Remote)?;
         let mut offset = start;
         while offset < end {
             let n = usize::try_from(end - offset)
                 .unwrap_or(usize::MAX)
                 .min(buf.len());
             file.read_exact_at(&mut buf[..n], offset)
-                .map_err(local_err("read", local))?;
-            remote.write_all(&buf[..n]).map_err(remote_err)?;
+                .map_err(ChunkError::Local)?;
+            remote.write_all(&buf[..n]).map_err(ChunkError::Remote)?;
             self.advance(n);
             *written += n as u64;
             offset += n as u64;
@@ -614,24 +969,19 @@ impl Job<'_> {
         Ok(())
     }
 
-    fn remove_remote(&self, path: &Path) {
-        // Best effort: the session may be gone, which is often why we are here.
-        let script = format!("{}; rm -f -- \"$t\"", shell::assign("t", path));
-        let _ = self.inner.run_simple(&script);
-    }
-
     // ----- download -----------------------------------------------------------------------
 
     fn download(&mut self, remote: &Path, local: &Path) -> Result<(u64, Option<String>)> {
-        let sftp = self.sftp(remote)?;
+        let names = Names::download(remote, local);
+        let sftp = self.sftp(&names)?;
         let stat = sftp
             .stat(remote)
-            .map_err(|e| self.remote_err("download", remote, e.into()))?;
+            .map_err(|e| self.fail(&names, "reading the remote file", e.into()))?;
         if stat.is_dir() {
             let mut files = Vec::new();
             let mut dirs = Vec::new();
             walk_remote(&sftp, remote, Path::new(""), &mut dirs, &mut files)
-                .map_err(|e| self.remote_err("list", remote, e))?;
+                .map_err(|e| self.fail(&names, "listing the remote directory", e))?;
             drop(sftp);
             self.total = files.iter().map(|(_, size)| size).sum();
             fs::create_dir_all(local).map_err(local_err("create", local))?;
@@ -639,104 +989,164 @@ impl Job<'_> {
                 let target = local.join(dir);
                 fs::create_dir_all(&target).map_err(local_err("create", &target))?;
             }
-            for (file, _) in &files {
-                self.download_file(&remote.join(file), &local.join(file))?;
+            for (file, size) in &files {
+                self.download_file(&remote.join(file), &local.join(file), *size)?;
             }
             Ok((files.len() as u64, None))
         } else {
             drop(sftp);
-            self.total = stat.size.unwrap_or(0);
-            let hash = self.download_file(remote, local)?;
+            let size = stat.size.unwrap_or(0);
+            self.total = size;
+            let hash = self.download_file(remote, local, size)?;
             Ok((1, Some(hash)))
         }
     }
 
-    fn download_file(&self, remote: &Path, local: &Path) -> Result<String> {
-        // Size, mode, mtime and checksum of the source, in one round trip.
-        let script = format!(
-            "{}; stat -L -c '%s %a %Y' -- \"$d\" && sha256sum < \"$d\"",
+    fn download_file(&self, remote: &Path, local: &Path, size_hint: u64) -> Result<String> {
+        let names = Names::download(remote, local);
+        // Size, mode, mtime and checksum of the source, in one round trip; for SCP and a name it
+        // cannot carry, also a private directory with a link `f` to the source.
+        let staged = self.protocol == Protocol::Scp && !scp_safe(remote);
+        let mut script = format!(
+            "{}; {{ stat -L -c '%s %a %Y' -- \"$d\" && sha256sum < \"$d\"; }} || exit 1",
             shell::assign("d", remote)
         );
-        let out = self.inner.run_simple(&script)?;
+        if staged {
+            let _ = write!(
+                script,
+                "; case $d in /*) a=$d ;; *) a=$PWD/$d ;; esac; \
+                 s=$(mktemp -d {STAGE_TEMPLATE}) || exit 1; \
+                 ln -s -- \"$a\" \"$s/f\" || {{ rm -rf -- \"$s\"; exit 1; }}; printf '%s\\n' \"$s\""
+            );
+        }
+        let step = "reading the remote file's size and checksum";
+        let out = self
+            .inner
+            .run_bounded(&script, self.checksum_time(size_hint))
+            .map_err(|e| self.exec_fail(&names, step, e))?;
         let text = out.stdout_lossy();
-        let mut words = text.split_whitespace();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let stage = if staged && out.status.success() {
+            Some(self.parse_stage(
+                &names,
+                step,
+                true,
+                words.get(5).copied().unwrap_or_default(),
+                &out,
+            )?)
+        } else {
+            None
+        };
+        let dirs: Vec<&Path> = stage.iter().map(PathBuf::as_path).collect();
         let parsed = (|| {
-            let size: u64 = words.next()?.parse().ok()?;
-            let mode = u32::from_str_radix(words.next()?, 8).ok()?;
-            let mtime: u64 = words.next()?.parse().ok()?;
-            let hash = words.next()?.to_owned();
+            let size: u64 = words.first()?.parse().ok()?;
+            let mode = u32::from_str_radix(words.get(1)?, 8).ok()?;
+            let mtime: u64 = words.get(2)?.parse().ok()?;
+            let hash = (*words.get(3)?).to_owned();
             Some((size, mode, mtime, hash))
         })();
         let Some((size, mode, mtime, remote_hash)) = parsed.filter(|_| out.status.success()) else {
-            return Err(self.remote_err(
-                "download",
-                remote,
+            let error = self.transfer_err(
+                &names,
+                "reading the remote file",
                 io::Error::new(
                     io::ErrorKind::NotFound,
                     out.stderr_lossy().trim().to_owned(),
                 ),
-            ));
+            );
+            return Err(self.clean_up(error, &[], &dirs));
         };
         let tmp = temp_sibling(local);
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true).mode(0o600);
-        let mut file = options.open(&tmp).map_err(local_err("create", &tmp))?;
-        let received = match self.protocol {
-            Protocol::Scp => self.scp_receive(remote, &mut file, &tmp, size),
-            Protocol::Sftp => self.sftp_receive(remote, &mut file, &tmp),
+        let mut file = match options.open(&tmp) {
+            Ok(file) => file,
+            Err(e) => {
+                let error = self.transfer_err(&names, "creating the local temporary file", e);
+                return Err(self.clean_up(error, &[], &dirs));
+            }
         };
+        let received = match (self.protocol, &stage) {
+            (Protocol::Scp, Some(stage)) => {
+                self.scp_receive(&names, &stage.join("f"), &mut file, size)
+            }
+            (Protocol::Scp, None) => self.scp_receive(&names, remote, &mut file, size),
+            (Protocol::Sftp, _) => self.sftp_receive(&names, remote, &mut file),
+        };
+        // The staging directory is done with, whatever happened.
+        let mut left = Vec::new();
+        if let Some(stage) = &stage
+            && !self.remove_remote(&removal_script(&[], &[stage]))
+        {
+            left.push(shown(stage));
+        }
         let finish = received.and_then(|hash| {
             if hash != remote_hash {
                 return Err(Error::ChecksumMismatch {
-                    path: lossy(remote),
+                    action: names.action,
+                    from: names.from.clone(),
+                    to: names.to.clone(),
                     endpoint: self.endpoint(),
-                    local: hash,
-                    remote: remote_hash.clone(),
+                    local: hash.into(),
+                    remote: remote_hash.as_str().into(),
+                    leftovers: Vec::new(),
                 });
             }
+            let names = &names;
+            let local_fail = |step| move |e| self.transfer_err(names, step, e);
             file.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(local_err("set permissions on", &tmp))?;
+                .map_err(local_fail("setting the mode of the local copy"))?;
             file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))
-                .map_err(local_err("set modification time on", &tmp))?;
-            file.sync_all().map_err(local_err("write", &tmp))?;
-            fs::rename(&tmp, local).map_err(local_err("rename into place", local))?;
+                .map_err(local_fail(
+                    "setting the modification time of the local copy",
+                ))?;
+            file.sync_all()
+                .map_err(local_fail("writing the local copy"))?;
+            fs::rename(&tmp, local).map_err(local_fail("renaming the local copy into place"))?;
             Ok(hash)
         });
         if finish.is_err() {
             let _ = fs::remove_file(&tmp);
+        } else if !left.is_empty() {
+            tracing::warn!(?left, "a staging directory may remain on the server");
         }
-        finish
+        finish.map_err(|e| with_leftovers(e, left))
     }
 
     fn scp_receive(
         &self,
-        remote: &Path,
+        names: &Names,
+        source: &Path,
         file: &mut fs::File,
-        tmp: &Path,
         size: u64,
     ) -> Result<String> {
-        let remote_err = |e: io::Error| self.remote_err("download", remote, e);
-        let window = crate::session::window_for_round_trip(
-            crate::session::probe_round_trip(&self.inner.ssh),
-            SCP_MAX_WINDOW,
-        );
+        let fail = |step, e: io::Error| self.fail(names, step, e);
+        let probing = Instant::now();
+        let round_trip = crate::session::probe_round_trip(&self.inner.ssh);
+        if probing.elapsed() >= self.inner.options.io_timeout {
+            // The probe gives up quietly; a peer that let it time out has stalled.
+            return Err(self.stalled(names, "starting scp", self.inner.options.io_timeout));
+        }
+        let window = crate::session::window_for_round_trip(round_trip, SCP_MAX_WINDOW);
         let (mut channel, stat) = self
             .inner
             .ssh
-            .scp_recv(remote)
-            .map_err(|e| remote_err(e.into()))?;
-        // On a long link, widen the receive window (OpenSSH keeps 2 MiB).
+            .scp_recv(source)
+            .map_err(|e| fail("starting scp", e.into()))?;
         if stat.size() != size {
-            return Err(remote_err(io::Error::other(
-                "file changed while downloading",
-            )));
+            return Err(self.transfer_err(
+                names,
+                "starting scp",
+                io::Error::other("file changed while downloading"),
+            ));
         }
         let mut hasher = Sha256::new();
         let mut buf = vec![0_u8; SCP_READ_CHUNK];
         let mut got = 0_u64;
         let mut since_check = u64::MAX;
         while got < size {
-            // Reading the window state walks libssh2's packet list: do it every 8 MiB only.
+            // On a long link, widen the receive window (OpenSSH keeps 2 MiB). Reading the window
+            // state walks libssh2's packet list: do it every 8 MiB only.
             if let Some(target) = window
                 && since_check >= u64::from(target / 4)
             {
@@ -744,56 +1154,118 @@ impl Job<'_> {
                 if remaining < target / 2 {
                     channel
                         .adjust_receive_window(u64::from(target - remaining), true)
-                        .map_err(|e| remote_err(e.into()))?;
+                        .map_err(|e| fail("receiving data", e.into()))?;
                 }
                 since_check = 0;
             }
-            let n = channel.read(&mut buf).map_err(remote_err)?;
+            let n = channel
+                .read(&mut buf)
+                .map_err(|e| fail("receiving data", e))?;
             since_check = since_check.saturating_add(n as u64);
             if n == 0 {
-                return Err(remote_err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection ended before the whole file arrived",
-                )));
+                return Err(fail(
+                    "receiving data",
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection ended before the whole file arrived",
+                    ),
+                ));
             }
             hasher.update(&buf[..n]);
-            file.write_all(&buf[..n]).map_err(local_err("write", tmp))?;
+            file.write_all(&buf[..n])
+                .map_err(|e| self.transfer_err(names, "writing the local copy", e))?;
             got += n as u64;
             self.advance(n);
         }
-        let _ = channel.send_eof();
-        let _ = channel.wait_eof();
-        let _ = channel.close();
-        let _ = channel.wait_close();
+        // Every byte is here (and is checked next); a peer stalling now must not hold us.
+        let closing = channel
+            .send_eof()
+            .and_then(|()| channel.wait_eof())
+            .and_then(|()| channel.close())
+            .and_then(|()| channel.wait_close());
+        if let Err(e) = closing
+            && e.code() == ssh2::ErrorCode::Session(-9)
+        {
+            self.stalled.store(true, Ordering::Relaxed);
+            self.inner.shut_down();
+        }
         Ok(hex(&hasher.finalize()))
     }
 
-    fn sftp_receive(&self, remote: &Path, file: &mut fs::File, tmp: &Path) -> Result<String> {
-        let remote_err = |e: io::Error| self.remote_err("download", remote, e);
-        let sftp = self.sftp(remote)?;
-        let mut source = sftp.open(remote).map_err(|e| remote_err(e.into()))?;
+    fn sftp_receive(&self, names: &Names, remote: &Path, file: &mut fs::File) -> Result<String> {
+        let sftp = self.sftp(names)?;
+        let mut source = sftp
+            .open(remote)
+            .map_err(|e| self.fail(names, "opening the remote file", e.into()))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0_u8; SFTP_READ_CHUNK];
         loop {
-            let n = source.read(&mut buf).map_err(remote_err)?;
+            let n = source
+                .read(&mut buf)
+                .map_err(|e| self.fail(names, "receiving data", e))?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
-            file.write_all(&buf[..n]).map_err(local_err("write", tmp))?;
+            file.write_all(&buf[..n])
+                .map_err(|e| self.transfer_err(names, "writing the local copy", e))?;
             self.advance(n);
         }
         Ok(hex(&hasher.finalize()))
     }
 }
 
+/// The server-side script that checks the uploaded temporary file against `hash` and renames it
+/// onto `remote`: exit 5 (printing the server's hash) on a mismatch, 4 when the rename fails, 3
+/// when the file cannot be read; the temporary file is removed in every failing case. After a
+/// successful rename, temporary files of earlier failed uploads to the same destination that
+/// nothing has touched for [`STALE_MINUTES`] are removed too.
+fn verify_script(
+    tmp: &Path,
+    remote: &Path,
+    stage: Option<&Path>,
+    hash: &str,
+    stale_minutes: u32,
+) -> String {
+    let mut script = format!(
+        "{}; {}; {}",
+        shell::assign("t", tmp),
+        shell::assign("d", remote),
+        shell::assign("p", parent_of(remote)),
+    );
+    if let Some(stage) = stage {
+        let _ = write!(script, "; {}; rm -rf -- \"$s\"", shell::assign("s", stage));
+    }
+    let stem = temp_stem(
+        remote
+            .file_name()
+            .map_or(&b"file"[..], std::ffi::OsStr::as_bytes),
+    );
+    let _ = write!(
+        script,
+        "; h=$(sha256sum < \"$t\") || {{ rm -f -- \"$t\"; exit 3; }}; h=${{h%% *}}; \
+         if [ \"$h\" != {hash} ]; then rm -f -- \"$t\"; printf %s \"$h\"; exit 5; fi; \
+         if [ -d \"$d\" ]; then rm -f -- \"$t\"; \
+         echo 'the destination is a directory: give the full path of the file' >&2; exit 4; fi; \
+         mv -f -- \"$t\" \"$d\" || {{ rm -f -- \"$t\"; exit 4; }}; \
+         case $p in /*) ;; *) p=./$p ;; esac; \
+         find \"$p\" -maxdepth 1 -type f -name '.{stem}.rpb-part-*' \
+         ! -name '.{stem}.rpb-part-*[!0-9a-f-]*' -cmin +{stale_minutes} \
+         -exec rm -f -- {{}} + 2>/dev/null; exit 0"
+    );
+    script
+}
+
 /// SHA-256 (hex) of the first `size` bytes of `file`, read at offsets (the file position is
-/// left alone).
-fn hash_range(file: &fs::File, size: u64) -> io::Result<String> {
+/// left alone); gives up when `stop` is set.
+fn hash_range(file: &fs::File, size: u64, stop: &AtomicBool) -> io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0_u8; 1 << 20];
     let mut offset = 0;
     while offset < size {
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("upload abandoned"));
+        }
         let n = usize::try_from(size - offset)
             .unwrap_or(usize::MAX)
             .min(buf.len());
@@ -892,13 +1364,135 @@ mod tests {
     use super::*;
 
     #[test]
-    fn temp_names_sit_next_to_the_target_and_keep_odd_bytes() {
-        let target = Path::new(std::ffi::OsStr::from_bytes(b"/data/caf\xe9.blend"));
+    fn temp_names_sit_next_to_the_target_and_are_safe_for_scp() {
+        let target = Path::new(std::ffi::OsStr::from_bytes(b"/data/caf\xe9 \n\t$(x).blend"));
         let tmp = temp_sibling(target);
         assert_eq!(tmp.parent(), target.parent());
-        let name = tmp.file_name().unwrap().as_bytes();
-        assert!(name.starts_with(b".caf\xe9.blend.rpb-part-"), "{tmp:?}");
+        assert!(scp_safe(&tmp), "{tmp:?}");
+        let name = tmp.file_name().unwrap().to_str().unwrap();
+        let stem = temp_stem(target.file_name().unwrap().as_bytes());
+        assert!(name.starts_with(&format!(".{stem}.rpb-part-")), "{name}");
+        assert!(stem.starts_with("caf______x_.blend-"), "{stem}");
+        let unique = &name[stem.len() + 11..];
+        assert!(
+            unique.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+            "{unique}"
+        );
         assert_ne!(temp_sibling(target), tmp);
+    }
+
+    #[test]
+    fn temp_stems_are_the_name_when_plain_and_bounded_always() {
+        assert_eq!(temp_stem(b"scene-2.blend"), "scene-2.blend");
+        // Different odd names never share a stem; the same name always gets the same one.
+        assert_ne!(temp_stem(b"a b"), temp_stem(b"a\tb"));
+        assert_eq!(temp_stem(b"a b"), temp_stem(b"a b"));
+        let long = vec![b'x'; 255];
+        assert_eq!(temp_stem(&long).len(), TEMP_STEM_MAX);
+        assert!(
+            temp_sibling(Path::new(std::ffi::OsStr::from_bytes(&long)))
+                .as_os_str()
+                .len()
+                < 200
+        );
+    }
+
+    #[test]
+    fn scp_safety_is_strict() {
+        assert!(scp_safe(Path::new(
+            "/runpod/projects/demo/.scene.blend.rpb-part-1-2-3"
+        )));
+        assert!(scp_safe(Path::new("relative/file")));
+        for odd in [
+            "-leading",
+            "/a b",
+            "/a'b",
+            "/a$b",
+            "/a*b",
+            "/a\nb",
+            "/caf\u{e9}",
+            "",
+        ] {
+            assert!(!scp_safe(Path::new(odd)), "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn shown_paths_escape_control_characters() {
+        assert_eq!(shown(Path::new("/a/b c")), "/a/b c");
+        assert_eq!(shown(Path::new("/a/new\nline\t")), "/a/new\\nline\\t");
+    }
+
+    #[test]
+    fn cleanup_is_bounded() {
+        assert_eq!(
+            cleanup_budget(Duration::from_secs(3)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            cleanup_budget(Duration::from_secs(8)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            cleanup_budget(Duration::from_secs(30)),
+            Duration::from_secs(5)
+        );
+    }
+
+    /// The verify script, run by the local shell on a scratch directory.
+    #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a leftover must be a second old for `find -cmin +0`"
+    )]
+    fn the_verify_script_renames_only_a_matching_file_and_removes_only_stale_leftovers() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let dest = dir.join("odd 'name'\n.blend");
+        let tmp = temp_sibling(&dest);
+        // A leftover of another transfer to the same destination, and look-alikes that are not.
+        let other = temp_sibling(&dest);
+        std::fs::write(&other, b"x").unwrap();
+        let stem = temp_stem(dest.file_name().unwrap().as_bytes());
+        let not_ours = [
+            dir.join(format!(".{stem}.rpb-part-zz")),
+            dir.join(format!(".{stem}x.rpb-part-1-2-3")),
+            dir.join(".odd.rpb-part-1-2-3"),
+        ];
+        for path in &not_ours {
+            std::fs::write(path, b"x").unwrap();
+        }
+        let run = |hash: &str, stale_minutes| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(verify_script(&tmp, &dest, None, hash, stale_minutes))
+                .output()
+                .unwrap()
+        };
+        let good = hex(&Sha256::digest(b"data"));
+        std::fs::write(&tmp, b"data").unwrap();
+        let bad = run(&"0".repeat(64), STALE_MINUTES);
+        assert_eq!(bad.status.code(), Some(5));
+        assert!(!tmp.exists() && !dest.exists());
+        std::fs::write(&tmp, b"data").unwrap();
+        let out = run(&good, STALE_MINUTES);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"data");
+        assert!(!tmp.exists() && other.exists(), "a fresh leftover stays");
+        // Once old enough, our leftover goes, and nothing else.
+        std::thread::sleep(Duration::from_millis(1100));
+        std::fs::write(&tmp, b"data").unwrap();
+        let out = run(&good, 0);
+        assert!(out.status.success(), "{out:?}");
+        assert!(!other.exists(), "a stale leftover is removed");
+        assert!(not_ours.iter().all(|p| p.exists()));
+        // A destination that is a directory is refused, and the temporary file removed.
+        std::fs::remove_file(&dest).unwrap();
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::write(&tmp, b"data").unwrap();
+        let out = run(&good, STALE_MINUTES);
+        assert_eq!(out.status.code(), Some(4));
+        assert!(!tmp.exists() && dest.is_dir());
     }
 
     #[test]

@@ -336,7 +336,19 @@ async fn an_interrupted_transfer_leaves_the_destination_untouched() {
             b"the good old version",
             "{text}"
         );
-        if !upload {
+        assert!(
+            !text.contains("rpb-part-") || text.contains("may remain"),
+            "{text}"
+        );
+        if upload {
+            // The server is dead, so the partial file cannot be removed: the error names it.
+            for left in leftovers(destination.parent().unwrap()) {
+                assert!(
+                    text.contains(&*left.to_string_lossy()),
+                    "{left:?} not in {text}"
+                );
+            }
+        } else {
             assert!(leftovers(destination.parent().unwrap()).is_empty());
         }
         fx.sshd.restart().unwrap();
@@ -359,4 +371,370 @@ async fn progress_reaches_the_total() {
         .unwrap();
     assert_eq!(*last.lock().unwrap(), Some((5 << 20, 5 << 20)));
     let _ = SystemTime::now();
+}
+
+/// Names a shell, the SCP protocol or a log line would misread.
+fn hostile_names() -> Vec<std::ffi::OsString> {
+    [
+        &b"with space.blend"[..],
+        b"double\"quote.blend",
+        b"single'quote.blend",
+        b"back`tick`.blend",
+        b"$(touch pwned).blend",
+        b"semi;colon&amp.blend",
+        b"new\nline.blend",
+        b"carriage\rreturn.blend",
+        b"-leading-dash.blend",
+        b"glob*?[x].blend",
+        b"tab\there.blend",
+        b"caf\xe9 \xff.blend",
+        b"\xc3\x28invalid.blend",
+        b"back\\slash.blend",
+        b"trailing newline\n",
+    ]
+    .iter()
+    .map(|bytes| OsStr::from_bytes(bytes).to_owned())
+    .collect()
+}
+
+fn names_in(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Our SCP staging directories on the "server" (this machine's `/tmp`).
+fn staging_dirs() -> Vec<PathBuf> {
+    std::fs::read_dir("/tmp")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.file_name().unwrap().as_bytes().starts_with(b"rpb-scp."))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every hostile name arrives under exactly its own name with its bytes, both ways, over both
+/// protocols, also inside a directory whose own name SCP cannot carry; nothing else appears on
+/// either side and no staging directory stays behind.
+#[tokio::test]
+async fn hostile_remote_names_round_trip_over_both_protocols() {
+    let fx = Fixture::start();
+    let session = fx.session().await;
+    let staging_before = staging_dirs();
+    for protocol in PROTOCOLS {
+        let tag = format!("{protocol:?}");
+        let src = fx.path(&format!("hostile-src-{tag}"));
+        // The remote directory's own name is hostile too (a tab and a newline).
+        let remote = fx.path(&format!("hostile-remote\t{tag}\n"));
+        let back = fx.path(&format!("hostile-back-{tag}"));
+        for dir in [&src, &remote, &back] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        for (index, name) in hostile_names().iter().enumerate() {
+            let data = format!("scene {index} {name:?}\n").into_bytes();
+            write_file(&src.join(name), &data, 0o640, 1_650_000_000 + index as u64);
+            session
+                .upload(src.join(name), remote.join(name))
+                .protocol(protocol)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{tag} upload {name:?}: {}", chain(&e)));
+            assert_eq!(
+                std::fs::read(remote.join(name)).unwrap(),
+                data,
+                "{tag} {name:?}"
+            );
+            session
+                .download(remote.join(name), back.join(name))
+                .protocol(protocol)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{tag} download {name:?}: {}", chain(&e)));
+            assert_eq!(
+                std::fs::read(back.join(name)).unwrap(),
+                data,
+                "{tag} {name:?}"
+            );
+            assert_eq!(
+                mode_and_mtime(&back.join(name)),
+                (0o640, 1_650_000_000 + index as u64),
+                "{tag} {name:?}"
+            );
+        }
+        let mut expected = hostile_names();
+        expected.sort();
+        assert_eq!(
+            names_in(&remote),
+            expected,
+            "{tag}: stray files on the server"
+        );
+        assert_eq!(names_in(&back), expected, "{tag}: stray files locally");
+    }
+    assert!(!fx.path("pwned").exists() && !Path::new("pwned").exists());
+    let left: Vec<_> = staging_dirs()
+        .into_iter()
+        .filter(|d| !staging_before.contains(d))
+        .collect();
+    assert!(left.is_empty(), "staging directories left behind: {left:?}");
+}
+
+/// A loopback relay to `target` that cuts its first connection once `cut_after` bytes went from
+/// the client to the server; later connections pass untouched.
+async fn cutting_relay(target: u16, cut_after: u64) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        for index in 0..20 {
+            let Ok(Ok((client, _))) =
+                tokio::time::timeout(Duration::from_secs(120), listener.accept()).await
+            else {
+                return;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                continue;
+            };
+            let limit = if index == 0 { cut_after } else { u64::MAX };
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let up = async {
+                    let mut buf = vec![0_u8; 32 * 1024];
+                    let mut total = 0_u64;
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        total += n as u64;
+                        if total > limit || server_write.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let down = tokio::io::copy(&mut server_read, &mut client_write);
+                tokio::select! {
+                    () = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A connection cut mid-upload: the error names the caller's source and destination (never the
+/// temporary name), says the destination is untouched, and the partial temporary file is gone
+/// (removed over a fresh connection); a retry then works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_upload_names_the_destination_and_leaves_no_partial_file() {
+    let fx = Fixture::start();
+    let source = fx.path("cut-source.bin");
+    write_file(&source, &pattern(8 << 20, 11), 0o644, 1_600_000_000);
+    for protocol in PROTOCOLS {
+        let dir = fx.path(&format!("cut-{protocol:?}"));
+        std::fs::create_dir(&dir).unwrap();
+        let destination = dir.join("scene.blend");
+        std::fs::write(&destination, b"old").unwrap();
+        let port = cutting_relay(fx.sshd.port(), 2 << 20).await;
+        let session = fx
+            .builder()
+            .endpoint(pod_tunnel::Endpoint::new("127.0.0.1", port))
+            .connect()
+            .await
+            .unwrap();
+        let err = tokio::time::timeout(
+            Duration::from_secs(60),
+            session
+                .upload(&source, &destination)
+                .protocol(protocol)
+                .send(),
+        )
+        .await
+        .expect("a cut upload ends")
+        .unwrap_err();
+        let text = chain(&err);
+        eprintln!("{protocol:?} cut: {text}");
+        let message = err.to_string();
+        assert!(
+            matches!(&err, Error::Transfer { leftovers, .. } if leftovers.is_empty()),
+            "{text}"
+        );
+        assert!(
+            message.contains(&*destination.to_string_lossy()),
+            "{message}"
+        );
+        assert!(message.contains(&*source.to_string_lossy()), "{message}");
+        assert!(message.contains("untouched"), "{message}");
+        assert!(!message.contains("rpb-part"), "{message}");
+        assert_eq!(std::fs::read(&destination).unwrap(), b"old");
+        assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+
+        // The relay passes the next connections: a retry completes.
+        let session = fx
+            .builder()
+            .endpoint(pod_tunnel::Endpoint::new("127.0.0.1", port))
+            .connect()
+            .await
+            .unwrap();
+        session
+            .upload(&source, &destination)
+            .protocol(protocol)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sha256_file(&destination), sha256_file(&source));
+    }
+}
+
+/// `pid`'s descendants, from the parent links in `/proc/*/stat`.
+fn descendants_of(pid: u32) -> Vec<u32> {
+    let links: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            let parent = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            Some((child, parent.parse().ok()?))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut index = 0;
+    while index < found.len() && found.len() < 1000 {
+        let current = found[index];
+        found.extend(links.iter().filter(|l| l.1 == current).map(|l| l.0));
+        index += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Processes stopped with SIGSTOP (all started by this test's sshd); continued on drop.
+struct Frozen(Vec<u32>);
+
+impl Frozen {
+    fn freeze(pids: Vec<u32>) -> Self {
+        send_signal(&pids, "STOP");
+        Self(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        send_signal(&self.0, "CONT");
+    }
+}
+
+fn send_signal(pids: &[u32], signal: &str) {
+    if pids.is_empty() {
+        return;
+    }
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .args(pids.iter().map(u32::to_string))
+        .status()
+        .expect("run kill (Debian package procps)");
+    assert!(
+        status.success() || signal == "CONT",
+        "kill -{signal} {pids:?}"
+    );
+}
+
+/// The server's processes for a session are frozen (SIGSTOP) mid-transfer: the transfer fails
+/// within about one I/O timeout (not once per blocking libssh2 call), with an error naming the
+/// stall and the timeout; the destination is untouched and the remote temporary file is removed
+/// over a fresh connection (the listening sshd still answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_transfer_fails_within_about_one_io_timeout() {
+    let fx = Fixture::start();
+    let io_timeout = Duration::from_secs(4);
+    let limit = io_timeout.mul_f64(1.5) + Duration::from_secs(2);
+    let listener = fx.sshd.pid().expect("sshd runs");
+    let cases = [
+        (true, Protocol::Scp, 32_usize << 20),
+        (true, Protocol::Sftp, 32 << 20),
+        // Split over several connections (64 MiB and up): every one of them stalls.
+        (true, Protocol::Sftp, 72 << 20),
+        (false, Protocol::Scp, 32 << 20),
+        (false, Protocol::Sftp, 32 << 20),
+    ];
+    for (index, (upload, protocol, size)) in cases.into_iter().enumerate() {
+        let dir = fx.path(&format!("stall-{index}"));
+        std::fs::create_dir(&dir).unwrap();
+        let source = fx.path(&format!("stall-source-{index}.bin"));
+        write_file(
+            &source,
+            &pattern(size, index as u64 + 20),
+            0o644,
+            1_600_000_000,
+        );
+        let destination = dir.join("scene.blend");
+        std::fs::write(&destination, b"the good old version").unwrap();
+        let session = fx.builder().io_timeout(io_timeout).connect().await.unwrap();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let started_tx = std::sync::Mutex::new(Some(started_tx));
+        let transfer = if upload {
+            session.upload(&source, &destination)
+        } else {
+            session.download(&source, &destination)
+        };
+        let task = tokio::spawn(
+            transfer
+                .protocol(protocol)
+                .progress(move |p| {
+                    if p.done > 4 << 20
+                        && let Some(tx) = started_tx.lock().unwrap().take()
+                    {
+                        let _ = tx.send(());
+                    }
+                })
+                .send(),
+        );
+        tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .expect("the transfer got going");
+        // Everything serving this session (and a split upload's extra connections) freezes;
+        // the listener keeps answering, so the cleanup can connect afresh.
+        let frozen = Frozen::freeze(descendants_of(listener));
+        let stalled_at = std::time::Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("a stalled transfer ends")
+            .unwrap();
+        let took = stalled_at.elapsed();
+        drop(frozen);
+        let err = result.expect_err("a frozen server cannot complete a transfer");
+        let text = chain(&err);
+        eprintln!("stalled upload={upload} {protocol:?} {size}: failed after {took:.1?}: {text}");
+        assert!(took < limit, "took {took:?}, limit {limit:?}: {text}");
+        assert!(
+            matches!(&err, Error::TransferStalled { timeout, leftovers, .. }
+                if *timeout == io_timeout && leftovers.is_empty()),
+            "{text}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("stalled") && message.contains("4s"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&*destination.to_string_lossy()),
+            "{message}"
+        );
+        assert!(message.contains("untouched"), "{message}");
+        assert!(!message.contains("rpb-part"), "{message}");
+        assert_eq!(
+            std::fs::read(&destination).unwrap(),
+            b"the good old version"
+        );
+        assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    }
 }

@@ -215,10 +215,16 @@ async fn transfers_cut_or_stalled_mid_way_leave_the_destination_and_a_retry_comp
             Ok(Err(error)) => {
                 let text = chain(&error);
                 eprintln!("{tag} upload cut: {text}");
-                if std::fs::read(&remote)? == old_bytes {
-                    Ok(())
-                } else {
+                if std::fs::read(&remote)? != old_bytes {
                     Err(format!("the remote file changed: {text}"))
+                } else if !text.contains(&remote.display().to_string()) {
+                    Err(format!("the error does not name the destination: {text}"))
+                } else if leftovers(&remote_dir) > 0 && !text.contains("rpb-part-") {
+                    Err(format!(
+                        "a partial file is left on the pod, unnamed: {text}"
+                    ))
+                } else {
+                    Ok(())
                 }
             }
         };
@@ -241,9 +247,14 @@ async fn transfers_cut_or_stalled_mid_way_leave_the_destination_and_a_retry_comp
             };
         }
         let stray = leftovers(&remote_dir);
+        if outcome.is_ok() && stray > 0 {
+            outcome = Err(format!(
+                "{stray} partial file(s) left on the pod after the retry"
+            ));
+        }
         summary.record_one(
             &format!("connection cut mid-upload ({tag}, after 2 of 8 MiB)"),
-            &format!("remote old file intact; retry sha256 matches; {stray} partial file(s) left on the pod"),
+            "remote old file intact; the error names the destination; retry sha256 matches; no partial file left on the pod",
             outcome,
         );
 
@@ -329,16 +340,22 @@ async fn transfers_cut_or_stalled_mid_way_leave_the_destination_and_a_retry_comp
         knobs.set(NEVER, NEVER, NEVER, 0);
         summary.record_one(
             &format!("30 s stall mid-upload ({tag}; I/O timeout 3 s)"),
-            &format!("clear error after {took:.1?}; remote old file intact"),
+            &format!(
+                "clear error after {took:.1?} (limit 1.5 x 3 s + 2 s); remote old file intact"
+            ),
             match stalled {
                 Err(_) => Err("no answer within 45 s".to_owned()),
                 Ok(Ok(_)) => Err("reported success through a 30 s stall".to_owned()),
                 Ok(Err(error)) => {
                     eprintln!("{tag} long stall: {}", chain(&error));
-                    if std::fs::read(&remote)? == old_bytes {
-                        Ok(())
-                    } else {
+                    if std::fs::read(&remote)? != old_bytes {
                         Err("the remote file changed".to_owned())
+                    } else if took > Duration::from_millis(6_500) {
+                        Err(format!(
+                            "the stall took {took:.1?} to fail with a 3 s I/O timeout"
+                        ))
+                    } else {
+                        Ok(())
                     }
                 }
             },
