@@ -520,6 +520,7 @@ impl LocalPod {
     /// | `RPB_PACKAGES` | `xvfb x11vnc novnc websockify` (installed here; nothing is installed) |
     /// | `RPB_DEB_SOURCE` | an empty `.deb` folder in the state directory: setup's package cache stays offline |
     /// | `RPB_SSH_DIR` | the folder of the local sshd's host key, which setup persists (not `/etc/ssh`) |
+    /// | `HOME` | an empty folder in the state directory, as a pod's `/root`: SSH sessions do not run this machine user's shell startup files (a `~/.bashrc` that takes a lock, such as `pyenv init`, stalls every later session once a fault test kills a shell inside it), and Blender keeps its preferences there |
     pub fn pod_env(&self) -> &BTreeMap<String, String> {
         &self.env
     }
@@ -622,6 +623,15 @@ impl LocalPod {
         })
     }
 
+    /// Kills sshd and its connections (SIGKILL, by PID) and leaves it down, as when a pod's
+    /// sshd dies: connections to the pod's SSH port fail until [`LocalPod::restart_sshd`].
+    pub async fn kill_sshd(&mut self) {
+        if let Some(running) = self.processes.as_mut() {
+            running.sshd_pid.store(0, Ordering::SeqCst);
+            running.sshd.stop().await;
+        }
+    }
+
     /// Kills sshd and its connections (SIGKILL, by PID) and starts it again on the same
     /// address, as when a pod's sshd dies and is restarted inside the container: every SSH
     /// connection breaks, the pod and its Blender session keep running.
@@ -709,6 +719,8 @@ struct Paths {
     debs: PathBuf,
     assets: PathBuf,
     logs: PathBuf,
+    /// The sessions' home folder (`HOME`), as a pod's `/root`.
+    home: PathBuf,
 }
 
 impl Paths {
@@ -727,11 +739,18 @@ impl Paths {
             debs: state.join("debs"),
             assets: state.join("assets"),
             logs: state.join("logs"),
+            home: state.join("home"),
         }
     }
 
     fn create(&self) -> Result<()> {
-        for dir in [&self.pod_root, &self.debs, &self.assets, &self.logs] {
+        for dir in [
+            &self.pod_root,
+            &self.debs,
+            &self.assets,
+            &self.logs,
+            &self.home,
+        ] {
             std::fs::create_dir_all(dir).map_err(|source| Error::Prepare {
                 path: dir.clone(),
                 source,
@@ -772,6 +791,7 @@ fn pod_env(paths: &Paths, ports: SessionPorts, display: u32) -> BTreeMap<String,
         ("RPB_PACKAGES", SESSION_PACKAGES.to_owned()),
         ("RPB_DEB_SOURCE", path(&paths.debs)),
         ("RPB_SSH_DIR", path(&paths.host_keys)),
+        ("HOME", path(&paths.home)),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))

@@ -187,6 +187,10 @@ async fn each_boot_gets_its_own_port_and_an_ended_boot_s_port_does_not_answer() 
         .unwrap();
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one local pod through create, restart and stale ports, told in order"
+)]
 async fn boots_and_ports() -> anyhow::Result<()> {
     let local = LocalPod::builder().start().await?;
     let client = client(&local)?;
@@ -214,17 +218,22 @@ async fn boots_and_ports() -> anyhow::Result<()> {
     assert_eq!(out.stdout_lossy(), "ok\n");
     assert_eq!(session.host_key_fingerprint(), local.host_key_fingerprint());
     // sshd gives every session the pod environment.
+    // HOME is the pod's own folder, so the shell reads no startup file of this machine's user;
+    // the working directory stays the user's home, where sshd puts every session.
     let out = session
-        .exec("printf '%s %s' \"$RPB_POD_ROOT\" \"$RPB_MCP_PORT\"")
+        .exec("printf '%s %s %s %s' \"$RPB_POD_ROOT\" \"$RPB_MCP_PORT\" \"$HOME\" \"$(pwd)\"")
         .await?;
+    let home = &local.pod_env()["HOME"];
     assert_eq!(
         out.stdout_lossy(),
         format!(
-            "{} {}",
+            "{} {} {home} {}",
             local.pod_root().display(),
-            local.remote_ports().mcp
+            local.remote_ports().mcp,
+            std::env::var("HOME").unwrap_or_default(),
         )
     );
+    assert!(Path::new(home).is_dir() && home.starts_with(&*local.state_dir().to_string_lossy()));
 
     // Restart, with the API reporting the old port for a while, as RunPod does.
     local
