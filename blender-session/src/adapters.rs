@@ -133,6 +133,10 @@ impl PodProvider for RunpodProvider {
     }
 }
 
+/// How many reconnect attempts a tunnel makes by default before it closes (about 8 minutes
+/// with the backoff).
+pub const DEFAULT_RECONNECT_ATTEMPTS: u32 = 20;
+
 /// Opens SSH sessions and tunnels with `pod_tunnel`, pinning each pod's host key in our own
 /// `known_hosts` file under the pod id (so a restart on a new port keeps the pin).
 #[derive(Debug, Clone)]
@@ -140,6 +144,7 @@ pub struct SshConnector {
     identity_file: PathBuf,
     known_hosts: PathBuf,
     connect_timeout: Duration,
+    reconnect_attempts: u32,
 }
 
 impl SshConnector {
@@ -149,7 +154,17 @@ impl SshConnector {
             identity_file: identity_file.into(),
             known_hosts: known_hosts.into(),
             connect_timeout: Duration::from_secs(15),
+            reconnect_attempts: DEFAULT_RECONNECT_ATTEMPTS,
         }
+    }
+
+    /// How many times a lost tunnel tries to reconnect (with backoff up to 30 s between
+    /// attempts) before it closes. Default: [`DEFAULT_RECONNECT_ATTEMPTS`]; [`u32::MAX`] never
+    /// gives up.
+    #[must_use]
+    pub fn with_reconnect_attempts(mut self, attempts: u32) -> Self {
+        self.reconnect_attempts = attempts.max(1);
+        self
     }
 
     fn connector(&self, addr: &SshAddr, pod_id: &str) -> Result<pod_tunnel::Connector> {
@@ -216,6 +231,7 @@ impl HostConnector for SshConnector {
             .forward(Forward::new(local.mcp, "127.0.0.1", remote.mcp))
             .forward(Forward::new(local.vnc, "127.0.0.1", remote.vnc))
             .forward(Forward::new(local.novnc, "127.0.0.1", remote.novnc))
+            .reconnect_attempts(self.reconnect_attempts)
             .resolver(move || {
                 let resolve = resolver.clone();
                 async move {

@@ -49,14 +49,19 @@ pub const POD_VNC_PORT: &str = "RPB_POD_VNC_PORT";
 /// `RPB_POD_NOVNC_PORT`.
 pub const POD_NOVNC_PORT: &str = "RPB_POD_NOVNC_PORT";
 
+/// `RPB_TUNNEL_RECONNECTS`: how many times a lost tunnel tries to reconnect before it gives up
+/// (a number, or `unlimited`).
+pub const TUNNEL_RECONNECTS: &str = "RPB_TUNNEL_RECONNECTS";
+
 /// The keys a profile reads beyond [`ConfigKey`].
-pub const EXTRA_KEYS: [&str; 6] = [
+pub const EXTRA_KEYS: [&str; 7] = [
     API_URL,
     SSH_USER,
     POD_ROOT,
     POD_MCP_PORT,
     POD_VNC_PORT,
     POD_NOVNC_PORT,
+    TUNNEL_RECONNECTS,
 ];
 
 /// The resolved settings.
@@ -75,6 +80,9 @@ pub struct Profile {
     pub remote_ports: TunnelPorts,
     /// The local tunnel ports.
     pub local_ports: TunnelPorts,
+    /// `RPB_TUNNEL_RECONNECTS`, when set (`unlimited` is [`u32::MAX`]). Unset, tunnels use
+    /// [`SshConnector`]'s default; a caller that keeps a tunnel for hours may raise it.
+    pub tunnel_reconnects: Option<u32>,
 }
 
 impl fmt::Debug for Profile {
@@ -86,6 +94,7 @@ impl fmt::Debug for Profile {
             .field("pod_root", &self.pod_root)
             .field("remote_ports", &self.remote_ports)
             .field("local_ports", &self.local_ports)
+            .field("tunnel_reconnects", &self.tunnel_reconnects)
             .finish()
     }
 }
@@ -150,12 +159,28 @@ impl Profile {
             vnc: config.ports.vnc,
             novnc: config.ports.novnc,
         };
+        let tunnel_reconnects = text(TUNNEL_RECONNECTS)
+            .map(|value| match value.trim() {
+                "unlimited" => Ok(u32::MAX),
+                number => number
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        Error::Settings(format!(
+                            "{TUNNEL_RECONNECTS} must be a number of attempts (1 or more) or \
+                         `unlimited`, not {number:?}"
+                        ))
+                    }),
+            })
+            .transpose()?;
         Ok(Self {
             api_url: text(API_URL),
             ssh_user: text(SSH_USER),
             pod_root: text(POD_ROOT).unwrap_or_else(|| "/runpod".into()),
             remote_ports,
             local_ports,
+            tunnel_reconnects,
             config,
         })
     }
@@ -229,7 +254,11 @@ impl Profile {
         if let Some(user) = &self.ssh_user {
             provider = provider.with_ssh_user(user);
         }
-        let connector = SshConnector::new(self.ssh_key()?, store.state_dir().join("known_hosts"));
+        let mut connector =
+            SshConnector::new(self.ssh_key()?, store.state_dir().join("known_hosts"));
+        if let Some(attempts) = self.tunnel_reconnects {
+            connector = connector.with_reconnect_attempts(attempts);
+        }
         Ok(
             Orchestrator::new(Arc::new(provider), Arc::new(connector), settings)
                 .with_store(store.clone()),
@@ -242,6 +271,35 @@ mod tests {
     use secrecy::ExposeSecret as _;
 
     use super::*;
+
+    #[test]
+    fn tunnel_reconnects_take_a_count_or_unlimited() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::builder()
+            .root(dir.path())
+            .ignore_environment()
+            .build()
+            .expect("store");
+        let resolve = |value: &str| {
+            let value = value.to_owned();
+            Profile::resolve(&store, &[], move |key: &str| {
+                (key == TUNNEL_RECONNECTS).then(|| value.clone())
+            })
+        };
+        assert_eq!(resolve("3").expect("3").tunnel_reconnects, Some(3));
+        assert_eq!(
+            resolve("unlimited").expect("unlimited").tunnel_reconnects,
+            Some(u32::MAX)
+        );
+        assert_eq!(resolve("").expect("unset").tunnel_reconnects, None);
+        for bad in ["0", "-1", "many"] {
+            let error = resolve(bad).expect_err(bad).to_string();
+            assert!(
+                error.contains(TUNNEL_RECONNECTS) && error.contains("unlimited"),
+                "{error}"
+            );
+        }
+    }
 
     #[test]
     fn flags_beat_the_environment_which_beats_the_env_file() {

@@ -305,7 +305,11 @@ pub(crate) async fn port_answers(port: u16) -> bool {
 /// reconnects and re-resolves the endpoint through the API by itself), applies the cost guard,
 /// and ends on SIGTERM, SIGINT or SIGHUP, or when the pod stops.
 pub(crate) async fn daemon(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
-    let profile = ctx.profile_with(&[("RUNPOD_POD_ID", args.pod_id.clone())])?;
+    let mut profile = ctx.profile_with(&[("RUNPOD_POD_ID", args.pod_id.clone())])?;
+    // A background tunnel is kept for hours over flaky networks: it retries (backoff capped at
+    // 30 s) for as long as the pod runs, unless RPB_TUNNEL_RECONNECTS says otherwise; the pod
+    // check below ends it when the pod stops.
+    profile.tunnel_reconnects.get_or_insert(u32::MAX);
     let pod_id = args.pod_id;
     let guard = CostGuard::new(args.max_hours, args.idle_stop);
     let state_dir = ctx.store.state_dir();

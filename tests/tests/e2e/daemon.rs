@@ -113,7 +113,9 @@ impl Cli {
 
     async fn run(&mut self, limit: Duration, args: &[&str]) -> Run {
         let mut command = tokio::process::Command::new(&self.binary);
+        // Verbose: the log lines are diagnostics on failure, and more text for the secret scan.
         command
+            .arg("-v")
             .arg("--workspace")
             .arg(self.root())
             .args(args)
@@ -389,6 +391,63 @@ async fn the_background_tunnel_survives_sshd_faults_and_the_cli_rides_out_api_st
     summary.record_one(
         "sshd restarted on a new port (known only to the API, which answers 429 at first)",
         "the daemon re-resolves through the API; Blender answers through the same local port",
+        outcome,
+    );
+
+    // A tunnel that cannot reconnect gives up after RPB_TUNNEL_RECONNECTS attempts (unlimited
+    // by default for the background tunnel): the process ends, says why in its log, removes
+    // its record and frees the ports; `tunnel up` works again once sshd is back.
+    let outcome = async {
+        cli.run(SLOW, &["tunnel", "down", "--json"]).await.ok()?;
+        cli.env.push(("RPB_TUNNEL_RECONNECTS".into(), "2".into()));
+        let up = cli.run(SLOW, &["tunnel", "up", "--json"]).await;
+        cli.env.pop();
+        up.ok()?;
+        let pid = up.json()?["tunnel"]["pid"]
+            .as_u64()
+            .ok_or("no tunnel pid")?;
+        pod.kill_sshd().await;
+        let started = Instant::now();
+        while alive(u32::try_from(pid).unwrap_or(u32::MAX))
+            && started.elapsed() < Duration::from_secs(90)
+        {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let gone_after = started.elapsed();
+        pod.restart_sshd()
+            .await
+            .map_err(|error| error.to_string())?;
+        if alive(u32::try_from(pid).unwrap_or(u32::MAX)) {
+            return Err("the tunnel process still runs 90 s after sshd died".into());
+        }
+        let log = tunnel_log(&cli);
+        if !log.contains("gave up") {
+            return Err(format!("the log does not say the tunnel gave up:\n{log}"));
+        }
+        let status = cli.run(SLOW, &["tunnel", "status", "--json"]).await;
+        if status.json()?["state"] != "none" {
+            return Err(format!(
+                "tunnel status after the give-up: {}",
+                status.stdout
+            ));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", mcp_port)).is_ok() {
+            return Err(format!("127.0.0.1:{mcp_port} still accepts connections"));
+        }
+        let again = cli.run(SLOW, &["tunnel", "up", "--json"]).await;
+        again.ok()?;
+        let took = recovers(mcp_port, RECOVERY).await?;
+        eprintln!(
+            "the tunnel gave up {:.1}s after sshd died; up again, Blender answers after {:.1}s",
+            gone_after.as_secs_f64(),
+            took.as_secs_f64()
+        );
+        Ok::<(), String>(())
+    }
+    .await;
+    summary.record_one(
+        "sshd dead for good under a tunnel limited to 2 reconnects",
+        "the tunnel process ends, logs why, removes its record, frees its ports; `tunnel up` works again",
         outcome,
     );
 
