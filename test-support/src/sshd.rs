@@ -70,6 +70,11 @@ impl Sshd {
             .tempdir()
             .context("failed to create the sshd fixture directory")?;
         keygen(&dir.path().join("ssh_host_ed25519_key"), "rpb-test-host")?;
+        // Sessions get a home of their own: the machine user's shell startup files never run
+        // (one that takes a lock, such as `pyenv init`, stalls every later session once a test
+        // kills a shell inside it).
+        std::fs::create_dir(dir.path().join("home"))
+            .context("failed to create the sshd fixture's home directory")?;
         keygen(&dir.path().join("id_ed25519"), "rpb-test-client")?;
         std::fs::copy(
             dir.path().join("id_ed25519.pub"),
@@ -259,7 +264,8 @@ impl Sshd {
              MaxSessions 100\n\
              MaxStartups 100\n\
              PrintMotd no\n\
-             LogLevel VERBOSE\n"
+             LogLevel VERBOSE\n\
+             SetEnv HOME={dir}/home\n"
         );
         for line in &self.extra_config {
             let _ = writeln!(config, "{line}");
