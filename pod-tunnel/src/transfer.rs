@@ -13,6 +13,12 @@
 //! directory with any other byte is reached through a symbolic link under a safe name in a private
 //! `mktemp -d` directory on the server, removed afterwards.
 //!
+//! The server-side checks run while the data moves: a download's `stat` and `sha256sum` start
+//! on a channel of their own before the data and are read back after it; an SFTP upload's check
+//! script hashes the temporary file in order as it is told which bytes the server acknowledged,
+//! and renames it once told the local hash. SFTP files of [`SPLIT_MIN`] bytes or more move in
+//! chunks over the session plus up to [`SPLIT_HELPERS`] extra connections (see [`Split`]).
+//!
 //! After a failure the remote temporary file is removed over the same connection if it still
 //! works, else over a fresh one, within a few seconds; what could not be removed is named in the
 //! error. A transfer that stalls for the I/O timeout fails after about that long: its connection
@@ -25,7 +31,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
@@ -49,8 +55,13 @@ const SPLIT_CHUNK: u64 = 4 << 20;
 /// One write call of a split upload: libssh2 keeps its requests pipelined within a call (the
 /// whole chunk), and waits for the last acknowledgement at its end.
 const SPLIT_BUFFER: usize = 4 << 20;
-/// Extra connections of a split upload, besides the session's own.
+/// Extra connections of a split transfer, besides the session's own.
 const SPLIT_HELPERS: usize = 3;
+/// The chunk one connection reads at a time in a split download (SFTP downloads of at least
+/// [`SPLIT_MIN`]): large, since the pipeline of read requests runs dry at each chunk's end.
+const SPLIT_READ_CHUNK: u64 = 8 << 20;
+/// Smallest read call near the end of a chunk.
+const SFTP_MIN_READ: u64 = 30_000;
 /// SFTP read size: libssh2 reads ahead four times this (capped at 8 MiB).
 const SFTP_READ_CHUNK: usize = 2 << 20;
 /// SCP download read size.
@@ -247,10 +258,180 @@ impl Names {
     }
 }
 
-/// Why one chunk of a split upload failed.
+/// Why one chunk of a split transfer failed.
 enum ChunkError {
     Local(io::Error),
     Remote(io::Error),
+}
+
+/// The work of a split transfer: chunks of a file handed out in order to this session and its
+/// extra connections, and the extra connections themselves (so that a failure stops them all at
+/// once).
+struct Split {
+    size: u64,
+    chunk: u64,
+    chunks: u64,
+    next: AtomicU64,
+    /// Chunks an extra connection gave back when it failed; handed out first.
+    returned: Mutex<Vec<u64>>,
+    stop: AtomicBool,
+    helpers: Mutex<Vec<Session>>,
+    /// Chunks completely written (downloads: locally; uploads: acknowledged by the server).
+    complete: Mutex<Vec<bool>>,
+    /// Signals `complete` and `opened` changes.
+    completed: Condvar,
+    /// Uploads: whether this session created the file (`None` until it tried).
+    opened: Mutex<Option<bool>>,
+    /// Whether an extra connection failed midway (its chunk was sent again).
+    lost: AtomicBool,
+}
+
+impl Split {
+    fn new(size: u64, chunk: u64) -> Self {
+        let chunks = size.div_ceil(chunk);
+        Self {
+            size,
+            chunk,
+            chunks,
+            next: AtomicU64::new(0),
+            returned: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            helpers: Mutex::new(Vec::new()),
+            complete: Mutex::new(vec![false; usize::try_from(chunks).unwrap_or(0)]),
+            completed: Condvar::new(),
+            opened: Mutex::new(None),
+            lost: AtomicBool::new(false),
+        }
+    }
+
+    /// The next chunk to transfer, if any is left.
+    fn take(&self) -> Option<u64> {
+        let back = lock(&self.returned).pop();
+        back.or_else(|| {
+            Some(self.next.fetch_add(1, Ordering::Relaxed)).filter(|&k| k < self.chunks)
+        })
+    }
+
+    fn give_back(&self, k: u64) {
+        self.lost.store(true, Ordering::Relaxed);
+        lock(&self.returned).push(k);
+    }
+
+    fn set_opened(&self, opened: bool) {
+        *lock(&self.opened) = Some(opened);
+        self.completed.notify_all();
+    }
+
+    /// Waits until this session tried to create the file; whether it did.
+    fn wait_opened(&self) -> bool {
+        let mut opened = lock(&self.opened);
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            if let Some(opened) = *opened {
+                return opened;
+            }
+            // Bounded by this session's own steps, each within the I/O timeout.
+            opened = self
+                .completed
+                .wait_timeout(opened, Duration::from_millis(200))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Byte range of chunk `k`.
+    fn range(&self, k: u64) -> (u64, u64) {
+        let start = k * self.chunk;
+        (start, (start + self.chunk).min(self.size))
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Stops the extra connections at once: their sockets are shut down, so that whatever they
+    /// wait for fails now instead of after the I/O timeout.
+    fn abort(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for session in lock(&self.helpers).iter() {
+            session.inner.shut_down();
+        }
+        self.completed.notify_all();
+    }
+
+    fn mark_complete(&self, k: u64) {
+        let mut complete = lock(&self.complete);
+        if let Some(done) = usize::try_from(k).ok().and_then(|k| complete.get_mut(k)) {
+            *done = true;
+        }
+        drop(complete);
+        self.completed.notify_all();
+    }
+
+    /// Waits until chunk `k` is complete; false when the transfer stopped first.
+    fn wait_complete(&self, k: u64) -> bool {
+        let Ok(index) = usize::try_from(k) else {
+            return false;
+        };
+        let mut complete = lock(&self.complete);
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            if complete.get(index).copied().unwrap_or(false) {
+                return true;
+            }
+            // Bounded by the transfer itself: it completes the chunk or stops.
+            complete = self
+                .completed
+                .wait_timeout(complete, Duration::from_millis(200))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Connects one extra connection (same settings as `job`'s session), registered so that
+    /// [`Split::abort`] reaches it; `None` when that fails or the transfer already stopped.
+    fn connect(&self, job: &Job<'_>) -> Option<Session> {
+        if self.stopped() {
+            return None;
+        }
+        let options = &job.inner.options;
+        let link = match options.connect_blocking(&job.inner.endpoint) {
+            Ok(link) => link,
+            Err(e) => {
+                tracing::debug!(error = %e, "an extra transfer connection failed to connect");
+                return None;
+            }
+        };
+        link.session.set_blocking(true);
+        let session = Session::from_link(link, Arc::clone(options));
+        let mut helpers = lock(&self.helpers);
+        helpers.push(session.clone());
+        // `abort` sets `stop` before it takes the lock: either it saw this session, or this
+        // sees `stop`.
+        if self.stopped() {
+            session.inner.shut_down();
+            return None;
+        }
+        Some(session)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Says goodbye on an extra connection (bounded by a short timeout) and shuts its socket.
+fn hang_up(session: &Session) {
+    let ssh = &session.inner.ssh;
+    ssh.set_timeout(2000);
+    let _ = ssh.disconnect(Some(ssh2::DisconnectCode::ByApplication), "done", None);
+    session.inner.shut_down();
 }
 
 fn local_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + use<> {
@@ -376,6 +557,53 @@ fn removal_script(files: &[&Path], dirs: &[&Path]) -> String {
     script
 }
 
+/// What to remove on the server after a failure.
+#[derive(Clone)]
+enum Removal {
+    /// Files, removed over SFTP: no shell is started (a login shell may be slow to start, or
+    /// held up by a frozen one).
+    Files(Vec<PathBuf>),
+    /// A [`removal_script`].
+    Script(String),
+}
+
+impl Removal {
+    /// Removes over `inner` (its timeout already set); whether everything is gone.
+    fn run(&self, inner: &Inner, within: Duration) -> Result<bool> {
+        match self {
+            Self::Files(files) => {
+                let failed = |e: ssh2::Error| {
+                    let source = io::Error::from(e);
+                    if source.kind() == io::ErrorKind::TimedOut {
+                        Error::ExecTimeout {
+                            endpoint: inner.endpoint.to_string(),
+                            timeout: within,
+                        }
+                    } else {
+                        Error::Exec {
+                            endpoint: inner.endpoint.to_string(),
+                            source,
+                        }
+                    }
+                };
+                let sftp = inner.ssh.sftp().map_err(failed)?;
+                for file in files {
+                    match sftp.unlink(file) {
+                        // Gone, or already gone (LIBSSH2_FX_NO_SUCH_FILE), like `rm -f`.
+                        Ok(()) => {}
+                        Err(e) if e.code() == ssh2::ErrorCode::SFTP(2) => {}
+                        Err(e) => return Err(failed(e)),
+                    }
+                }
+                Ok(true)
+            }
+            Self::Script(script) => inner
+                .run_bounded(script, within)
+                .map(|out| out.status.success()),
+        }
+    }
+}
+
 /// Adds `left` to the leftovers named by a transfer error.
 fn with_leftovers(mut error: Error, left: Vec<String>) -> Error {
     if let Error::Transfer { leftovers, .. }
@@ -442,9 +670,12 @@ impl Job<'_> {
     }
 
     fn chunk_fail(&self, names: &Names, error: ChunkError) -> Error {
+        let upload = names.action == "upload";
         match error {
-            ChunkError::Local(e) => self.transfer_err(names, "reading the local file", e),
-            ChunkError::Remote(e) => self.fail(names, "sending data", e),
+            ChunkError::Local(e) if upload => self.transfer_err(names, "reading the local file", e),
+            ChunkError::Local(e) => self.transfer_err(names, "writing the local copy", e),
+            ChunkError::Remote(e) if upload => self.fail(names, "sending data", e),
+            ChunkError::Remote(e) => self.fail(names, "receiving data", e),
         }
     }
 
@@ -478,28 +709,32 @@ impl Job<'_> {
         if files.is_empty() && dirs.is_empty() {
             return error;
         }
-        if self.remove_remote(&removal_script(files, dirs)) {
+        let removal = if dirs.is_empty() {
+            Removal::Files(files.iter().map(|f| f.to_path_buf()).collect())
+        } else {
+            Removal::Script(removal_script(files, dirs))
+        };
+        if self.remove_remote(&removal) {
             return error;
         }
         let left = files.iter().chain(dirs).map(|p| shown(p)).collect();
         with_leftovers(error, left)
     }
 
-    /// Runs a removal script over this session if it still works, else over a fresh connection,
-    /// within [`cleanup_budget`] in all. Whether it is known to have succeeded.
-    fn remove_remote(&self, script: &str) -> bool {
+    /// Removes remote files or directories over this session if it still works, else over a
+    /// fresh connection, within [`cleanup_budget`] in all. Whether it is known to have succeeded.
+    fn remove_remote(&self, removal: &Removal) -> bool {
         let io_timeout = self.inner.options.io_timeout;
         let budget = cleanup_budget(io_timeout);
         let deadline = Instant::now() + budget;
         if !self.stalled.load(Ordering::Relaxed) {
-            // A cut connection fails here at once; a live one answers in one round trip.
+            // A cut connection fails here at once; a live one answers in a few round trips.
             let own = budget / 2;
             self.inner.ssh.set_timeout(millis(own));
-            let ran = self.inner.run_bounded(script, own);
+            let ran = removal.run(self.inner, own);
             self.inner.ssh.set_timeout(millis(io_timeout));
             match ran {
-                Ok(out) if out.status.success() => return true,
-                Ok(_) => return false,
+                Ok(removed) => return removed,
                 Err(Error::ExecTimeout { .. }) => {
                     self.stalled.store(true, Ordering::Relaxed);
                     self.inner.shut_down();
@@ -508,12 +743,12 @@ impl Job<'_> {
             }
         }
         let within = deadline.saturating_duration_since(Instant::now());
-        self.remove_over_fresh_connection(script, within)
+        self.remove_over_fresh_connection(removal, within)
     }
 
-    /// Connects again (same settings, timeouts cut to `within`) on a thread of its own and runs
-    /// `script`; waits at most `within` for it.
-    fn remove_over_fresh_connection(&self, script: &str, within: Duration) -> bool {
+    /// Connects again (same settings, timeouts cut to `within`) on a thread of its own and
+    /// removes what `removal` names; waits at most `within` for it.
+    fn remove_over_fresh_connection(&self, removal: &Removal, within: Duration) -> bool {
         if within.is_zero() {
             return false;
         }
@@ -531,7 +766,7 @@ impl Job<'_> {
             ciphers: base.ciphers.clone(),
         });
         let endpoint = self.inner.endpoint.clone();
-        let script = script.to_owned();
+        let removal = removal.clone();
         let (done_tx, done_rx) = mpsc::channel();
         // The thread ends by itself: every step it takes is bounded by `within`.
         let spawned = std::thread::Builder::new()
@@ -540,10 +775,7 @@ impl Job<'_> {
                 let removed = match options.connect_blocking(&endpoint) {
                     Ok(link) => {
                         let session = Session::from_link(link, Arc::clone(&options));
-                        session
-                            .inner
-                            .run_bounded(&script, within)
-                            .is_ok_and(|out| out.status.success())
+                        removal.run(&session.inner, within).unwrap_or(false)
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "cleanup connection failed");
@@ -632,19 +864,26 @@ impl Job<'_> {
                     )
                 })?;
             }
-            drop(sftp);
+            // SFTP uploads go on over this channel (starting another costs three round trips).
+            let sftp = (self.protocol == Protocol::Sftp).then_some(sftp);
             for (file, _) in &files {
-                self.upload_file(&local.join(file), &remote.join(file))?;
+                self.upload_file(sftp.as_ref(), &local.join(file), &remote.join(file))?;
             }
             Ok((files.len() as u64, None))
         } else {
             self.total = meta.len();
-            let hash = self.upload_file(local, remote)?;
+            let hash = self.upload_file(None, local, remote)?;
             Ok((1, Some(hash)))
         }
     }
 
-    fn upload_file(&self, local: &Path, remote: &Path) -> Result<String> {
+    /// Uploads one file; SFTP goes over `sftp` when given (a tree's files share one channel).
+    fn upload_file(
+        &self,
+        sftp: Option<&ssh2::Sftp>,
+        local: &Path,
+        remote: &Path,
+    ) -> Result<String> {
         let names = Names::upload(local, remote);
         let mut file = fs::File::open(local).map_err(local_err("open", local))?;
         let meta = file.metadata().map_err(local_err("read", local))?;
@@ -660,37 +899,47 @@ impl Job<'_> {
             None
         };
         let dirs: Vec<&Path> = stage.iter().map(PathBuf::as_path).collect();
-        let sent = match (self.protocol, &stage) {
-            (Protocol::Scp, Some(stage)) => {
-                let via = stage.join("d").join(tmp.file_name().unwrap_or_default());
-                self.scp_send(&names, &mut file, &via, meta.len(), mode, mtime, atime)
-            }
-            (Protocol::Scp, None) => {
-                self.scp_send(&names, &mut file, &tmp, meta.len(), mode, mtime, atime)
+        let step = "verifying the checksum and renaming into place";
+        let out = match (self.protocol, &stage) {
+            (Protocol::Scp, stage) => {
+                let sent = if let Some(stage) = stage {
+                    let via = stage.join("d").join(tmp.file_name().unwrap_or_default());
+                    self.scp_send(&names, &mut file, &via, meta.len(), mode, mtime, atime)
+                } else {
+                    self.scp_send(&names, &mut file, &tmp, meta.len(), mode, mtime, atime)
+                };
+                let hash = match sent {
+                    Ok(hash) => hash,
+                    Err(e) => return Err(self.clean_up(e, &[&tmp], &dirs)),
+                };
+                // Verify and move into place in one round trip; the script removes the
+                // temporary file itself when it fails.
+                let script = verify_script(
+                    &tmp,
+                    remote,
+                    stage.as_deref(),
+                    &Check::Hash(&hash),
+                    STALE_MINUTES,
+                );
+                self.inner
+                    .run_bounded(&script, self.checksum_time(meta.len()))
+                    .map(|out| (hash, ScriptOutput::from(out)))
+                    .map_err(|e| self.exec_fail(&names, step, e))
             }
             (Protocol::Sftp, _) => {
-                self.sftp_send(&names, &mut file, &tmp, meta.len(), mode, mtime, atime)
+                // The server hashes the file as it arrives, in a script started first, which
+                // renames it into place once told the hash of what was sent.
+                let attributes = Attributes { mode, mtime, atime };
+                self.streamed_verify(&names, &tmp, remote, meta.len(), |verify| {
+                    self.sftp_send(&names, sftp, &file, &tmp, meta.len(), &attributes, verify)
+                })
             }
         };
-        let hash = match sent {
-            Ok(hash) => hash,
+        let (hash, out) = match out {
+            Ok(done) => done,
             Err(e) => return Err(self.clean_up(e, &[&tmp], &dirs)),
         };
-        // Verify and move into place in one round trip; the script removes the temporary file
-        // itself when it fails.
-        let step = "verifying the checksum and renaming into place";
-        let script = verify_script(&tmp, remote, stage.as_deref(), &hash, STALE_MINUTES);
-        let out = match self
-            .inner
-            .run_bounded(&script, self.checksum_time(meta.len()))
-        {
-            Ok(out) => out,
-            Err(e) => {
-                let error = self.exec_fail(&names, step, e);
-                return Err(self.clean_up(error, &[&tmp], &dirs));
-            }
-        };
-        match out.status.code() {
+        match out.code {
             Some(0) => Ok(hash),
             Some(5) => Err(Error::ChecksumMismatch {
                 action: names.action,
@@ -698,18 +947,103 @@ impl Job<'_> {
                 to: names.to,
                 endpoint: self.endpoint(),
                 local: hash.into(),
-                remote: out.stdout_lossy().into(),
+                remote: String::from_utf8_lossy(&out.stdout).into(),
                 leftovers: Vec::new(),
             }),
             _ => {
                 let error = self.transfer_err(
                     &names,
                     step,
-                    io::Error::other(out.stderr_lossy().trim().to_owned()),
+                    io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
                 );
                 Err(self.clean_up(error, &[&tmp], &dirs))
             }
         }
+    }
+
+    /// Runs `send` with the streamed verification script started (see [`Check::Streamed`]);
+    /// `send` tells it what it must and returns the hash of what was sent and whether the whole
+    /// file must be hashed again. The script's verdict, or `send`'s error (the script is then
+    /// dropped: it renames nothing, and at most removes the temporary file).
+    fn streamed_verify(
+        &self,
+        names: &Names,
+        tmp: &Path,
+        remote: &Path,
+        size: u64,
+        send: impl FnOnce(&mut ssh2::Channel) -> Result<(String, bool)>,
+    ) -> Result<(String, ScriptOutput)> {
+        let mut verify = self.start_streamed_verify(names, tmp, remote, size)?;
+        match send(&mut verify) {
+            Ok((hash, full)) => self
+                .finish_streamed_verify(names, verify, &hash, full, size)
+                .map(|out| (hash, out)),
+            Err(e) => {
+                self.discard(verify);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the streamed verification script (see [`verify_script`] with
+    /// [`Check::Streamed`]) on this session.
+    fn start_streamed_verify(
+        &self,
+        names: &Names,
+        tmp: &Path,
+        remote: &Path,
+        size: u64,
+    ) -> Result<ssh2::Channel> {
+        let step = "verifying the checksum and renaming into place";
+        let mut channel = self
+            .inner
+            .ssh
+            .channel_session()
+            .map_err(|e| self.fail(names, step, e.into()))?;
+        let script = verify_script(tmp, remote, None, &Check::Streamed { size }, STALE_MINUTES);
+        channel
+            .exec(&script)
+            .map_err(|e| self.fail(names, step, e.into()))?;
+        Ok(channel)
+    }
+
+    /// Tells the streamed verification script something (a line: `go`, a byte count, ...).
+    fn tell(&self, names: &Names, verify: &mut ssh2::Channel, lines: &str) -> Result<()> {
+        verify
+            .write_all(lines.as_bytes())
+            .map_err(|e| self.fail(names, "verifying the checksum and renaming into place", e))
+    }
+
+    /// Ends the streamed verification: sends the hash of what was sent (and whether the server
+    /// must hash the whole file again), and waits for the script's verdict.
+    fn finish_streamed_verify(
+        &self,
+        names: &Names,
+        mut verify: ssh2::Channel,
+        hash: &str,
+        full: bool,
+        size: u64,
+    ) -> Result<ScriptOutput> {
+        let how = if full { "full" } else { "streamed" };
+        self.tell(names, &mut verify, &format!("end\n{how} {hash}\n"))?;
+        verify.send_eof().map_err(|e| {
+            self.fail(
+                names,
+                "verifying the checksum and renaming into place",
+                e.into(),
+            )
+        })?;
+        let wait = if full {
+            self.checksum_time(size)
+        } else {
+            self.checksum_time(SPLIT_CHUNK)
+        };
+        self.collect(
+            names,
+            "verifying the checksum and renaming into place",
+            verify,
+            wait,
+        )
     }
 
     #[expect(
@@ -774,183 +1108,244 @@ impl Job<'_> {
         }
     }
 
+    /// Sends the file over SFTP into `tmp` (created here), telling `verify` what was
+    /// acknowledged; the hash of what was sent, and whether the server must hash the whole file
+    /// again (an extra connection failed midway).
     #[expect(
         clippy::too_many_arguments,
-        reason = "internal helper mirroring scp_send"
+        reason = "internal helper; the arguments are the transfer's parts"
     )]
     fn sftp_send(
         &self,
         names: &Names,
-        file: &mut fs::File,
+        sftp: Option<&ssh2::Sftp>,
+        file: &fs::File,
         tmp: &Path,
         size: u64,
-        mode: u32,
-        mtime: u64,
-        atime: u64,
-    ) -> Result<String> {
-        let sftp = self.sftp(names)?;
-        let mut remote = sftp
-            .open_mode(
-                tmp,
-                ssh2::OpenFlags::WRITE
-                    | ssh2::OpenFlags::CREATE
-                    | ssh2::OpenFlags::TRUNCATE
-                    | ssh2::OpenFlags::EXCLUSIVE,
-                0o600,
-                ssh2::OpenType::File,
-            )
-            .map_err(|e| self.fail(names, "creating the temporary file", e.into()))?;
-        let hash = if size >= SPLIT_MIN {
-            self.sftp_send_split(names, file, tmp, &mut remote, size)?
+        attributes: &Attributes,
+        verify: &mut ssh2::Channel,
+    ) -> Result<(String, bool)> {
+        if size >= SPLIT_MIN {
+            return self.sftp_send_split(names, sftp, file, tmp, size, attributes, verify);
+        }
+        let own;
+        let sftp = if let Some(sftp) = sftp {
+            sftp
         } else {
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0_u8; SFTP_WRITE_CHUNK];
-            loop {
-                let n = read_full(file, &mut buf)
-                    .map_err(|e| self.transfer_err(names, "reading the local file", e))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                remote
-                    .write_all(&buf[..n])
-                    .map_err(|e| self.fail(names, "sending data", e))?;
-                self.advance(n);
-            }
-            hex(&hasher.finalize())
+            own = self.sftp(names)?;
+            &own
         };
+        let mut remote = self.create_temp(names, sftp, tmp)?;
+        self.tell(names, verify, "go\n")?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0_u8; SFTP_WRITE_CHUNK];
+        loop {
+            let n = read_full(file, &mut buf)
+                .map_err(|e| self.transfer_err(names, "reading the local file", e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            remote
+                .write_all(&buf[..n])
+                .map_err(|e| self.fail(names, "sending data", e))?;
+            // Acknowledged: the server may hash it.
+            self.tell(names, verify, &format!("{n}\n"))?;
+            self.advance(n);
+        }
+        self.set_attributes(names, remote, attributes)?;
+        Ok((hex(&hasher.finalize()), false))
+    }
+
+    /// Creates the temporary file (exclusively: it is ours).
+    fn create_temp(&self, names: &Names, sftp: &ssh2::Sftp, tmp: &Path) -> Result<ssh2::File> {
+        sftp.open_mode(
+            tmp,
+            ssh2::OpenFlags::WRITE
+                | ssh2::OpenFlags::CREATE
+                | ssh2::OpenFlags::TRUNCATE
+                | ssh2::OpenFlags::EXCLUSIVE,
+            0o600,
+            ssh2::OpenType::File,
+        )
+        .map_err(|e| self.fail(names, "creating the temporary file", e.into()))
+    }
+
+    /// Sets mode and times on the written file and closes it.
+    fn set_attributes(
+        &self,
+        names: &Names,
+        mut remote: ssh2::File,
+        attributes: &Attributes,
+    ) -> Result<()> {
         let step = "setting mode and modification time";
         remote
             .setstat(ssh2::FileStat {
                 size: None,
                 uid: None,
                 gid: None,
-                perm: Some(mode),
-                atime: Some(atime),
-                mtime: Some(mtime),
+                perm: Some(attributes.mode),
+                atime: Some(attributes.atime),
+                mtime: Some(attributes.mtime),
             })
             .map_err(|e| self.fail(names, step, e.into()))?;
         remote
             .close()
-            .map_err(|e| self.fail(names, "closing the temporary file", e.into()))?;
-        Ok(hash)
+            .map_err(|e| self.fail(names, "closing the temporary file", e.into()))
     }
 
-    /// Writes a big file in chunks at their offsets, over this session's handle `remote` plus up
-    /// to [`SPLIT_HELPERS`] extra connections (each with its own channel window), while another
-    /// thread hashes the file in order. A helper that cannot connect, or fails midway, hands its
-    /// chunk back; this session writes whatever is left, so the result never depends on them.
+    /// Writes a big file in chunks at their offsets, over this session plus up to
+    /// [`SPLIT_HELPERS`] extra connections (each with its own channel window; they connect while
+    /// this session creates the file), while another thread hashes the file in order and the
+    /// server hashes what was acknowledged, in order. A helper that cannot connect, or fails
+    /// midway, hands its chunk back; this session writes whatever is left, so the result never
+    /// depends on them.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "internal helper; the arguments are the transfer's parts"
+    )]
     fn sftp_send_split(
         &self,
         names: &Names,
+        sftp: Option<&ssh2::Sftp>,
         file: &fs::File,
         tmp: &Path,
-        remote: &mut ssh2::File,
         size: u64,
-    ) -> Result<String> {
-        let chunks = size.div_ceil(SPLIT_CHUNK);
-        let next = AtomicU64::new(0);
-        let stop = AtomicBool::new(false);
-        let returned = Mutex::new(Vec::new());
-        let take = || {
-            let back = returned
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .pop();
-            back.or_else(|| Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&k| k < chunks))
-        };
+        attributes: &Attributes,
+        verify: &mut ssh2::Channel,
+    ) -> Result<(String, bool)> {
+        let split = Split::new(size, SPLIT_CHUNK);
         std::thread::scope(|scope| {
-            let hasher = scope.spawn(|| hash_range(file, size, &stop));
             let helpers: Vec<_> = (0..SPLIT_HELPERS)
-                .map(|_| {
-                    scope.spawn(|| {
-                        self.split_helper(file, tmp, size, &take, &stop, &returned);
-                    })
-                })
+                .map(|_| scope.spawn(|| self.upload_helper(&split, file, tmp)))
                 .collect();
+            let hasher = scope.spawn(|| hash_range(file, size, &split.stop));
+            let mut announced = 0;
             let mut buf = vec![0_u8; SPLIT_BUFFER];
-            let mut mine = || -> Result<()> {
-                while let Some(k) = take() {
+            let mut mine = |remote: &mut ssh2::File, verify: &mut ssh2::Channel| -> Result<()> {
+                while let Some(k) = split.take() {
                     let mut written = 0;
-                    self.write_chunk(remote, file, k, size, &mut buf, &mut written)
+                    self.write_chunk(remote, file, &split, k, &mut buf, &mut written)
                         .map_err(|e| self.chunk_fail(names, e))?;
+                    self.announce(names, verify, &split, &mut announced)?;
                 }
-                Ok(())
+                // Chunks the helpers completed since.
+                self.announce(names, verify, &split, &mut announced)
             };
-            let result = mine();
+            let mut own = None;
+            let opened = match sftp {
+                Some(sftp) => Ok(sftp),
+                None => self.sftp(names).map(|sftp| &*own.insert(sftp)),
+            }
+            .and_then(|sftp| self.create_temp(names, sftp, tmp));
+            split.set_opened(opened.is_ok());
+            let mut result = opened.and_then(|mut remote| {
+                self.tell(names, verify, "go\n")?;
+                mine(&mut remote, verify).map(|()| remote)
+            });
             if result.is_err() {
-                stop.store(true, Ordering::Relaxed);
+                split.abort();
             }
             for helper in helpers {
                 let _ = helper.join();
             }
-            result?;
             // Chunks a helper gave back after this session ran out of work.
-            mine().inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+            result = result.and_then(|mut remote| {
+                mine(&mut remote, verify)?;
+                Ok(remote)
+            });
+            if result.is_err() {
+                split.abort();
+            }
             let hash = hasher
                 .join()
-                .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
-                .map_err(|e| self.transfer_err(names, "reading the local file", e))?;
-            Ok(hash)
+                .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")));
+            let remote = result?;
+            let hash = hash.map_err(|e| self.transfer_err(names, "reading the local file", e))?;
+            self.set_attributes(names, remote, attributes)?;
+            drop(own);
+            Ok((hash, split.lost.load(Ordering::Relaxed)))
         })
     }
 
-    /// One extra connection of a split upload: writes chunks until none is left.
-    fn split_helper(
+    /// Tells the streamed verification the byte counts of the chunks complete since the last
+    /// call, in order (it hashes them in order).
+    fn announce(
         &self,
-        file: &fs::File,
-        tmp: &Path,
-        size: u64,
-        take: &(dyn Fn() -> Option<u64> + Sync),
-        stop: &AtomicBool,
-        returned: &Mutex<Vec<u64>>,
-    ) {
-        let Ok(link) = self.inner.options.connect_blocking(&self.inner.endpoint) else {
+        names: &Names,
+        verify: &mut ssh2::Channel,
+        split: &Split,
+        announced: &mut u64,
+    ) -> Result<()> {
+        let mut lines = String::new();
+        {
+            let complete = lock(&split.complete);
+            while let Some(true) = usize::try_from(*announced)
+                .ok()
+                .and_then(|k| complete.get(k).copied())
+            {
+                let (start, end) = split.range(*announced);
+                let _ = writeln!(lines, "{}", end - start);
+                *announced += 1;
+            }
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.tell(names, verify, &lines)
+    }
+
+    /// One extra connection of a split upload: connects at once, opens the file once this
+    /// session created it, and writes chunks until none is left.
+    fn upload_helper(&self, split: &Split, file: &fs::File, tmp: &Path) {
+        let Some(session) = split.connect(self) else {
             return;
         };
-        link.session.set_blocking(true);
-        let opened = link.session.sftp().and_then(|sftp| {
-            let handle =
-                sftp.open_mode(tmp, ssh2::OpenFlags::WRITE, 0o600, ssh2::OpenType::File)?;
-            Ok((sftp, handle))
-        });
-        if let Ok((_sftp, mut handle)) = opened {
+        let mut opened = session.inner.ssh.sftp().ok();
+        let mut handle = None;
+        if let Some(sftp) = &opened
+            && split.wait_opened()
+        {
+            handle = sftp
+                .open_mode(tmp, ssh2::OpenFlags::WRITE, 0o600, ssh2::OpenType::File)
+                .ok();
+        }
+        if let Some(handle) = &mut handle {
             let mut buf = vec![0_u8; SPLIT_BUFFER];
-            while !stop.load(Ordering::Relaxed) {
-                let Some(k) = take() else { break };
+            while !split.stopped() {
+                let Some(k) = split.take() else { break };
                 let mut written = 0;
                 if self
-                    .write_chunk(&mut handle, file, k, size, &mut buf, &mut written)
+                    .write_chunk(handle, file, split, k, &mut buf, &mut written)
                     .is_err()
                 {
-                    // Shut the connection first, so closing the handle cannot wait on a stalled
-                    // peer; this session writes the chunk again: count it once.
-                    let _ = link.socket.shutdown(std::net::Shutdown::Both);
+                    // Shut the connection first, so dropping the handle cannot wait on a
+                    // stalled peer; another connection writes the chunk again: count it once.
+                    session.inner.shut_down();
                     self.done.fetch_sub(written, Ordering::Relaxed);
-                    returned
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(k);
+                    split.give_back(k);
                     break;
                 }
             }
-            let _ = handle.close();
         }
-        link.disconnect();
+        // Every write was acknowledged: hang up without closing the handle politely.
+        hang_up(&session);
+        drop(handle);
+        opened.take();
     }
 
-    /// Writes chunk `k` of the file at its offset, counting progress in `written` too.
+    /// Writes chunk `k` of the file at its offset, counting progress in `written` too; marks
+    /// the chunk complete once the server acknowledged all of it.
     fn write_chunk(
         &self,
         remote: &mut ssh2::File,
         file: &fs::File,
+        split: &Split,
         k: u64,
-        size: u64,
         buf: &mut [u8],
         written: &mut u64,
     ) -> std::result::Result<(), ChunkError> {
-        let start = k * SPLIT_CHUNK;
-        let end = (start + SPLIT_CHUNK).min(size);
+        let (start, end) = split.range(k);
         remote
             .seek(io::SeekFrom::Start(start))
             .map_err(ChunkError::Remote)?;
@@ -966,6 +1361,7 @@ impl Job<'_> {
             *written += n as u64;
             offset += n as u64;
         }
+        split.mark_complete(k);
         Ok(())
     }
 
@@ -982,7 +1378,8 @@ impl Job<'_> {
             let mut dirs = Vec::new();
             walk_remote(&sftp, remote, Path::new(""), &mut dirs, &mut files)
                 .map_err(|e| self.fail(&names, "listing the remote directory", e))?;
-            drop(sftp);
+            // SFTP downloads go on over this channel (starting another costs three round trips).
+            let sftp = (self.protocol == Protocol::Sftp).then_some(sftp);
             self.total = files.iter().map(|(_, size)| size).sum();
             fs::create_dir_all(local).map_err(local_err("create", local))?;
             for dir in &dirs {
@@ -990,121 +1387,131 @@ impl Job<'_> {
                 fs::create_dir_all(&target).map_err(local_err("create", &target))?;
             }
             for (file, size) in &files {
-                self.download_file(&remote.join(file), &local.join(file), *size)?;
+                self.download_file(sftp.as_ref(), &remote.join(file), &local.join(file), *size)?;
             }
             Ok((files.len() as u64, None))
         } else {
-            drop(sftp);
+            let sftp = (self.protocol == Protocol::Sftp).then_some(sftp);
             let size = stat.size.unwrap_or(0);
             self.total = size;
-            let hash = self.download_file(remote, local, size)?;
+            let hash = self.download_file(sftp.as_ref(), remote, local, size)?;
             Ok((1, Some(hash)))
         }
     }
 
-    fn download_file(&self, remote: &Path, local: &Path, size_hint: u64) -> Result<String> {
+    fn download_file(
+        &self,
+        sftp: Option<&ssh2::Sftp>,
+        remote: &Path,
+        local: &Path,
+        size_hint: u64,
+    ) -> Result<String> {
         let names = Names::download(remote, local);
-        // Size, mode, mtime and checksum of the source, in one round trip; for SCP and a name it
-        // cannot carry, also a private directory with a link `f` to the source.
         let staged = self.protocol == Protocol::Scp && !scp_safe(remote);
-        let mut script = format!(
-            "{}; {{ stat -L -c '%s %a %Y' -- \"$d\" && sha256sum < \"$d\"; }} || exit 1",
-            shell::assign("d", remote)
-        );
         if staged {
-            let _ = write!(
-                script,
-                "; case $d in /*) a=$d ;; *) a=$PWD/$d ;; esac; \
-                 s=$(mktemp -d {STAGE_TEMPLATE}) || exit 1; \
-                 ln -s -- \"$a\" \"$s/f\" || {{ rm -rf -- \"$s\"; exit 1; }}; printf '%s\\n' \"$s\""
-            );
+            return self.download_staged(&names, remote, local, size_hint);
         }
-        let step = "reading the remote file's size and checksum";
-        let out = self
-            .inner
-            .run_bounded(&script, self.checksum_time(size_hint))
-            .map_err(|e| self.exec_fail(&names, step, e))?;
-        let text = out.stdout_lossy();
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let stage = if staged && out.status.success() {
-            Some(self.parse_stage(
-                &names,
-                step,
-                true,
-                words.get(5).copied().unwrap_or_default(),
-                &out,
-            )?)
-        } else {
-            None
-        };
-        let dirs: Vec<&Path> = stage.iter().map(PathBuf::as_path).collect();
-        let parsed = (|| {
-            let size: u64 = words.first()?.parse().ok()?;
-            let mode = u32::from_str_radix(words.get(1)?, 8).ok()?;
-            let mtime: u64 = words.get(2)?.parse().ok()?;
-            let hash = (*words.get(3)?).to_owned();
-            Some((size, mode, mtime, hash))
-        })();
-        let Some((size, mode, mtime, remote_hash)) = parsed.filter(|_| out.status.success()) else {
-            let error = self.transfer_err(
-                &names,
-                "reading the remote file",
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    out.stderr_lossy().trim().to_owned(),
-                ),
-            );
-            return Err(self.clean_up(error, &[], &dirs));
-        };
+        if let Some(sftp) = sftp
+            && size_hint >= SPLIT_MIN
+        {
+            return self.download_split(&names, sftp, remote, local, size_hint);
+        }
+        // Size, mode, mtime and checksum of the source: the server works them out while the
+        // data moves.
+        let pending = self.start_facts(&names, remote, size_hint)?;
         let tmp = temp_sibling(local);
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true).mode(0o600);
         let mut file = match options.open(&tmp) {
             Ok(file) => file,
             Err(e) => {
-                let error = self.transfer_err(&names, "creating the local temporary file", e);
-                return Err(self.clean_up(error, &[], &dirs));
+                self.discard(pending.channel);
+                return Err(self.transfer_err(&names, "creating the local temporary file", e));
             }
         };
-        let received = match (self.protocol, &stage) {
-            (Protocol::Scp, Some(stage)) => {
-                self.scp_receive(&names, &stage.join("f"), &mut file, size)
+        let received = match sftp {
+            None if self.protocol == Protocol::Scp => {
+                self.scp_receive(&names, remote, &mut file, None, Some(pending.round_trip))
             }
-            (Protocol::Scp, None) => self.scp_receive(&names, remote, &mut file, size),
-            (Protocol::Sftp, _) => self.sftp_receive(&names, remote, &mut file),
+            Some(sftp) => self.sftp_receive(&names, sftp, remote, &mut file),
+            None => self
+                .sftp(&names)
+                .and_then(|sftp| self.sftp_receive(&names, &sftp, remote, &mut file)),
         };
+        let finish = match received {
+            Ok((hash, size)) => self.collect_facts(&names, pending).and_then(|facts| {
+                if facts.size != size {
+                    return Err(self.changed(&names));
+                }
+                self.finish_download(&names, &file, &tmp, local, hash, &facts)
+            }),
+            Err(e) => {
+                self.discard(pending.channel);
+                Err(e)
+            }
+        };
+        if finish.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        finish
+    }
+
+    fn changed(&self, names: &Names) -> Error {
+        self.transfer_err(
+            names,
+            "receiving data",
+            io::Error::other("the remote file changed while downloading; try again"),
+        )
+    }
+
+    /// Downloads over SCP a file whose name SCP cannot carry, through a link in a private
+    /// directory on the server, made by the same script that reads the source's facts (which
+    /// therefore runs before the data moves).
+    fn download_staged(
+        &self,
+        names: &Names,
+        remote: &Path,
+        local: &Path,
+        size_hint: u64,
+    ) -> Result<String> {
+        let mut script = facts_script(remote);
+        let _ = write!(
+            script,
+            "; case $d in /*) a=$d ;; *) a=$PWD/$d ;; esac; \
+             s=$(mktemp -d {STAGE_TEMPLATE}) || exit 1; \
+             ln -s -- \"$a\" \"$s/f\" || {{ rm -rf -- \"$s\"; exit 1; }}; printf '%s\\n' \"$s\""
+        );
+        let step = "reading the remote file's size and checksum";
+        let out = self
+            .inner
+            .run_bounded(&script, self.checksum_time(size_hint))
+            .map_err(|e| self.exec_fail(names, step, e))?;
+        let success = out.status.success();
+        let Some(facts) = Facts::parse(success, &out.stdout) else {
+            return Err(self.missing_source(names, &out.stderr));
+        };
+        // After the facts' four words and sha256sum's `-`.
+        let text = out.stdout_lossy();
+        let printed = text.split_whitespace().nth(5).unwrap_or_default();
+        let stage = self.parse_stage(names, step, success, printed, &out)?;
+        let tmp = temp_sibling(local);
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true).mode(0o600);
+        let received = options
+            .open(&tmp)
+            .map_err(|e| self.transfer_err(names, "creating the local temporary file", e))
+            .and_then(|mut file| {
+                let (hash, _) =
+                    self.scp_receive(names, &stage.join("f"), &mut file, Some(facts.size), None)?;
+                Ok((file, hash))
+            });
         // The staging directory is done with, whatever happened.
         let mut left = Vec::new();
-        if let Some(stage) = &stage
-            && !self.remove_remote(&removal_script(&[], &[stage]))
-        {
-            left.push(shown(stage));
+        if !self.remove_remote(&Removal::Script(removal_script(&[], &[&stage]))) {
+            left.push(shown(&stage));
         }
-        let finish = received.and_then(|hash| {
-            if hash != remote_hash {
-                return Err(Error::ChecksumMismatch {
-                    action: names.action,
-                    from: names.from.clone(),
-                    to: names.to.clone(),
-                    endpoint: self.endpoint(),
-                    local: hash.into(),
-                    remote: remote_hash.as_str().into(),
-                    leftovers: Vec::new(),
-                });
-            }
-            let names = &names;
-            let local_fail = |step| move |e| self.transfer_err(names, step, e);
-            file.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(local_fail("setting the mode of the local copy"))?;
-            file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))
-                .map_err(local_fail(
-                    "setting the modification time of the local copy",
-                ))?;
-            file.sync_all()
-                .map_err(local_fail("writing the local copy"))?;
-            fs::rename(&tmp, local).map_err(local_fail("renaming the local copy into place"))?;
-            Ok(hash)
-        });
+        let finish = received
+            .and_then(|(file, hash)| self.finish_download(names, &file, &tmp, local, hash, &facts));
         if finish.is_err() {
             let _ = fs::remove_file(&tmp);
         } else if !left.is_empty() {
@@ -1113,32 +1520,328 @@ impl Job<'_> {
         finish.map_err(|e| with_leftovers(e, left))
     }
 
+    /// Checks the hash of the received bytes against the remote one, sets mode and modification
+    /// time, flushes the local temporary file to disk and renames it onto `local`.
+    fn finish_download(
+        &self,
+        names: &Names,
+        file: &fs::File,
+        tmp: &Path,
+        local: &Path,
+        hash: String,
+        facts: &Facts,
+    ) -> Result<String> {
+        if hash != facts.hash {
+            return Err(Error::ChecksumMismatch {
+                action: names.action,
+                from: names.from.clone(),
+                to: names.to.clone(),
+                endpoint: self.endpoint(),
+                local: hash.into(),
+                remote: facts.hash.as_str().into(),
+                leftovers: Vec::new(),
+            });
+        }
+        let local_fail = |step| move |e| self.transfer_err(names, step, e);
+        file.set_permissions(fs::Permissions::from_mode(facts.mode))
+            .map_err(local_fail("setting the mode of the local copy"))?;
+        file.set_modified(UNIX_EPOCH + Duration::from_secs(facts.mtime))
+            .map_err(local_fail(
+                "setting the modification time of the local copy",
+            ))?;
+        file.sync_all()
+            .map_err(local_fail("writing the local copy"))?;
+        fs::rename(tmp, local).map_err(local_fail("renaming the local copy into place"))?;
+        Ok(hash)
+    }
+
+    /// The error for a remote source whose facts could not be read (`stderr`: the script's).
+    fn missing_source(&self, names: &Names, stderr: &[u8]) -> Error {
+        self.transfer_err(
+            names,
+            "reading the remote file",
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                String::from_utf8_lossy(stderr).trim().to_owned(),
+            ),
+        )
+    }
+
+    /// Starts [`facts_script`] for `remote` on this session (two round trips), leaving its
+    /// output to wait in its channel while the data moves over other channels.
+    fn start_facts(&self, names: &Names, remote: &Path, size_hint: u64) -> Result<Pending> {
+        let step = "reading the remote file's size and checksum";
+        let started = Instant::now();
+        let mut channel = self
+            .inner
+            .ssh
+            .channel_session()
+            .map_err(|e| self.fail(names, step, e.into()))?;
+        let round_trip = started.elapsed();
+        channel
+            .exec(&facts_script(remote))
+            .map_err(|e| self.fail(names, step, e.into()))?;
+        Ok(Pending {
+            channel,
+            deadline: Instant::now() + self.checksum_time(size_hint),
+            round_trip,
+        })
+    }
+
+    /// Reads what [`Job::start_facts`] printed: waits until the script's time is up, and at
+    /// least one I/O timeout from now.
+    fn collect_facts(&self, names: &Names, pending: Pending) -> Result<Facts> {
+        let step = "reading the remote file's size and checksum";
+        let wait = pending.deadline.saturating_duration_since(Instant::now());
+        let out = self.collect(names, step, pending.channel, wait)?;
+        Facts::parse(out.code == Some(0), &out.stdout)
+            .ok_or_else(|| self.missing_source(names, &out.stderr))
+    }
+
+    /// Reads a started script's output (4 KiB of each stream at most) and exit status, waiting
+    /// at most `wait` (and at least one I/O timeout) for each step.
+    fn collect(
+        &self,
+        names: &Names,
+        step: &'static str,
+        mut channel: ssh2::Channel,
+        wait: Duration,
+    ) -> Result<ScriptOutput> {
+        let io_timeout = self.inner.options.io_timeout;
+        let wait = wait.max(io_timeout);
+        let ssh = &self.inner.ssh;
+        ssh.set_timeout(millis(wait));
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let read = (&mut channel)
+            .take(4096)
+            .read_to_end(&mut stdout)
+            .and_then(|_| channel.stderr().take(4096).read_to_end(&mut stderr))
+            .and_then(|_| {
+                channel.close()?;
+                channel.wait_close()?;
+                Ok(channel.exit_status()?)
+            });
+        ssh.set_timeout(millis(io_timeout));
+        match read {
+            Ok(code) => Ok(ScriptOutput {
+                code: Some(code),
+                stdout,
+                stderr,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(self.stalled(names, step, wait)),
+            Err(e) => Err(self.fail(names, step, e)),
+        }
+    }
+
+    /// Drops a started script's channel without waiting for the server (which answers a close
+    /// only once the command ends).
+    fn discard(&self, mut channel: ssh2::Channel) {
+        let ssh = &self.inner.ssh;
+        ssh.set_blocking(false);
+        let _ = channel.close();
+        drop(channel);
+        ssh.set_blocking(true);
+    }
+
+    /// Downloads a big file over SFTP in chunks read at their offsets, over this session's
+    /// `sftp` plus up to [`SPLIT_HELPERS`] extra connections: each has its own channel window and
+    /// its own thread decrypting. Chunks are written at their offsets into the local temporary
+    /// file, which another thread hashes in order behind the writers, while the server works out
+    /// its checksum. A helper that cannot connect, or fails midway, hands its chunk back, so the
+    /// result never depends on them.
+    fn download_split(
+        &self,
+        names: &Names,
+        sftp: &ssh2::Sftp,
+        remote: &Path,
+        local: &Path,
+        size: u64,
+    ) -> Result<String> {
+        let tmp = temp_sibling(local);
+        let mut options = fs::OpenOptions::new();
+        options.write(true).read(true).create_new(true).mode(0o600);
+        let file = options
+            .open(&tmp)
+            .map_err(|e| self.transfer_err(names, "creating the local temporary file", e))?;
+        let split = Split::new(size, SPLIT_READ_CHUNK);
+        let (received, pending) = std::thread::scope(|scope| {
+            let hasher = scope.spawn(|| hash_behind(&file, &split));
+            let helpers: Vec<_> = (0..SPLIT_HELPERS)
+                .map(|_| scope.spawn(|| self.download_helper(&split, &file, remote)))
+                .collect();
+            let mut buf = vec![0_u8; SFTP_READ_CHUNK];
+            let mut source = None;
+            let mut mine = || -> Result<()> {
+                while let Some(k) = split.take() {
+                    let source =
+                        match &mut source {
+                            Some(source) => source,
+                            None => source.insert(sftp.open(remote).map_err(|e| {
+                                self.fail(names, "opening the remote file", e.into())
+                            })?),
+                        };
+                    let mut written = 0;
+                    self.read_chunk(source, &file, &split, k, &mut buf, &mut written)
+                        .map_err(|e| self.chunk_fail(names, e))?;
+                }
+                Ok(())
+            };
+            // The server works out the source's facts and checksum while the data moves.
+            let mut pending = None;
+            let mut result = self.start_facts(names, remote, size).and_then(|started| {
+                pending = Some(started);
+                mine()
+            });
+            if result.is_err() {
+                split.abort();
+            }
+            for helper in helpers {
+                let _ = helper.join();
+            }
+            if result.is_ok() {
+                // Chunks a helper gave back after this session ran out of work.
+                result = mine();
+            }
+            if result.is_err() {
+                split.abort();
+            }
+            let hash = hasher
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")));
+            drop(source);
+            let received = result.and_then(|()| {
+                hash.map_err(|e| self.transfer_err(names, "reading the local copy", e))
+            });
+            (received, pending)
+        });
+        let finish = match (received, pending) {
+            (Ok(hash), Some(pending)) => self.collect_facts(names, pending).and_then(|facts| {
+                if facts.size != size {
+                    return Err(self.changed(names));
+                }
+                self.finish_download(names, &file, &tmp, local, hash, &facts)
+            }),
+            (received, pending) => {
+                if let Some(pending) = pending {
+                    self.discard(pending.channel);
+                }
+                Err(received.err().unwrap_or_else(|| {
+                    self.transfer_err(
+                        names,
+                        "reading the remote file's size and checksum",
+                        io::Error::other("the checksum was never started"),
+                    )
+                }))
+            }
+        };
+        if finish.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        finish
+    }
+
+    /// One extra connection of a split download: reads chunks until none is left.
+    fn download_helper(&self, split: &Split, file: &fs::File, remote: &Path) {
+        let Some(session) = split.connect(self) else {
+            return;
+        };
+        let mut opened = session.inner.ssh.sftp().and_then(|sftp| {
+            let handle = sftp.open(remote)?;
+            Ok((sftp, handle))
+        });
+        if let Ok((_, handle)) = &mut opened {
+            let mut buf = vec![0_u8; SFTP_READ_CHUNK];
+            while !split.stopped() {
+                let Some(k) = split.take() else { break };
+                let mut written = 0;
+                if self
+                    .read_chunk(handle, file, split, k, &mut buf, &mut written)
+                    .is_err()
+                {
+                    // Shut the connection first, so dropping the handle cannot wait on a
+                    // stalled peer; another connection reads the chunk again: count it once.
+                    session.inner.shut_down();
+                    self.done.fetch_sub(written, Ordering::Relaxed);
+                    split.give_back(k);
+                    break;
+                }
+            }
+        }
+        // Hang up before the handle and channel are dropped: closing them politely would cost
+        // round trips for nothing.
+        hang_up(&session);
+        drop(opened);
+    }
+
+    /// Reads chunk `k` of the remote file into the same range of `file`, counting progress in
+    /// `written` too; marks the chunk complete.
+    fn read_chunk(
+        &self,
+        remote: &mut ssh2::File,
+        file: &fs::File,
+        split: &Split,
+        k: u64,
+        buf: &mut [u8],
+        written: &mut u64,
+    ) -> std::result::Result<(), ChunkError> {
+        let (start, end) = split.range(k);
+        remote
+            .seek(io::SeekFrom::Start(start))
+            .map_err(ChunkError::Remote)?;
+        let mut offset = start;
+        while offset < end {
+            // libssh2 asks for up to four times the buffer ahead; keep that inside the chunk,
+            // since what it asks beyond would be sent anyway and dropped at the next seek.
+            let left = end - offset;
+            let want = usize::try_from((left / 4).max(SFTP_MIN_READ).min(left))
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let n = remote.read(&mut buf[..want]).map_err(ChunkError::Remote)?;
+            if n == 0 {
+                return Err(ChunkError::Remote(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the remote file shrank while downloading",
+                )));
+            }
+            file.write_all_at(&buf[..n], offset)
+                .map_err(ChunkError::Local)?;
+            self.advance(n);
+            *written += n as u64;
+            offset += n as u64;
+        }
+        split.mark_complete(k);
+        Ok(())
+    }
+
     fn scp_receive(
         &self,
         names: &Names,
         source: &Path,
         file: &mut fs::File,
-        size: u64,
-    ) -> Result<String> {
+        expected: Option<u64>,
+        round_trip: Option<Duration>,
+    ) -> Result<(String, u64)> {
         let fail = |step, e: io::Error| self.fail(names, step, e);
-        let probing = Instant::now();
-        let round_trip = crate::session::probe_round_trip(&self.inner.ssh);
-        if probing.elapsed() >= self.inner.options.io_timeout {
-            // The probe gives up quietly; a peer that let it time out has stalled.
-            return Err(self.stalled(names, "starting scp", self.inner.options.io_timeout));
-        }
+        let round_trip = if let Some(round_trip) = round_trip {
+            round_trip
+        } else {
+            let probing = Instant::now();
+            let round_trip = crate::session::probe_round_trip(&self.inner.ssh);
+            if probing.elapsed() >= self.inner.options.io_timeout {
+                // The probe gives up quietly; a peer that let it time out has stalled.
+                return Err(self.stalled(names, "starting scp", self.inner.options.io_timeout));
+            }
+            round_trip
+        };
         let window = crate::session::window_for_round_trip(round_trip, SCP_MAX_WINDOW);
         let (mut channel, stat) = self
             .inner
             .ssh
             .scp_recv(source)
             .map_err(|e| fail("starting scp", e.into()))?;
-        if stat.size() != size {
-            return Err(self.transfer_err(
-                names,
-                "starting scp",
-                io::Error::other("file changed while downloading"),
-            ));
+        let size = stat.size();
+        if expected.is_some_and(|expected| expected != size) {
+            return Err(self.changed(names));
         }
         let mut hasher = Sha256::new();
         let mut buf = vec![0_u8; SCP_READ_CHUNK];
@@ -1189,16 +1892,22 @@ impl Job<'_> {
             self.stalled.store(true, Ordering::Relaxed);
             self.inner.shut_down();
         }
-        Ok(hex(&hasher.finalize()))
+        Ok((hex(&hasher.finalize()), size))
     }
 
-    fn sftp_receive(&self, names: &Names, remote: &Path, file: &mut fs::File) -> Result<String> {
-        let sftp = self.sftp(names)?;
+    fn sftp_receive(
+        &self,
+        names: &Names,
+        sftp: &ssh2::Sftp,
+        remote: &Path,
+        file: &mut fs::File,
+    ) -> Result<(String, u64)> {
         let mut source = sftp
             .open(remote)
             .map_err(|e| self.fail(names, "opening the remote file", e.into()))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0_u8; SFTP_READ_CHUNK];
+        let mut got = 0_u64;
         loop {
             let n = source
                 .read(&mut buf)
@@ -1210,21 +1919,109 @@ impl Job<'_> {
             file.write_all(&buf[..n])
                 .map_err(|e| self.transfer_err(names, "writing the local copy", e))?;
             self.advance(n);
+            got += n as u64;
         }
-        Ok(hex(&hasher.finalize()))
+        Ok((hex(&hasher.finalize()), got))
     }
 }
 
-/// The server-side script that checks the uploaded temporary file against `hash` and renames it
-/// onto `remote`: exit 5 (printing the server's hash) on a mismatch, 4 when the rename fails, 3
-/// when the file cannot be read; the temporary file is removed in every failing case. After a
-/// successful rename, temporary files of earlier failed uploads to the same destination that
-/// nothing has touched for [`STALE_MINUTES`] are removed too.
+/// How a server-side script of ours ended.
+struct ScriptOutput {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl From<crate::ExecOutput> for ScriptOutput {
+    fn from(out: crate::ExecOutput) -> Self {
+        Self {
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+    }
+}
+
+/// Mode and times an upload gives its file.
+struct Attributes {
+    mode: u32,
+    mtime: u64,
+    atime: u64,
+}
+
+/// How the verification script knows the expected hash.
+enum Check<'a> {
+    /// Given in the script; the server hashes the whole file.
+    Hash(&'a str),
+    /// Streamed: the script waits for a line `go` (the file exists), then hashes the file in
+    /// order as it is told byte counts (one a line, each only once the bytes were acknowledged),
+    /// until a line `end`; then a line `streamed HASH` (or `full HASH`: hash the whole file
+    /// again, after an extra connection failed midway) gives the hash to check against. The
+    /// file must be `size` bytes long.
+    Streamed { size: u64 },
+}
+
+/// A [`facts_script`] running on the server; see [`Job::start_facts`].
+struct Pending {
+    channel: ssh2::Channel,
+    deadline: Instant,
+    /// How long opening its channel took: one round trip.
+    round_trip: Duration,
+}
+
+/// What a download needs to know of its remote source.
+struct Facts {
+    size: u64,
+    mode: u32,
+    mtime: u64,
+    /// SHA-256 (hex).
+    hash: String,
+}
+
+impl Facts {
+    /// Reads the output of [`facts_script`] (words after the first four are the caller's).
+    fn parse(success: bool, stdout: &[u8]) -> Option<Self> {
+        if !success {
+            return None;
+        }
+        let text = String::from_utf8_lossy(stdout);
+        let mut words = text.split_whitespace();
+        let size = words.next()?.parse().ok()?;
+        let mode = u32::from_str_radix(words.next()?, 8).ok()?;
+        let mtime = words.next()?.parse().ok()?;
+        let hash = words.next()?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(Self {
+            size,
+            mode,
+            mtime,
+            hash: hash.to_owned(),
+        })
+    }
+}
+
+/// A server-side script printing the size, mode (octal), modification time and SHA-256 of
+/// `remote` (following symbolic links); exits 1 when it cannot read it.
+fn facts_script(remote: &Path) -> String {
+    format!(
+        "{}; {{ stat -L -c '%s %a %Y' -- \"$d\" && sha256sum < \"$d\"; }} || exit 1",
+        shell::assign("d", remote)
+    )
+}
+
+/// The server-side script that checks the uploaded temporary file (see [`Check`]) and renames
+/// it onto `remote`: exit 5 (printing the server's hash) on a mismatch, 6 when the file has the
+/// wrong size, 4 when the rename fails, 3 when the file cannot be read (or the streamed check
+/// never started); the temporary file is removed in every failing case. After a successful
+/// rename, temporary files of earlier failed uploads to the same destination that nothing has
+/// touched for [`STALE_MINUTES`] are removed too.
 fn verify_script(
     tmp: &Path,
     remote: &Path,
     stage: Option<&Path>,
-    hash: &str,
+    check: &Check<'_>,
     stale_minutes: u32,
 ) -> String {
     let mut script = format!(
@@ -1241,10 +2038,35 @@ fn verify_script(
             .file_name()
             .map_or(&b"file"[..], std::ffi::OsStr::as_bytes),
     );
+    match check {
+        Check::Hash(hash) => {
+            let _ = write!(
+                script,
+                "; e={hash}; h=$(sha256sum < \"$t\") || {{ rm -f -- \"$t\"; exit 3; }}"
+            );
+        }
+        Check::Streamed { size } => {
+            // `head -c N` reads exactly N bytes (fewer only at the end of the file, which the
+            // hash would then show) and leaves the shared offset of descriptor 3 after them.
+            let _ = write!(
+                script,
+                "; read -r g || exit 3; [ \"$g\" = go ] || exit 3; \
+                 exec 3< \"$t\" || {{ rm -f -- \"$t\"; exit 3; }}; \
+                 h=$(while read -r n; do case $n in ''|*[!0-9]*) break ;; esac; \
+                 head -c \"$n\" <&3; done | sha256sum); \
+                 read -r m e; exec 3<&-; \
+                 if [ \"$m\" = full ]; then \
+                 h=$(sha256sum < \"$t\") || {{ rm -f -- \"$t\"; exit 3; }}; fi; \
+                 z=$(stat -c %s -- \"$t\") || {{ rm -f -- \"$t\"; exit 3; }}; \
+                 if [ \"$z\" != {size} ]; then rm -f -- \"$t\"; \
+                 echo \"the temporary file has $z bytes, not {size}\" >&2; exit 6; fi"
+            );
+        }
+    }
     let _ = write!(
         script,
-        "; h=$(sha256sum < \"$t\") || {{ rm -f -- \"$t\"; exit 3; }}; h=${{h%% *}}; \
-         if [ \"$h\" != {hash} ]; then rm -f -- \"$t\"; printf %s \"$h\"; exit 5; fi; \
+        "; h=${{h%% *}}; \
+         if [ \"$h\" != \"$e\" ]; then rm -f -- \"$t\"; printf %s \"$h\"; exit 5; fi; \
          if [ -d \"$d\" ]; then rm -f -- \"$t\"; \
          echo 'the destination is a directory: give the full path of the file' >&2; exit 4; fi; \
          mv -f -- \"$t\" \"$d\" || {{ rm -f -- \"$t\"; exit 4; }}; \
@@ -1276,7 +2098,28 @@ fn hash_range(file: &fs::File, size: u64, stop: &AtomicBool) -> io::Result<Strin
     Ok(hex(&hasher.finalize()))
 }
 
-fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
+/// SHA-256 (hex) of a split download's local file, reading each chunk once it is complete.
+fn hash_behind(file: &fs::File, split: &Split) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0_u8; 1 << 20];
+    for k in 0..split.chunks {
+        if !split.wait_complete(k) {
+            return Err(io::Error::other("download abandoned"));
+        }
+        let (mut offset, end) = split.range(k);
+        while offset < end {
+            let n = usize::try_from(end - offset)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            file.read_exact_at(&mut buf[..n], offset)?;
+            hasher.update(&buf[..n]);
+            offset += n as u64;
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn read_full(mut file: impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {
@@ -1465,7 +2308,13 @@ mod tests {
         let run = |hash: &str, stale_minutes| {
             std::process::Command::new("sh")
                 .arg("-c")
-                .arg(verify_script(&tmp, &dest, None, hash, stale_minutes))
+                .arg(verify_script(
+                    &tmp,
+                    &dest,
+                    None,
+                    &Check::Hash(hash),
+                    stale_minutes,
+                ))
                 .output()
                 .unwrap()
         };
@@ -1493,6 +2342,72 @@ mod tests {
         let out = run(&good, STALE_MINUTES);
         assert_eq!(out.status.code(), Some(4));
         assert!(!tmp.exists() && dest.is_dir());
+    }
+
+    /// The streamed verify script, run by the local shell with what an upload would tell it.
+    #[test]
+    fn the_streamed_verify_script_checks_what_it_was_told_and_renames_only_a_match() {
+        use std::process::{Command, Stdio};
+        let scratch = tempfile::tempdir().unwrap();
+        let dest = scratch.path().join("scene.blend");
+        let tmp = temp_sibling(&dest);
+        let data = b"hello, streamed world";
+        let good = hex(&Sha256::digest(data));
+        let run = |input: &str, size: u64| {
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(verify_script(
+                    &tmp,
+                    &dest,
+                    None,
+                    &Check::Streamed { size },
+                    STALE_MINUTES,
+                ))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            // The script may stop reading early: a failed write is part of the test.
+            let _ = stdin.write_all(input.as_bytes());
+            drop(stdin);
+            child.wait_with_output().unwrap()
+        };
+        let size = data.len() as u64;
+        // Told in two parts, then the right hash: renamed into place.
+        std::fs::write(&tmp, data).unwrap();
+        let out = run(&format!("go\n8\n13\nend\nstreamed {good}\n"), size);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+        assert!(!tmp.exists());
+        // A wrong hash, or a stream covering only part of the file: removed, never renamed.
+        for input in [
+            format!("go\n21\nend\nstreamed {}\n", "0".repeat(64)),
+            format!("go\n8\nend\nstreamed {good}\n"),
+            // Cut before the hash line (the upload died).
+            "go\n21\n".to_owned(),
+        ] {
+            std::fs::write(&tmp, b"new data, not checked").unwrap();
+            let out = run(&input, size);
+            assert_eq!(out.status.code(), Some(5), "{input:?}: {out:?}");
+            assert!(!tmp.exists(), "{input:?}");
+            assert_eq!(std::fs::read(&dest).unwrap(), data, "{input:?}");
+        }
+        // `full`: the whole file is hashed again, whatever was streamed.
+        std::fs::write(&tmp, data).unwrap();
+        let out = run(&format!("go\nend\nfull {good}\n"), size);
+        assert!(out.status.success(), "{out:?}");
+        // The wrong size: refused.
+        std::fs::write(&tmp, data).unwrap();
+        let out = run(&format!("go\n21\nend\nstreamed {good}\n"), size + 1);
+        assert_eq!(out.status.code(), Some(6), "{out:?}");
+        assert!(!tmp.exists());
+        // Never told to start (the file was never made): nothing is touched.
+        std::fs::write(&tmp, b"someone else's?").unwrap();
+        let out = run("", size);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert!(tmp.exists());
     }
 
     #[test]

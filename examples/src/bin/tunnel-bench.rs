@@ -3,7 +3,10 @@
 //! ```text
 //! cargo run --release -p rpb-examples --bin tunnel-bench            # full run (a few minutes)
 //! cargo run --release -p rpb-examples --bin tunnel-bench -- --quick # sizes / 8
+//! cargo run --release -p rpb-examples --bin tunnel-bench -- --files-only --wan-only
 //! ```
+//!
+//! Every figure, for both tools, is the best of `--repeat` runs (noise only ever slows a run).
 //!
 //! Two settings: plain loopback (CPU-bound), and a WAN-like link made by a delay proxy of our
 //! own between the clients and sshd (25 ms each way, 50 ms round trip). Needs the Debian packages
@@ -45,12 +48,15 @@ struct Args {
     /// pod-tunnel's cipher preference (OpenSSH names), instead of its default.
     #[arg(long)]
     ciphers: Option<String>,
-    /// Runs of each forward measurement; the best is reported.
+    /// Runs of each measurement (forwards and files, both tools); the best is reported.
     #[arg(long, default_value_t = 3)]
     repeat: u32,
     /// Skip the file-transfer rows.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "files_only")]
     no_files: bool,
+    /// Only the file-transfer rows (no forwards).
+    #[arg(long)]
+    files_only: bool,
     /// One-way delay of the WAN-like setting, in milliseconds.
     #[arg(long, default_value_t = 25)]
     delay_ms: u64,
@@ -66,6 +72,7 @@ struct Sizes {
     echo_time: Duration,
     repeat: u32,
     files: bool,
+    forwards: bool,
 }
 
 struct Row {
@@ -414,74 +421,78 @@ async fn run_setting(
         .host_key_policy(HostKeyPolicy::strict(known_hosts))
         .build()?;
 
-    // Forwards: pod-tunnel.
-    eprintln!("[{setting}] pod-tunnel forwards…");
-    let tunnel = connector
-        .tunnel()
-        .forward(Forward::new(0, "127.0.0.1", targets.source))
-        .forward(Forward::new(0, "127.0.0.1", targets.sink))
-        .forward(Forward::new(0, "127.0.0.1", targets.echo))
-        .open()
-        .await?;
-    let locals: Vec<SocketAddr> = tunnel.forwards().iter().map(|f| f.local).collect();
-    let (a, b, c) = (locals[0], locals[1], locals[2]);
-    let sizes_ref = *sizes;
-    let ours = tokio::task::spawn_blocking(move || measure_forwards(a, b, c, &sizes_ref)).await??;
-    tunnel.close().await?;
-
-    // Forwards: OpenSSH.
-    eprintln!("[{setting}] ssh -N -L forwards…");
+    let mib = |bytes: u64| bytes / MIB;
     let openssh = OpenSsh {
         sshd,
         known_hosts,
         port,
     };
-    let ports = [free_port()?, free_port()?, free_port()?];
-    let mut child = openssh.forward(&[
-        (ports[0], targets.source),
-        (ports[1], targets.sink),
-        (ports[2], targets.echo),
-    ])?;
-    let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let (a, b, c) = (addr(ports[0]), addr(ports[1]), addr(ports[2]));
-    let sizes_ref = *sizes;
-    let theirs = tokio::task::spawn_blocking(move || measure_forwards(a, b, c, &sizes_ref)).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    let theirs = theirs??;
+    if sizes.forwards {
+        // Forwards: pod-tunnel.
+        eprintln!("[{setting}] pod-tunnel forwards…");
+        let tunnel = connector
+            .tunnel()
+            .forward(Forward::new(0, "127.0.0.1", targets.source))
+            .forward(Forward::new(0, "127.0.0.1", targets.sink))
+            .forward(Forward::new(0, "127.0.0.1", targets.echo))
+            .open()
+            .await?;
+        let locals: Vec<SocketAddr> = tunnel.forwards().iter().map(|f| f.local).collect();
+        let (a, b, c) = (locals[0], locals[1], locals[2]);
+        let sizes_ref = *sizes;
+        let ours =
+            tokio::task::spawn_blocking(move || measure_forwards(a, b, c, &sizes_ref)).await??;
+        tunnel.close().await?;
 
-    let mib = |bytes: u64| bytes / MIB;
-    rows.push(Row {
-        setting,
-        name: format!("forward remote→local, {} MiB", mib(sizes.forward)),
-        unit: "MB/s",
-        ours: ours.pull,
-        openssh: theirs.pull,
-    });
-    rows.push(Row {
-        setting,
-        name: format!("forward local→remote, {} MiB", mib(sizes.forward)),
-        unit: "MB/s",
-        ours: ours.push,
-        openssh: theirs.push,
-    });
-    rows.push(Row {
-        setting,
-        name: "64-byte echo round trips".into(),
-        unit: "/s",
-        ours: ours.echo,
-        openssh: theirs.echo,
-    });
-    rows.push(Row {
-        setting,
-        name: format!(
-            "32 parallel streams, {} MiB total",
-            mib(sizes.parallel_total)
-        ),
-        unit: "MB/s",
-        ours: ours.parallel,
-        openssh: theirs.parallel,
-    });
+        // Forwards: OpenSSH.
+        eprintln!("[{setting}] ssh -N -L forwards…");
+        let ports = [free_port()?, free_port()?, free_port()?];
+        let mut child = openssh.forward(&[
+            (ports[0], targets.source),
+            (ports[1], targets.sink),
+            (ports[2], targets.echo),
+        ])?;
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let (a, b, c) = (addr(ports[0]), addr(ports[1]), addr(ports[2]));
+        let sizes_ref = *sizes;
+        let theirs =
+            tokio::task::spawn_blocking(move || measure_forwards(a, b, c, &sizes_ref)).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let theirs = theirs??;
+
+        rows.push(Row {
+            setting,
+            name: format!("forward remote→local, {} MiB", mib(sizes.forward)),
+            unit: "MB/s",
+            ours: ours.pull,
+            openssh: theirs.pull,
+        });
+        rows.push(Row {
+            setting,
+            name: format!("forward local→remote, {} MiB", mib(sizes.forward)),
+            unit: "MB/s",
+            ours: ours.push,
+            openssh: theirs.push,
+        });
+        rows.push(Row {
+            setting,
+            name: "64-byte echo round trips".into(),
+            unit: "/s",
+            ours: ours.echo,
+            openssh: theirs.echo,
+        });
+        rows.push(Row {
+            setting,
+            name: format!(
+                "32 parallel streams, {} MiB total",
+                mib(sizes.parallel_total)
+            ),
+            unit: "MB/s",
+            ours: ours.parallel,
+            openssh: theirs.parallel,
+        });
+    }
 
     if !sizes.files {
         return Ok(());
@@ -501,32 +512,38 @@ async fn run_setting(
         (Protocol::Scp, true, "scp; OpenSSH: scp -O"),
     ] {
         eprintln!("[{setting}] file transfers ({label})…");
-        // pod-tunnel: connect + transfer + SHA-256 verification, like one scp run.
-        let started = Instant::now();
-        let session = connector.connect().await?;
-        session
-            .upload(&local, &remote)
-            .protocol(protocol)
-            .send()
-            .await?;
-        let up = started.elapsed();
-        session.close().await?;
-        let started = Instant::now();
-        let session = connector.connect().await?;
-        session
-            .download(&remote, &back)
-            .protocol(protocol)
-            .send()
-            .await?;
-        let down = started.elapsed();
-        session.close().await?;
-        std::fs::remove_file(&remote)?;
-        std::fs::remove_file(&back)?;
+        // Best of `repeat` runs for each tool, like the forwards.
+        let (mut up, mut down) = (Duration::MAX, Duration::MAX);
+        let (mut their_up, mut their_down) = (Duration::MAX, Duration::MAX);
+        for _ in 0..sizes.repeat {
+            // pod-tunnel: connect + transfer + SHA-256 verification, like one scp run.
+            let started = Instant::now();
+            let session = connector.connect().await?;
+            session
+                .upload(&local, &remote)
+                .protocol(protocol)
+                .send()
+                .await?;
+            up = up.min(started.elapsed());
+            session.close().await?;
+            let started = Instant::now();
+            let session = connector.connect().await?;
+            session
+                .download(&remote, &back)
+                .protocol(protocol)
+                .send()
+                .await?;
+            down = down.min(started.elapsed());
+            session.close().await?;
+            std::fs::remove_file(&remote)?;
+            std::fs::remove_file(&back)?;
 
-        let their_up = openssh.scp(legacy, &local.display().to_string(), &target)?;
-        let their_down = openssh.scp(legacy, &target, &back.display().to_string())?;
-        std::fs::remove_file(&remote)?;
-        std::fs::remove_file(&back)?;
+            their_up = their_up.min(openssh.scp(legacy, &local.display().to_string(), &target)?);
+            their_down =
+                their_down.min(openssh.scp(legacy, &target, &back.display().to_string())?);
+            std::fs::remove_file(&remote)?;
+            std::fs::remove_file(&back)?;
+        }
         rows.push(Row {
             setting,
             name: format!("upload {} MiB file ({label})", mib(sizes.file)),
@@ -565,6 +582,7 @@ async fn main() -> anyhow::Result<()> {
         echo_time: Duration::from_secs(2),
         repeat: args.repeat.max(1),
         files: !args.no_files,
+        forwards: !args.files_only,
     };
     let wan = Sizes {
         forward: 256 * MIB / div,
@@ -573,6 +591,7 @@ async fn main() -> anyhow::Result<()> {
         echo_time: Duration::from_secs(2),
         repeat: args.repeat.max(1),
         files: !args.no_files,
+        forwards: !args.files_only,
     };
     let sshd = Sshd::start()?;
     let scratch = tempfile::tempdir()?;

@@ -487,46 +487,168 @@ async fn hostile_remote_names_round_trip_over_both_protocols() {
 /// A loopback relay to `target` that cuts its first connection once `cut_after` bytes went from
 /// the client to the server; later connections pass untouched.
 async fn cutting_relay(target: u16, cut_after: u64) -> u16 {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        for index in 0..20 {
-            let Ok(Ok((client, _))) =
-                tokio::time::timeout(Duration::from_secs(120), listener.accept()).await
-            else {
-                return;
-            };
-            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
-                continue;
-            };
-            let limit = if index == 0 { cut_after } else { u64::MAX };
-            tokio::spawn(async move {
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let up = async {
-                    let mut buf = vec![0_u8; 32 * 1024];
-                    let mut total = 0_u64;
-                    loop {
-                        let n = match client_read.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => n,
-                        };
-                        total += n as u64;
-                        if total > limit || server_write.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
+    Relay::start(target, 0, cut_after, u64::MAX).await.port
+}
+
+/// A loopback relay to `target` that cuts connection number `victim` (0 for the first it
+/// accepts) once more than `up_limit` bytes went from the client to the server or more than
+/// `down_limit` the other way; other connections pass untouched.
+struct Relay {
+    port: u16,
+    /// Connections accepted so far.
+    accepted: Arc<AtomicU64>,
+    /// Set when the victim was cut.
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    async fn start(target: u16, victim: u64, up_limit: u64, down_limit: u64) -> Self {
+        use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+        /// Copies until EOF, an error, or (returning true) more than `limit` bytes.
+        async fn pump(
+            mut from: impl AsyncRead + Unpin,
+            mut to: impl AsyncWrite + Unpin,
+            limit: u64,
+        ) -> bool {
+            let mut buf = vec![0_u8; 32 * 1024];
+            let mut total = 0_u64;
+            loop {
+                let n = match from.read(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => n,
                 };
-                let down = tokio::io::copy(&mut server_read, &mut client_write);
-                tokio::select! {
-                    () = up => {}
-                    _ = down => {}
+                total += n as u64;
+                if total > limit {
+                    return true;
                 }
-            });
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return false;
+                }
+            }
         }
-    });
-    port
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (count, was_cut) = (Arc::clone(&accepted), Arc::clone(&cut));
+        tokio::spawn(async move {
+            for index in 0..20 {
+                let Ok(Ok((client, _))) =
+                    tokio::time::timeout(Duration::from_secs(120), listener.accept()).await
+                else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::Relaxed);
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let (up_limit, down_limit) = if index == victim {
+                    (up_limit, down_limit)
+                } else {
+                    (u64::MAX, u64::MAX)
+                };
+                let was_cut = Arc::clone(&was_cut);
+                tokio::spawn(async move {
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    // Whichever way ends first ends the connection (both sockets drop).
+                    let cut = tokio::select! {
+                        cut = pump(client_read, server_write, up_limit) => cut,
+                        cut = pump(server_read, client_write, down_limit) => cut,
+                    };
+                    if cut {
+                        was_cut.store(true, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            accepted,
+            cut,
+        }
+    }
+}
+
+/// Big files go over several connections at once (SFTP, 64 MiB and up); one of the extra
+/// connections dies midway through its part: the transfer still completes, verified, both ways,
+/// and progress ends at the file's size (the lost part counted once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_transfer_survives_losing_an_extra_connection() {
+    let fx = Fixture::start();
+    let size = 96_u64 << 20;
+    let source = fx.path("split-source.bin");
+    write_file(
+        &source,
+        &pattern(usize::try_from(size).unwrap(), 77),
+        0o640,
+        1_610_000_000,
+    );
+    let expected = sha256_file(&source);
+    for upload in [true, false] {
+        let dir = fx.path(&format!("split-{upload}"));
+        std::fs::create_dir(&dir).unwrap();
+        let destination = dir.join("scene.blend");
+        std::fs::write(&destination, b"old").unwrap();
+        // Connection 0 is the session; 1 is the first extra connection, cut 6 MiB into the data
+        // it carries (past its handshake, inside its first chunk).
+        let relay = if upload {
+            Relay::start(fx.sshd.port(), 1, 6 << 20, u64::MAX).await
+        } else {
+            Relay::start(fx.sshd.port(), 1, u64::MAX, 6 << 20).await
+        };
+        let session = fx
+            .builder()
+            .endpoint(pod_tunnel::Endpoint::new("127.0.0.1", relay.port))
+            .connect()
+            .await
+            .unwrap();
+        let last = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&last);
+        let transfer = if upload {
+            session.upload(&source, &destination)
+        } else {
+            // Downloads read a copy with the source's mode and modification time.
+            let remote = dir.join("remote.bin");
+            std::fs::copy(&source, &remote).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&remote)
+                .unwrap()
+                .set_modified(UNIX_EPOCH + Duration::from_secs(1_610_000_000))
+                .unwrap();
+            session.download(remote, &destination)
+        };
+        let report = tokio::time::timeout(
+            Duration::from_secs(120),
+            transfer
+                .progress(move |p| {
+                    assert!(p.done <= p.total, "{p:?}");
+                    seen.store(p.done, Ordering::Relaxed);
+                })
+                .send(),
+        )
+        .await
+        .expect("a split transfer ends")
+        .unwrap_or_else(|e| panic!("upload={upload}: {}", chain(&e)));
+        assert!(
+            relay.cut.load(Ordering::Relaxed),
+            "upload={upload}: the extra connection was never cut ({} connections)",
+            relay.accepted.load(Ordering::Relaxed)
+        );
+        assert!(
+            relay.accepted.load(Ordering::Relaxed) >= 3,
+            "split over several connections"
+        );
+        assert_eq!(report.bytes, size, "upload={upload}");
+        assert_eq!(last.load(Ordering::Relaxed), size, "upload={upload}");
+        assert_eq!(report.sha256.as_deref(), Some(expected.as_str()));
+        assert_eq!(sha256_file(&destination), expected, "upload={upload}");
+        assert_eq!(mode_and_mtime(&destination), (0o640, 1_610_000_000));
+        assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    }
 }
 
 /// A connection cut mid-upload: the error names the caller's source and destination (never the
@@ -616,13 +738,33 @@ fn descendants_of(pid: u32) -> Vec<u32> {
     found
 }
 
+/// Whether process `pid` still runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
+/// Waits (at most 10 s) until none of `pids` runs any more.
+fn wait_until_gone(pids: &[u32]) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&pid| alive(pid)) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Processes stopped with SIGSTOP (all started by this test's sshd); continued on drop.
 struct Frozen(Vec<u32>);
 
 impl Frozen {
     fn freeze(pids: Vec<u32>) -> Self {
-        send_signal(&pids, "STOP");
-        Self(pids)
+        // The guard first: whatever happens next, the processes are continued.
+        let frozen = Self(pids);
+        let stopped = send_signal(&frozen.0, "STOP");
+        assert!(stopped > 0, "kill -STOP {:?}", frozen.0);
+        frozen
     }
 }
 
@@ -632,19 +774,20 @@ impl Drop for Frozen {
     }
 }
 
-fn send_signal(pids: &[u32], signal: &str) {
-    if pids.is_empty() {
-        return;
-    }
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .args(pids.iter().map(u32::to_string))
-        .status()
-        .expect("run kill (Debian package procps)");
-    assert!(
-        status.success() || signal == "CONT",
-        "kill -{signal} {pids:?}"
-    );
+/// Signals each process; how many were signalled (one may have exited since it was listed,
+/// such as a checksum that finished).
+fn send_signal(pids: &[u32], signal: &str) -> usize {
+    pids.iter()
+        .filter(|pid| {
+            std::process::Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("run kill (Debian package procps)")
+                .success()
+        })
+        .count()
 }
 
 /// The server's processes for a session are frozen (SIGSTOP) mid-transfer: the transfer fails
@@ -664,6 +807,7 @@ async fn a_stalled_transfer_fails_within_about_one_io_timeout() {
         (true, Protocol::Sftp, 72 << 20),
         (false, Protocol::Scp, 32 << 20),
         (false, Protocol::Sftp, 32 << 20),
+        (false, Protocol::Sftp, 72 << 20),
     ];
     for (index, (upload, protocol, size)) in cases.into_iter().enumerate() {
         let dir = fx.path(&format!("stall-{index}"));
@@ -680,6 +824,9 @@ async fn a_stalled_transfer_fails_within_about_one_io_timeout() {
         let session = fx.builder().io_timeout(io_timeout).connect().await.unwrap();
         let (started_tx, started_rx) = mpsc::channel::<()>();
         let started_tx = std::sync::Mutex::new(Some(started_tx));
+        // Once going, the transfer is held here until the server is frozen.
+        let frozen_yet = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let hold = Arc::clone(&frozen_yet);
         let transfer = if upload {
             session.upload(&source, &destination)
         } else {
@@ -689,28 +836,45 @@ async fn a_stalled_transfer_fails_within_about_one_io_timeout() {
             transfer
                 .protocol(protocol)
                 .progress(move |p| {
-                    if p.done > 4 << 20
-                        && let Some(tx) = started_tx.lock().unwrap().take()
-                    {
-                        let _ = tx.send(());
+                    if p.done > 4 << 20 {
+                        if let Some(tx) = started_tx.lock().unwrap().take() {
+                            let _ = tx.send(());
+                        }
+                        let (frozen, signal) = &*hold;
+                        let _ = signal
+                            .wait_timeout_while(
+                                frozen.lock().unwrap(),
+                                Duration::from_secs(30),
+                                |f| !*f,
+                            )
+                            .unwrap();
                     }
                 })
                 .send(),
         );
-        tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(30)))
-            .await
-            .unwrap()
-            .expect("the transfer got going");
-        // Everything serving this session (and a split upload's extra connections) freezes;
+        tokio::task::spawn_blocking(move || {
+            started_rx.recv_timeout(Duration::from_secs(30))?;
+            Ok::<_, mpsc::RecvTimeoutError>(())
+        })
+        .await
+        .unwrap()
+        .expect("the transfer got going");
+        // Everything serving this session (and a split transfer's extra connections) freezes;
         // the listener keeps answering, so the cleanup can connect afresh.
         let frozen = Frozen::freeze(descendants_of(listener));
+        *frozen_yet.0.lock().unwrap() = true;
+        frozen_yet.1.notify_all();
         let stalled_at = std::time::Instant::now();
         let result = tokio::time::timeout(Duration::from_secs(60), task)
             .await
             .expect("a stalled transfer ends")
             .unwrap();
         let took = stalled_at.elapsed();
+        // Continued, the frozen processes end by themselves (their connections are closed);
+        // none is left to be killed halfway by the next case or the fixture.
+        let pids = frozen.0.clone();
         drop(frozen);
+        wait_until_gone(&pids);
         let err = result.expect_err("a frozen server cannot complete a transfer");
         let text = chain(&err);
         eprintln!("stalled upload={upload} {protocol:?} {size}: failed after {took:.1?}: {text}");
