@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use blender_session::daemon;
 use blender_session::local_pod::LocalPod;
 use blender_session::mcp;
 use secrecy::ExposeSecret as _;
@@ -163,6 +164,19 @@ impl Cli {
         self.printed.push(run.stdout.clone());
         self.printed.push(run.stderr.clone());
         run
+    }
+}
+
+impl Drop for Cli {
+    /// A scenario that fails half-way must not leave our background tunnel running: it is
+    /// ended by its recorded PID, once the record shows it is still our process.
+    fn drop(&mut self) {
+        let path = daemon::record_path(&self.state_dir());
+        if let Ok(Some(record)) = daemon::TunnelRecord::read(&path)
+            && record.liveness() == daemon::Liveness::Running
+        {
+            signal(&[record.pid], "-TERM");
+        }
     }
 }
 
