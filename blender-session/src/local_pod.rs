@@ -639,11 +639,10 @@ impl LocalPod {
     /// # Errors
     /// [`Error::Sshd`] when sshd does not answer again within the start timeout.
     pub async fn restart_sshd(&mut self) -> Result<()> {
+        self.kill_sshd().await;
         let Some(running) = self.processes.as_mut() else {
             return Ok(());
         };
-        running.sshd_pid.store(0, Ordering::SeqCst);
-        running.sshd.stop().await;
         let address = running.sshd.address;
         let log = self.paths.logs.join("sshd.log");
         let sshd = Sshd::spawn(&self.paths, address, &log, self.start_timeout)

@@ -317,6 +317,29 @@ impl Split {
         lock(&self.returned).push(k);
     }
 
+    /// An extra connection's share of the work: `transfer` each chunk it takes (counting its
+    /// progress in the second argument) until none is left or the transfer stopped. On a
+    /// failure the connection is shut first, so dropping its handle cannot wait on a stalled
+    /// peer; the chunk's partial progress is uncounted and the chunk given back for another
+    /// connection to redo.
+    fn work_as_helper<E>(
+        &self,
+        job: &Job<'_>,
+        session: &Session,
+        mut transfer: impl FnMut(u64, &mut u64) -> std::result::Result<(), E>,
+    ) {
+        while !self.stopped() {
+            let Some(k) = self.take() else { break };
+            let mut written = 0;
+            if transfer(k, &mut written).is_err() {
+                session.inner.shut_down();
+                job.done.fetch_sub(written, Ordering::Relaxed);
+                self.give_back(k);
+                break;
+            }
+        }
+    }
+
     fn set_opened(&self, opened: bool) {
         *lock(&self.opened) = Some(opened);
         self.completed.notify_all();
@@ -1312,21 +1335,9 @@ impl Job<'_> {
         }
         if let Some(handle) = &mut handle {
             let mut buf = vec![0_u8; SPLIT_BUFFER];
-            while !split.stopped() {
-                let Some(k) = split.take() else { break };
-                let mut written = 0;
-                if self
-                    .write_chunk(handle, file, split, k, &mut buf, &mut written)
-                    .is_err()
-                {
-                    // Shut the connection first, so dropping the handle cannot wait on a
-                    // stalled peer; another connection writes the chunk again: count it once.
-                    session.inner.shut_down();
-                    self.done.fetch_sub(written, Ordering::Relaxed);
-                    split.give_back(k);
-                    break;
-                }
-            }
+            split.work_as_helper(self, &session, |k, written| {
+                self.write_chunk(handle, file, split, k, &mut buf, written)
+            });
         }
         // Every write was acknowledged: hang up without closing the handle politely.
         hang_up(&session);
@@ -1751,21 +1762,9 @@ impl Job<'_> {
         });
         if let Ok((_, handle)) = &mut opened {
             let mut buf = vec![0_u8; SFTP_READ_CHUNK];
-            while !split.stopped() {
-                let Some(k) = split.take() else { break };
-                let mut written = 0;
-                if self
-                    .read_chunk(handle, file, split, k, &mut buf, &mut written)
-                    .is_err()
-                {
-                    // Shut the connection first, so dropping the handle cannot wait on a
-                    // stalled peer; another connection reads the chunk again: count it once.
-                    session.inner.shut_down();
-                    self.done.fetch_sub(written, Ordering::Relaxed);
-                    split.give_back(k);
-                    break;
-                }
-            }
+            split.work_as_helper(self, &session, |k, written| {
+                self.read_chunk(handle, file, split, k, &mut buf, written)
+            });
         }
         // Hang up before the handle and channel are dropped: closing them politely would cost
         // round trips for nothing.

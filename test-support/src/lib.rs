@@ -2,4 +2,5 @@
 
 pub mod browser;
 pub mod contract;
+pub mod names;
 pub mod sshd;

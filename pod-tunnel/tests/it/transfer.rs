@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pod_tunnel::{Error, Protocol};
 
+use test_support::names::hostile_file_names;
+
 use crate::common::{Fixture, chain, pattern, sha256_file};
 
 const PROTOCOLS: [Protocol; 2] = [Protocol::Scp, Protocol::Sftp];
@@ -373,30 +375,6 @@ async fn progress_reaches_the_total() {
     let _ = SystemTime::now();
 }
 
-/// Names a shell, the SCP protocol or a log line would misread.
-fn hostile_names() -> Vec<std::ffi::OsString> {
-    [
-        &b"with space.blend"[..],
-        b"double\"quote.blend",
-        b"single'quote.blend",
-        b"back`tick`.blend",
-        b"$(touch pwned).blend",
-        b"semi;colon&amp.blend",
-        b"new\nline.blend",
-        b"carriage\rreturn.blend",
-        b"-leading-dash.blend",
-        b"glob*?[x].blend",
-        b"tab\there.blend",
-        b"caf\xe9 \xff.blend",
-        b"\xc3\x28invalid.blend",
-        b"back\\slash.blend",
-        b"trailing newline\n",
-    ]
-    .iter()
-    .map(|bytes| OsStr::from_bytes(bytes).to_owned())
-    .collect()
-}
-
 fn names_in(dir: &Path) -> Vec<std::ffi::OsString> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -436,7 +414,7 @@ async fn hostile_remote_names_round_trip_over_both_protocols() {
         for dir in [&src, &remote, &back] {
             std::fs::create_dir(dir).unwrap();
         }
-        for (index, name) in hostile_names().iter().enumerate() {
+        for (index, name) in hostile_file_names().iter().enumerate() {
             let data = format!("scene {index} {name:?}\n").into_bytes();
             write_file(&src.join(name), &data, 0o640, 1_650_000_000 + index as u64);
             session
@@ -467,7 +445,7 @@ async fn hostile_remote_names_round_trip_over_both_protocols() {
                 "{tag} {name:?}"
             );
         }
-        let mut expected = hostile_names();
+        let mut expected = hostile_file_names();
         expected.sort();
         assert_eq!(
             names_in(&remote),

@@ -10,11 +10,11 @@
 )]
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStringExt as _;
 use std::path::Path;
 use std::time::Duration;
 
 use pod_tunnel::{Endpoint, HostKeyPolicy, Protocol, Session};
+use test_support::names::hostile_file_names;
 use test_support::sshd::Sshd;
 
 use crate::summary::{Summary, chain};
@@ -30,28 +30,6 @@ fn entries(dir: &Path) -> Vec<OsString> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-fn hostile_names() -> Vec<OsString> {
-    [
-        &b"with space.blend"[..],
-        b"double\"quote.blend",
-        b"single'quote.blend",
-        b"back`tick`.blend",
-        b"$(touch pwned).blend",
-        b"semi;colon&amp.blend",
-        b"new\nline.blend",
-        b"carriage\rreturn.blend",
-        b"-leading-dash.blend",
-        b"glob*?[x].blend",
-        b"tab\there.blend",
-        b"caf\xe9 \xff.blend",
-        b"\xc3\x28invalid.blend",
-        b"back\\slash.blend",
-    ]
-    .iter()
-    .map(|bytes| OsString::from_vec(bytes.to_vec()))
-    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +60,7 @@ async fn remote_file_names_with_shell_metacharacters_round_trip_or_fail_clearly(
             std::fs::create_dir(dir)?;
         }
         let mut outcomes = Vec::new();
-        for (index, name) in hostile_names().into_iter().enumerate() {
+        for (index, name) in hostile_file_names().into_iter().enumerate() {
             let data = format!("scene {index} {name:?}\n").into_bytes();
             std::fs::write(src.join(&name), &data)?;
             let remote_before = entries(&remote);
@@ -112,7 +90,7 @@ async fn remote_file_names_with_shell_metacharacters_round_trip_or_fail_clearly(
             outcomes.push(outcome.map_err(|why| format!("{tag}: {why}")));
         }
         let expected: Vec<OsString> = {
-            let mut names = hostile_names();
+            let mut names = hostile_file_names();
             names.sort();
             names
         };
