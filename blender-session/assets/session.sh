@@ -4,6 +4,8 @@
 #   session.sh start [--vnc-password-stdin]   start what is not running, wait, print a report
 #   session.sh status                         print the report without starting anything
 #   session.sh stop                           stop the processes named in the PID files
+#   session.sh render-start|render-poll|render-cancel JOB_ID [...]
+#                                             render jobs (see "render jobs" below)
 #
 # `start` is idempotent: parts that run and answer are left alone, a crashed part is restarted
 # (and, when Xvfb itself restarts, everything drawn on it). Progress goes to stderr; the last
@@ -430,6 +432,190 @@ ensure_blender() {
     fi
 }
 
+# --- render jobs ---------------------------------------------------------------------------
+#
+# A render job lives in $RPB_HOME/jobs/<id>/: spec.json (written by rpb), job.pid (the runner's
+# PID and start time; the runner leads its own process group, Blender runs in it), blender.log,
+# events.jsonl (the driver's records: accepted, done, failed, skipped, invalid), frames/ (one
+# done record per verified frame), out/ (the images) and result.json once it ended.
+
+JOBS_DIR=$RPB_HOME/jobs
+RENDER_DRIVER=${RPB_RENDER_DRIVER:-$RPB_HOME/bin/rpb_render.py}
+
+job_dir() {
+    [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] || die "bad render job id '$1'"
+    JOB=$JOBS_DIR/$1
+}
+
+# Sets PID to the job's live runner, or 0 (a stale PID file stays: it marks a job that died).
+job_pid() {
+    local pid recorded current
+    PID=0
+    [[ -f $JOB/job.pid ]] || return 0
+    read -r pid recorded <"$JOB/job.pid" || true
+    if [[ $pid =~ ^[0-9]+$ && -n ${recorded:-} ]]; then
+        current=$(start_time "$pid")
+        [[ -n $current && $current == "$recorded" ]] && PID=$pid
+    fi
+    return 0
+}
+
+job_result() {
+    local state=$1 reason=$2
+    printf '{"state":"%s","reason":%s,"at":%s}\n' "$state" "$(json_string "$reason")" "$(date +%s)" \
+        >"$JOB/result.json.tmp"
+    mv -f "$JOB/result.json.tmp" "$JOB/result.json"
+}
+
+cmd_render_start() {
+    job_dir "$1"
+    [[ -f $JOB/spec.json ]] || die "render job $1 has no spec.json in $JOB"
+    job_pid
+    ((PID == 0)) || die "render job $1 already runs (pid $PID)"
+    local blend
+    blend=$(sed -n 's/.*"blend": *"\([^"]*\)".*/\1/p' "$JOB/spec.json" | head -n 1)
+    [[ -f $blend ]] || die "the .blend file $blend does not exist on the pod"
+    [[ -f $RENDER_DRIVER ]] || die "the render driver $RENDER_DRIVER is missing: run setup.sh"
+    local blender
+    blender=$(blender_bin)
+    [[ -n $blender && -x $blender ]] ||
+        die "no Blender found: run setup.sh, set BLENDER_BIN, or install Blender (Debian package blender)"
+    # A resumed job starts over from its done records: the previous outcome no longer holds.
+    rm -f "$JOB/result.json"
+    mkdir -p "$JOB/out" "$JOB/frames"
+    setsid bash "${BASH_SOURCE[0]}" render-run "$1" </dev/null >>"$JOB/runner.log" 2>&1 9>&- &
+    local pid=$! started
+    started=$(start_time "$pid")
+    [[ -n $started ]] || die "the render runner exited at once; see $JOB/runner.log"
+    printf '%s %s\n' "$pid" "$started" >"$JOB/job.pid.tmp"
+    mv -f "$JOB/job.pid.tmp" "$JOB/job.pid"
+    printf '{"rpb_render_started":%s,"job_dir":%s}\n' "$pid" "$(json_string "$JOB")"
+}
+
+# The runner: Blender with the driver, again after a crash (each crash uses up an attempt of
+# the frame it was rendering), until the driver writes result.json.
+cmd_render_run() {
+    job_dir "$1"
+    local blend blender retries launches=0 code crash=""
+    blend=$(sed -n 's/.*"blend": *"\([^"]*\)".*/\1/p' "$JOB/spec.json" | head -n 1)
+    retries=$(sed -n 's/.*"retries": *\([0-9]*\).*/\1/p' "$JOB/spec.json" | head -n 1)
+    blender=$(blender_bin)
+    date +%s >"$JOB/started_at"
+    while :; do
+        launches=$((launches + 1))
+        printf 'rpb-render: launch %s at %s\n' "$launches" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$JOB/blender.log"
+        code=0
+        RPB_RENDER_LAST_CRASH=$crash stdbuf -oL -eL "$blender" --factory-startup -b "$blend" \
+            --python-exit-code 3 --python "$RENDER_DRIVER" -- "$JOB" </dev/null >>"$JOB/blender.log" 2>&1 || code=$?
+        [[ -f $JOB/result.json ]] && break
+        if ((code > 128)); then
+            crash="killed by signal $((code - 128))"
+        else
+            crash="exit code $code"
+        fi
+        printf 'rpb-render: Blender ended without finishing the job (%s)\n' "$crash" >>"$JOB/blender.log"
+        if ((launches > ${retries:-2} + 1)); then
+            job_result failed "Blender ended $launches times without finishing the job (last: $crash); see $JOB/blender.log"
+            break
+        fi
+        sleep 1
+    done
+}
+
+# One line of JSON about the job, then the events from byte $2 on, then the log from byte $3
+# on (at most 1 MiB of each per call; the JSON says how many bytes follow).
+cmd_render_poll() {
+    job_dir "$1"
+    # Byte counts, not characters.
+    local LC_ALL=C
+    local events_from=${2:-0} log_from=${3:-0} state events_size=0 log_size=0 events_bytes log_bytes
+    [[ $events_from =~ ^[0-9]+$ && $log_from =~ ^[0-9]+$ ]] || die "offsets must be numbers"
+    if [[ ! -d $JOB ]]; then
+        printf '{"rpb_render":"missing"}\n'
+        return 0
+    fi
+    job_pid
+    if [[ -f $JOB/result.json ]]; then
+        state=$(sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p' "$JOB/result.json")
+    elif ((PID != 0)); then
+        state=running
+    elif [[ -f $JOB/job.pid ]]; then
+        state=stopped
+    else
+        state=new
+    fi
+    [[ -f $JOB/events.jsonl ]] && events_size=$(stat -c %s "$JOB/events.jsonl")
+    [[ -f $JOB/blender.log ]] && log_size=$(stat -c %s "$JOB/blender.log")
+    events_bytes=$((events_size > events_from ? events_size - events_from : 0))
+    log_bytes=$((log_size > log_from ? log_size - log_from : 0))
+    ((events_bytes <= 1048576)) || events_bytes=1048576
+    ((log_bytes <= 1048576)) || log_bytes=1048576
+    # Whole lines of events only: a record being appended right now waits for the next poll.
+    if ((events_bytes > 0)); then
+        local chunk
+        chunk=$(tail -c "+$((events_from + 1))" "$JOB/events.jsonl" | head -c "$events_bytes"; printf x)
+        chunk=${chunk%x}
+        chunk=${chunk%"${chunk##*$'\n'}"}
+        events_bytes=${#chunk}
+    fi
+    printf '{"rpb_render":"%s","pid":%s,"started_at":%s,"now":%s,"events_size":%s,"events_bytes":%s,"log_size":%s,"log_bytes":%s,"result":%s}\n' \
+        "$state" "$PID" "$(cat "$JOB/started_at" 2>/dev/null || echo null)" "$(date +%s)" \
+        "$events_size" "$events_bytes" "$log_size" "$log_bytes" "$(cat "$JOB/result.json" 2>/dev/null || echo null)"
+    ((events_bytes == 0)) || tail -c "+$((events_from + 1))" "$JOB/events.jsonl" | head -c "$events_bytes"
+    ((log_bytes == 0)) || tail -c "+$((log_from + 1))" "$JOB/blender.log" | head -c "$log_bytes"
+}
+
+# Ends a job's runner and Blender (its process group) by the recorded PID: SIGTERM, then
+# SIGKILL after RPB_STOP_TIMEOUT. $2 is the state to record (cancelled), or empty to leave the
+# job resumable as "stopped" (the pod stops).
+end_job() {
+    local state=$1 pid waited=0 limit=$((RPB_STOP_TIMEOUT * 10))
+    job_pid
+    pid=$PID
+    if ((pid == 0)); then
+        return 1
+    fi
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    while kill -0 -- "-$pid" 2>/dev/null && ((waited < limit)); do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if kill -0 -- "-$pid" 2>/dev/null; then
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        waited=0
+        while kill -0 -- "-$pid" 2>/dev/null && ((waited < 50)); do
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+    fi
+    [[ -z $state || -f $JOB/result.json ]] || job_result "$state" "cancelled by request"
+    return 0
+}
+
+cmd_render_cancel() {
+    job_dir "$1"
+    [[ -d $JOB ]] || die "no render job $1 on this pod ($JOB)"
+    local was=false
+    if end_job cancelled; then
+        was=true
+    elif [[ ! -f $JOB/result.json ]]; then
+        job_result cancelled "cancelled by request"
+    fi
+    printf '{"rpb_render_cancelled":%s}\n' "$was"
+}
+
+# Every running job ends with the session (a container stopping ends them too); they resume.
+stop_render_jobs() {
+    local dir
+    for dir in "$JOBS_DIR"/*/; do
+        [[ -f $dir/job.pid ]] || continue
+        JOB=${dir%/}
+        if end_job ""; then
+            log "stopped render job ${JOB##*/}"
+        fi
+    done
+}
+
 # --- report --------------------------------------------------------------------------------
 
 # A JSON string literal for $1 (escapes backslashes, quotes and control characters).
@@ -554,6 +740,7 @@ cmd_stop() {
         fi
     done
     rm -f "$STATUS_FILE"
+    stop_render_jobs
     printf '{"rpb_stopped":%s}\n' "$(json_list "${stopped[@]}")"
 }
 
@@ -561,6 +748,14 @@ main() {
     local command=${1:-start}
     PASSWORD_FROM_STDIN=0
     shift || true
+    case $command in
+    render-start | render-run | render-poll | render-cancel)
+        validate
+        [[ $# -ge 1 ]] || die "usage: session.sh $command JOB_ID"
+        "cmd_${command//-/_}" "$@"
+        return
+        ;;
+    esac
     while (($#)); do
         case $1 in
         --vnc-password-stdin) PASSWORD_FROM_STDIN=1 ;;

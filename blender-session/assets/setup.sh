@@ -63,6 +63,7 @@ install_assets() {
     install_file "$RPB_ASSETS_DIR/boot-hook.sh" "$RPB_HOME/bin/boot-hook.sh" 0755
     install_file "$RPB_ASSETS_DIR/setup.sh" "$RPB_HOME/bin/setup.sh" 0755
     install_file "$RPB_ASSETS_DIR/rpb_mcp.py" "$RPB_HOME/blender-scripts/addons/rpb_mcp.py" 0644
+    install_file "$RPB_ASSETS_DIR/rpb_render.py" "$RPB_HOME/bin/rpb_render.py" 0644
 }
 
 record() {

@@ -6,6 +6,7 @@
 //! | `session.sh` | every start (`start`, `stop`, `status`) | installs missing packages from the cache, starts Xvfb, x11vnc, websockify/noVNC and Blender with the addon, waits for each, prints a JSON report |
 //! | `boot-hook.sh` | at container start, before sshd | restores the persisted SSH host keys, then runs the image's own start command |
 //! | `rpb_mcp.py` | inside Blender | the blender-mcp–compatible socket server and the Cycles device setup |
+//! | `rpb_render.py` | inside `blender -b`, per render job | renders the job's frames that are not done yet, verifies each image, records it (see [`crate::render`]) |
 //!
 //! The environment variables each script reads are listed in the crate's README.
 //!
@@ -69,7 +70,21 @@ pub const ADDON: Asset = Asset {
     mode: 0o644,
 };
 
-const ALL: [Asset; 4] = [SETUP_SCRIPT, SESSION_SCRIPT, BOOT_HOOK, ADDON];
+/// The render driver, run by `blender -b FILE --python rpb_render.py -- JOB_DIR` for render
+/// jobs (see [`crate::render`]).
+pub const RENDER_DRIVER: Asset = Asset {
+    name: "rpb_render.py",
+    contents: include_str!("../assets/rpb_render.py"),
+    mode: 0o644,
+};
+
+const ALL: [Asset; 5] = [
+    SETUP_SCRIPT,
+    SESSION_SCRIPT,
+    BOOT_HOOK,
+    ADDON,
+    RENDER_DRIVER,
+];
 
 /// Name of the file, next to the assets, that holds [`version`].
 pub const VERSION_FILE: &str = "assets-version";

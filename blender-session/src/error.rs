@@ -158,6 +158,33 @@ pub enum Error {
     /// The settings cannot work.
     #[error("invalid session settings: {0}")]
     Settings(String),
+
+    /// A render job's options are wrong; nothing was started.
+    #[error("invalid render options: {0}")]
+    RenderOptions(String),
+
+    /// The render driver refused the job: the options do not fit the `.blend` (no such camera,
+    /// scene, view layer or engine). No frame was rendered.
+    #[error("render job {job_id} on pod {pod_id} was refused: {reason}")]
+    RenderRefused {
+        /// The job.
+        job_id: String,
+        /// The pod.
+        pod_id: String,
+        /// The driver's words.
+        reason: String,
+    },
+
+    /// A render job cannot be found, started or followed.
+    #[error("render job {job_id} on pod {pod_id}: {detail}")]
+    RenderJob {
+        /// The job.
+        job_id: String,
+        /// The pod.
+        pod_id: String,
+        /// What went wrong and what to do.
+        detail: String,
+    },
 }
 
 /// A boxed error from a lower layer.

@@ -52,6 +52,7 @@ pub mod local_pod;
 pub mod mcp;
 pub mod orchestrator;
 pub mod profile;
+pub mod render;
 pub mod seams;
 
 pub use error::{BoxError, Error, Result};

@@ -1420,10 +1420,20 @@ fn has_pid_files(run_dir: &Path) -> bool {
     })
 }
 
+/// Whether a render job was ever started here (`jobs/<id>/job.pid`): `session.sh stop` ends
+/// the running ones, as a container's end does.
+fn has_render_jobs(rpb_home: &Path) -> bool {
+    std::fs::read_dir(rpb_home.join("jobs")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|entry| entry.path().join("job.pid").is_file())
+    })
+}
+
 /// Runs this crate's `session.sh stop` against the pod root, bounded, with its output in
 /// `logs/container.log`. Does nothing when no PID file exists.
 async fn stop_session(paths: &Paths, env: &BTreeMap<String, String>) -> Result<()> {
-    if !has_pid_files(&paths.run_dir()) {
+    if !has_pid_files(&paths.run_dir()) && !has_render_jobs(&paths.rpb_home) {
         return Ok(());
     }
     let log = paths.logs.join("container.log");

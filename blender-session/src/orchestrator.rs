@@ -168,12 +168,12 @@ impl SessionSettings {
         }
     }
 
-    fn rpb_home(&self) -> String {
+    pub(crate) fn rpb_home(&self) -> String {
         format!("{}/rpb", self.pod_root.trim_end_matches('/'))
     }
 
     /// The environment prefix for pod-side commands (no secrets: those go through stdin).
-    fn env_prefix(&self) -> String {
+    pub(crate) fn env_prefix(&self) -> String {
         let mut env = self.pod_env.clone();
         env.insert("RPB_POD_ROOT".into(), self.pod_root.clone());
         env.insert("RPB_MCP_PORT".into(), self.remote_ports.mcp.to_string());
@@ -308,8 +308,8 @@ pub struct SessionStatus {
 
 /// Drives sessions on pods through a provider and a connector.
 pub struct Orchestrator {
-    provider: Arc<dyn PodProvider>,
-    connector: Arc<dyn HostConnector>,
+    pub(crate) provider: Arc<dyn PodProvider>,
+    pub(crate) connector: Arc<dyn HostConnector>,
     settings: SessionSettings,
     store: Option<project_store::Store>,
 }
@@ -1061,7 +1061,7 @@ impl Orchestrator {
         })
     }
 
-    fn remote_project_dir(&self, project: &project_store::ProjectName) -> String {
+    pub(crate) fn remote_project_dir(&self, project: &project_store::ProjectName) -> String {
         format!(
             "{}/projects/{project}",
             self.settings.pod_root.trim_end_matches('/')
@@ -1118,6 +1118,23 @@ impl Orchestrator {
         project: &project_store::ProjectName,
         version: &str,
     ) -> Result<String> {
+        let remote = self
+            .upload_version(session, store, project, version)
+            .await?;
+        let mut client = session.mcp().await?;
+        client.open_blend(&remote).await?;
+        Ok(remote)
+    }
+
+    /// Uploads a local version to the pod's project folder unless the pod holds the same file;
+    /// returns the remote path.
+    pub(crate) async fn upload_version(
+        &self,
+        session: &Session,
+        store: &project_store::Store,
+        project: &project_store::ProjectName,
+        version: &str,
+    ) -> Result<String> {
         let local_project = store.project(project)?;
         let entry = local_project.resolve(version)?.clone();
         let local = local_project.path_of(&entry);
@@ -1151,8 +1168,6 @@ impl Orchestrator {
             .await?;
             session.host.upload(&local, &remote, None).await?;
         }
-        let mut client = session.mcp().await?;
-        client.open_blend(&remote).await?;
         Ok(remote)
     }
 
@@ -1187,7 +1202,7 @@ impl Orchestrator {
     }
 }
 
-fn create_dir(path: &Path) -> Result<()> {
+pub(crate) fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|source| Error::Io {
         operation: "create",
         path: path.to_owned(),

@@ -84,7 +84,7 @@ impl Ctx {
 pub(crate) struct PodArgs {
     /// The pod [env: RUNPOD_POD_ID; default: RUNPOD_POD_ID in .env].
     #[arg(long, value_name = "ID")]
-    pod_id: Option<String>,
+    pub(crate) pod_id: Option<String>,
 }
 
 impl PodArgs {
@@ -726,7 +726,7 @@ pub(crate) fn project(ctx: &Ctx, command: ProjectCommand) -> anyhow::Result<Outc
 // work on the pod
 
 /// Attaches to the running session: SSH now, MCP through the background tunnel.
-async fn attach(
+pub(crate) async fn attach(
     ctx: &Ctx,
     pod: &PodArgs,
     progress: &Progress,

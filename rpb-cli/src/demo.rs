@@ -7,10 +7,13 @@ use blender_session::daemon::{self, CostGuard, TunnelRecord};
 use blender_session::local_pod::LocalPod;
 use blender_session::orchestrator::boot_command;
 use blender_session::profile;
+use blender_session::render::{
+    Device, Engine, FollowOptions, RenderOptions, RenderOutcome, RenderSource,
+};
 use blender_session::seams::PodSpec;
 use blender_session::{Orchestrator, Session};
 use clap::Args;
-use project_store::{ConfigKey, Store};
+use project_store::{ConfigKey, OnExisting, ProjectName, Store};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
@@ -174,6 +177,7 @@ impl Flow<'_> {
         let mut blender = session.mcp().await?;
         let scene = blender.scene_info().await?;
         blender.close().await;
+        let render = self.render(orchestrator, store, session).await?;
         let remote = self.pod.remote_ports();
         let api_key = self.pod.api_key().clone();
         let entries: [(&str, String); 11] = [
@@ -211,6 +215,59 @@ impl Flow<'_> {
             "scene": scene,
             "workspace": store.root(),
             "mcp_config": mcp_json(session.ports.mcp),
+            "render": render,
+        }))
+    }
+
+    /// Renders a few small frames of the (animated) default scene on the CPU, as `rpb render`
+    /// does: a detached job on the pod, each frame verified and downloaded into the project.
+    async fn render(
+        &self,
+        orchestrator: &Orchestrator,
+        store: &Store,
+        session: &Session,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.progress.event(&blender_session::Event {
+            step: blender_session::Step::Transfer,
+            elapsed: std::time::Duration::ZERO,
+            detail: "rendering 3 small frames".into(),
+        });
+        let mut blender = session.mcp().await?;
+        blender
+            .execute_code(
+                "import bpy\ncube = bpy.data.objects['Cube']\nfor frame, x in ((1, -2.0), (3, 2.0)):\n    cube.location.x = x\n    cube.keyframe_insert('location', frame=frame)\n",
+            )
+            .await?;
+        blender.close().await;
+        let project = ProjectName::new("demo")?;
+        store.create_project(&project, OnExisting::Reuse)?;
+        let mut options = RenderOptions::new(RenderSource::OpenScene, "1-3".parse()?);
+        options.engine = Some(Engine::Cycles);
+        options.device = Device::Cpu;
+        options.samples = Some(8);
+        options.resolution = Some((160, 90));
+        let job = orchestrator
+            .render_start(session, store, &project, &options)
+            .await?;
+        let report = orchestrator
+            .render_follow(session, &job.dir, &FollowOptions::default(), &|_| {})
+            .await?;
+        anyhow::ensure!(
+            report.outcome == RenderOutcome::Done,
+            "the demo render ended {:?}",
+            report.outcome
+        );
+        Ok(json!({
+            "job_id": report.manifest.job_id,
+            "state": report.manifest.state,
+            "frames": report.manifest.frames.values().map(|entry| json!({
+                "frame": entry.frame,
+                "sha256": entry.sha256,
+                "seconds": entry.seconds,
+                "path": entry.path,
+            })).collect::<Vec<_>>(),
+            "device": report.manifest.accepted.as_ref().map(|accepted| accepted.device.clone()),
+            "dir": report.dir,
         }))
     }
 
@@ -235,12 +292,14 @@ impl Flow<'_> {
             "from VNC_PASSWORD".to_owned()
         };
         println!(
-            "Blender runs on the local pod {pod}.\n\n  open     {url}\n  password {password}\n  scene    {scene} ({count} objects)\n  mcp      127.0.0.1:{mcp}\n\n.mcp.json for `uvx blender-mcp`:\n{mcp_json}\n\nTry, in another terminal:\n  rpb --workspace {ws} status\n  rpb --workspace {ws} py 'import bpy; print(bpy.app.version_string)'\n\nPress Ctrl-C to stop the pod and clean up.",
+            "Blender runs on the local pod {pod}.\n\n  open     {url}\n  password {password}\n  scene    {scene} ({count} objects)\n  mcp      127.0.0.1:{mcp}\n  render   {frames} frames rendered on the pod and verified in {render_dir}\n\n.mcp.json for `uvx blender-mcp`:\n{mcp_json}\n\nTry, in another terminal:\n  rpb --workspace {ws} status\n  rpb --workspace {ws} py 'import bpy; print(bpy.app.version_string)'\n  rpb --workspace {ws} render --project demo --frames 1-3 --device cpu --samples 8 --resolution 160x90\n\nPress Ctrl-C to stop the pod and clean up.",
             pod = document["pod_id"].as_str().unwrap_or("?"),
             url = document["novnc_url"].as_str().unwrap_or("?"),
             scene = document["scene"]["name"].as_str().unwrap_or("?"),
             count = document["scene"]["object_count"],
             mcp = document["mcp_port"],
+            frames = document["render"]["frames"].as_array().map_or(0, Vec::len),
+            render_dir = document["render"]["dir"].as_str().unwrap_or("?"),
             mcp_json = serde_json::to_string_pretty(&document["mcp_config"]).unwrap_or_default(),
             ws = store.root().display(),
         );

@@ -14,6 +14,7 @@
 mod commands;
 mod demo;
 mod output;
+mod render;
 mod tunnel;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ Exit codes:
   2  usage error (bad arguments)
   3  not ready in time (the pod, its sshd, or Blender and noVNC)
   4  no free GPU on the pod's host machine
+  5  rpb render: some frames failed every attempt (the others are local)
+  6  rpb render: the job did not finish (cancelled, stopped with the pod, or detached)
 
 Configuration: flags, then environment variables, then the workspace .env
 (RUNPOD_API_KEY, RUNPOD_POD_ID, VNC_PASSWORD, RUNPOD_SSH_KEY, RUNPOD_API_URL, ...).";
@@ -110,6 +113,8 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Render frames on the pod: a detached job whose frames land, verified, in the project.
+    Render(Box<render::RenderArgs>),
     /// Run the whole flow on the embedded local pod (no account needed).
     Demo(demo::DemoArgs),
     /// The background tunnel process (started by `start` and `tunnel up`).
@@ -197,6 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut command, "rpb", &mut std::io::stdout());
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Render(args) => render::run(&ctx, *args).await?,
         Command::Demo(args) => demo::run(&ctx, args).await?,
         Command::TunnelDaemon(args) => {
             tunnel::daemon(&ctx, args).await?;

@@ -67,6 +67,11 @@ impl Progress {
         }
     }
 
+    /// Whether bars are shown at all.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// A spinner showing the step and the elapsed time.
     pub(crate) fn spinner(&self, message: &str) -> Self {
         let bar = self.enabled.then(|| {

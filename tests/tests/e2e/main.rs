@@ -16,5 +16,6 @@ mod faults;
 mod hostile;
 mod lifecycle;
 mod remote_names;
+mod render;
 mod summary;
 mod support;

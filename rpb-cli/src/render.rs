@@ -1,0 +1,633 @@
+//! `rpb render`: parses the options, calls `blender_session::render`, prints progress and the
+//! result.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use blender_session::render::{
+    self, Device, Engine, FollowOptions, ImageFormat, RenderEvent, RenderManifest, RenderOptions,
+    RenderOutcome, RenderReport, RenderSource,
+};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use project_store::{OnExisting, ProjectName};
+use serde_json::json;
+
+use crate::commands::{Ctx, PodArgs, attach};
+use crate::output::{Outcome, Progress};
+
+/// Exit code: the job ended with frames that failed every attempt.
+pub(crate) const EXIT_FRAMES_FAILED: u8 = 5;
+/// Exit code: the job did not finish (cancelled, by request or the cost guard, or stopped).
+pub(crate) const EXIT_RENDER_UNFINISHED: u8 = 6;
+
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct RenderArgs {
+    #[command(subcommand)]
+    command: Option<RenderCommand>,
+    #[command(flatten)]
+    start: StartArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum RenderCommand {
+    /// The job's state on the pod, and its frames.
+    Status(JobArgs),
+    /// Follow a running job: progress, and its frames as they land.
+    Attach(FollowArgs),
+    /// Start a job again where it stopped (frames already verified are skipped).
+    Resume(FollowArgs),
+    /// Cancel a job (verified frames stay).
+    Cancel(JobArgs),
+    /// Download the job's rendered frames that are not local yet.
+    Pull(JobArgs),
+    /// The jobs of this workspace, newest first.
+    List,
+}
+
+#[derive(Debug, Clone, Args)]
+struct JobArgs {
+    /// The job id [default: the newest job].
+    job: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct FollowArgs {
+    /// The job id [default: the newest job].
+    job: Option<String>,
+    #[command(flatten)]
+    guard: GuardArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct GuardArgs {
+    /// Stop the pod once the job ended and every rendered frame is local.
+    #[arg(long)]
+    stop_after: bool,
+    /// Cancel the job and stop the pod once its run costs this many USD.
+    #[arg(long, value_name = "USD")]
+    max_cost: Option<f64>,
+    /// Cancel the job and stop the pod once its run took this many hours.
+    #[arg(long, value_name = "HOURS")]
+    max_hours: Option<f64>,
+}
+
+impl GuardArgs {
+    fn follow_options(&self) -> anyhow::Result<FollowOptions> {
+        let mut options = FollowOptions::default();
+        options.stop_after = self.stop_after;
+        if let Some(cost) = self.max_cost {
+            anyhow::ensure!(
+                cost.is_finite() && cost > 0.0,
+                "--max-cost must be above 0, got {cost}"
+            );
+            options.max_cost = Some(cost);
+        }
+        if let Some(hours) = self.max_hours {
+            anyhow::ensure!(
+                hours.is_finite() && hours > 0.0 && hours < 24.0 * 366.0,
+                "--max-hours must be above 0 and below a year, got {hours}"
+            );
+            options.max_duration = Some(Duration::from_secs_f64(hours * 3600.0));
+        }
+        Ok(options)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct StartArgs {
+    #[command(flatten)]
+    pod: PodArgs,
+    /// The project whose renders/ folder receives the frames (created if missing).
+    #[arg(long, short)]
+    project: Option<String>,
+    /// Render this saved version of the project (`latest`, a file name or a stem) instead of
+    /// the open scene.
+    #[arg(long, conflicts_with = "blend")]
+    version: Option<String>,
+    /// Render this .blend on the pod (absolute, or relative to the pod root) instead of the
+    /// open scene.
+    #[arg(long, value_name = "PATH")]
+    blend: Option<String>,
+    /// Frames: 1-250, 1,5,9, 1-100x5 (every 5th).
+    #[arg(long, short, value_name = "SPEC")]
+    frames: Option<String>,
+    /// cycles, eevee or workbench [default: the file's].
+    #[arg(long, short)]
+    engine: Option<String>,
+    /// Samples per pixel [default: the file's].
+    #[arg(long, short)]
+    samples: Option<u32>,
+    /// Output size, WIDTHxHEIGHT [default: the file's].
+    #[arg(long, value_name = "WxH", conflicts_with = "percent")]
+    resolution: Option<String>,
+    /// Output size in percent of the file's resolution.
+    #[arg(long)]
+    percent: Option<u32>,
+    /// PNG, OPEN_EXR or JPEG.
+    #[arg(long, default_value = "PNG")]
+    format: String,
+    /// Cycles device: auto (the best GPU found), cpu, optix, cuda, hip, oneapi.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Cycles denoising: on or off [default: the file's].
+    #[arg(long, value_name = "on|off")]
+    denoise: Option<String>,
+    /// Camera object [default: the scene's].
+    #[arg(long)]
+    camera: Option<String>,
+    /// Scene [default: the file's active scene].
+    #[arg(long)]
+    scene: Option<String>,
+    /// Render a single view layer.
+    #[arg(long)]
+    view_layer: Option<String>,
+    /// Tries again per failed frame.
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
+    /// Start the job and return at once (follow it with `rpb render attach`).
+    #[arg(long)]
+    detach: bool,
+    #[command(flatten)]
+    guard: GuardArgs,
+}
+
+impl StartArgs {
+    fn options(&self) -> anyhow::Result<RenderOptions> {
+        let frames = self
+            .frames
+            .as_deref()
+            .context("say which frames to render: --frames 1-250 (or 1,5,9, or 1-100x5)")?
+            .parse()?;
+        let source = match (&self.version, &self.blend) {
+            (Some(version), _) => RenderSource::Version(version.clone()),
+            (None, Some(path)) => RenderSource::PodPath(path.clone()),
+            (None, None) => RenderSource::OpenScene,
+        };
+        let mut options = RenderOptions::new(source, frames);
+        options.engine = self
+            .engine
+            .as_deref()
+            .map(str::parse::<Engine>)
+            .transpose()?;
+        options.samples = self.samples;
+        options.resolution = self
+            .resolution
+            .as_deref()
+            .map(render::parse_resolution)
+            .transpose()?;
+        options.percent = self.percent;
+        options.format = self.format.parse::<ImageFormat>()?;
+        options.device = self.device.parse::<Device>()?;
+        options.denoise = match self.denoise.as_deref() {
+            None => None,
+            Some("on" | "true" | "yes") => Some(true),
+            Some("off" | "false" | "no") => Some(false),
+            Some(other) => anyhow::bail!("--denoise takes on or off, got {other:?}"),
+        };
+        options.camera.clone_from(&self.camera);
+        options.scene.clone_from(&self.scene);
+        options.view_layer.clone_from(&self.view_layer);
+        options.retries = self.retries;
+        options.validate()?;
+        Ok(options)
+    }
+}
+
+pub(crate) async fn run(ctx: &Ctx, args: RenderArgs) -> anyhow::Result<Outcome> {
+    match args.command {
+        None => start(ctx, args.start).await,
+        Some(RenderCommand::Attach(follow_args)) => follow(ctx, follow_args, false).await,
+        Some(RenderCommand::Resume(follow_args)) => follow(ctx, follow_args, true).await,
+        Some(RenderCommand::Status(job)) => status(ctx, &job).await,
+        Some(RenderCommand::Cancel(job)) => cancel(ctx, &job).await,
+        Some(RenderCommand::Pull(job)) => pull(ctx, &job).await,
+        Some(RenderCommand::List) => list(ctx),
+    }
+}
+
+async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome> {
+    // Everything that can be wrong with the options is said before anything runs on the pod.
+    let options = args.options()?;
+    let guard = args.guard.follow_options()?;
+    let project = ProjectName::new(
+        args.project
+            .as_deref()
+            .context("say which project receives the frames: --project NAME")?,
+    )?;
+    ctx.store.create_project(&project, OnExisting::Reuse)?;
+    let progress = ctx.progress().spinner("connecting");
+    let attached = attach(ctx, &args.pod, &progress).await;
+    let (orchestrator, session) = match attached {
+        Ok(attached) => attached,
+        Err(error) => {
+            progress.finish();
+            return Err(error);
+        }
+    };
+    progress.event(&blender_session::Event {
+        step: blender_session::Step::Transfer,
+        elapsed: Duration::ZERO,
+        detail: "starting the render job".into(),
+    });
+    let job = orchestrator
+        .render_start(&session, &ctx.store, &project, &options)
+        .await;
+    progress.finish();
+    let job = job?;
+    if args.detach {
+        let accepted = job.manifest.accepted.clone().unwrap_or_default();
+        return Ok(Outcome::new(
+            manifest_json(&job.manifest, &job.dir),
+            format!(
+                "render job {} {} on pod {}: {} frames, Blender {} on {}\n  follow it: rpb render attach {}\n  frames land in {}",
+                job.id,
+                if job.resumed { "resumed" } else { "started" },
+                session.pod_id,
+                job.manifest.spec.frames.len(),
+                accepted.blender_version,
+                accepted.device,
+                job.id,
+                job.dir.display()
+            ),
+        ));
+    }
+    follow_job(ctx, &orchestrator, &session, &job.dir, &guard).await
+}
+
+async fn follow(ctx: &Ctx, args: FollowArgs, resume: bool) -> anyhow::Result<Outcome> {
+    let guard = args.guard.follow_options()?;
+    let (dir, manifest) = render::find_job(&ctx.store, args.job.as_deref())?;
+    let pod = PodArgs {
+        pod_id: Some(manifest.pod_id.clone()),
+    };
+    let progress = ctx.progress().spinner("connecting");
+    let attached = attach(ctx, &pod, &progress).await;
+    progress.finish();
+    let (orchestrator, session) = attached?;
+    if resume {
+        let current = orchestrator.render_status(&session, &dir).await?;
+        if current.state.ended() {
+            let project = ProjectName::new(&manifest.project)?;
+            let mut options = RenderOptions::new(
+                RenderSource::PodPath(manifest.spec.blend.clone()),
+                manifest.spec.frames.clone(),
+            );
+            copy_spec(&manifest, &mut options);
+            let job = orchestrator
+                .render_start(&session, &ctx.store, &project, &options)
+                .await?;
+            anyhow::ensure!(
+                job.id == manifest.job_id,
+                "resuming made a new job {} instead of {}: the job's spec changed",
+                job.id,
+                manifest.job_id
+            );
+        }
+    }
+    follow_job(ctx, &orchestrator, &session, &dir, &guard).await
+}
+
+/// The options of a recorded job, so `resume` asks for the very same job.
+fn copy_spec(manifest: &RenderManifest, options: &mut RenderOptions) {
+    let spec = &manifest.spec;
+    options.engine = spec.engine;
+    options.samples = spec.samples;
+    options.resolution = spec.resolution;
+    options.percent = spec.percent;
+    options.format = spec.format;
+    options.device = spec.device;
+    options.denoise = spec.denoise;
+    options.camera.clone_from(&spec.camera);
+    options.scene.clone_from(&spec.scene);
+    options.view_layer.clone_from(&spec.view_layer);
+    options.retries = spec.retries;
+}
+
+/// What the progress display keeps between events.
+#[derive(Default)]
+struct Shown {
+    frame: Option<i64>,
+    samples: Option<(u32, u32)>,
+    cost: String,
+}
+
+async fn follow_job(
+    ctx: &Ctx,
+    orchestrator: &blender_session::Orchestrator,
+    session: &blender_session::Session,
+    dir: &Path,
+    guard: &FollowOptions,
+) -> anyhow::Result<Outcome> {
+    let total = load(dir).map_or(0, |(_, manifest)| manifest.spec.frames.len() as u64);
+    let bar = Progress::new(&ctx.global).enabled().then(|| {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("frames {pos}/{len} [{elapsed:>3}] {wide_bar} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(250));
+        bar
+    });
+    let shown = Arc::new(Mutex::new(Shown::default()));
+    let show = {
+        let bar = bar.clone();
+        let shown = shown.clone();
+        move |event: &RenderEvent| {
+            let Some(bar) = &bar else {
+                return;
+            };
+            let mut shown = shown.lock().unwrap_or_else(PoisonError::into_inner);
+            match event {
+                RenderEvent::FrameStarted { frame, .. } => {
+                    shown.frame = Some(*frame);
+                    shown.samples = None;
+                }
+                RenderEvent::Progress { samples, .. } => shown.samples = *samples,
+                RenderEvent::FrameLocal { .. } | RenderEvent::FrameSkipped { .. } => bar.inc(1),
+                RenderEvent::FrameFailed {
+                    frame,
+                    reason,
+                    last,
+                    ..
+                } => bar.println(format!(
+                    "frame {frame} failed{}: {reason}",
+                    if *last {
+                        " (no attempts left)"
+                    } else {
+                        ", trying again"
+                    }
+                )),
+                RenderEvent::BlenderError(message) => bar.println(format!("blender: {message}")),
+                RenderEvent::CostGuard(reason) => bar.println(format!("cost guard: {reason}")),
+                RenderEvent::Cost(report) => {
+                    let mut text = format!("${:.3} so far", report.cost);
+                    if let (Some(eta), Some(cost)) = (report.eta_seconds, report.cost_to_finish) {
+                        let _ = write!(text, ", ~{eta:.0} s and ${cost:.3} to finish");
+                    }
+                    shown.cost = text;
+                }
+                _ => {}
+            }
+            let mut message = String::new();
+            if let Some(frame) = shown.frame {
+                let _ = write!(message, "frame {frame}");
+                if let Some((done, all)) = shown.samples {
+                    let _ = write!(message, " sample {done}/{all}");
+                }
+                message.push_str(" · ");
+            }
+            message.push_str(&shown.cost);
+            bar.set_message(message);
+        }
+    };
+    let followed = tokio::select! {
+        result = orchestrator.render_follow(session, dir, guard, &show) => Some(result),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let Some(result) = followed else {
+        let (_, manifest) = load(dir)?;
+        return Ok(Outcome::new(
+            json!({"job_id": manifest.job_id, "state": "detached", "dir": dir}),
+            format!(
+                "detached: the render goes on on pod {}; follow it again with: rpb render attach {}",
+                manifest.pod_id, manifest.job_id
+            ),
+        )
+        .with_code(EXIT_RENDER_UNFINISHED));
+    };
+    let report = result.with_context(|| {
+        format!(
+            "following the render (it goes on on the pod; pick it up with: rpb render attach {})",
+            dir.file_name()
+                .map(|name| name.to_string_lossy())
+                .unwrap_or_default()
+        )
+    })?;
+    Ok(report_outcome(&report))
+}
+
+fn report_outcome(report: &RenderReport) -> Outcome {
+    let manifest = &report.manifest;
+    let costs = manifest.cost_report();
+    let accepted = manifest.accepted.clone().unwrap_or_default();
+    let mut human = format!(
+        "render job {} {}: {} of {} frames in {} (Blender {}, {})\n",
+        manifest.job_id,
+        manifest.state,
+        manifest.frames.len(),
+        manifest.spec.frames.len(),
+        report.dir.display(),
+        accepted.blender_version,
+        accepted.device
+    );
+    let _ = write!(
+        human,
+        "  {:.1} s elapsed, {:.1} s rendering",
+        costs.elapsed_seconds, costs.render_seconds
+    );
+    if let Some(mean) = costs.mean_seconds_per_frame {
+        let _ = write!(human, ", {mean:.2} s per frame");
+    }
+    if let Some(rate) = costs.samples_per_minute {
+        let _ = write!(human, ", {rate:.0} samples per minute");
+    }
+    let _ = writeln!(
+        human,
+        ", ${:.3} at ${:.3}/h",
+        costs.cost, costs.cost_per_hour
+    );
+    if !manifest.skipped.is_empty() {
+        let _ = writeln!(
+            human,
+            "  skipped (rendered by an earlier run): {}",
+            frames_text(&manifest.skipped)
+        );
+    }
+    for failed in &manifest.failed {
+        let _ = writeln!(
+            human,
+            "  frame {} failed after {} attempt(s): {}",
+            failed.frame, failed.attempts, failed.reason
+        );
+    }
+    let code = match &report.outcome {
+        RenderOutcome::Done => 0,
+        RenderOutcome::FramesFailed(_) => EXIT_FRAMES_FAILED,
+        RenderOutcome::Cancelled(reason) => {
+            let _ = writeln!(human, "  cancelled: {reason}");
+            EXIT_RENDER_UNFINISHED
+        }
+        RenderOutcome::Stopped => {
+            let _ = writeln!(
+                human,
+                "  the job stopped before finishing (the pod stopped?): rpb render resume {}",
+                manifest.job_id
+            );
+            EXIT_RENDER_UNFINISHED
+        }
+        _ => EXIT_RENDER_UNFINISHED,
+    };
+    if report.pod_stopped {
+        let _ = writeln!(human, "  pod {} stopped", manifest.pod_id);
+    }
+    let mut document = manifest_json(manifest, &report.dir);
+    document["pod_stopped"] = json!(report.pod_stopped);
+    Outcome::new(document, human).with_code(code)
+}
+
+fn frames_text(frames: &[i64]) -> String {
+    frames
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn manifest_json(manifest: &RenderManifest, dir: &Path) -> serde_json::Value {
+    let accepted = manifest.accepted.clone();
+    json!({
+        "job_id": manifest.job_id,
+        "project": manifest.project,
+        "pod_id": manifest.pod_id,
+        "state": manifest.state,
+        "dir": dir,
+        "frames": manifest.frames.values().map(|entry| json!({
+            "frame": entry.frame,
+            "path": entry.path,
+            "sha256": entry.sha256,
+            "bytes": entry.bytes,
+            "seconds": entry.seconds,
+            "samples": entry.samples,
+            "state": entry.state,
+        })).collect::<Vec<_>>(),
+        "failed": manifest.failed,
+        "skipped": manifest.skipped,
+        "blender_version": accepted.as_ref().map(|a| a.blender_version.clone()),
+        "engine": accepted.as_ref().map(|a| a.engine.clone()),
+        "device": accepted.as_ref().map(|a| a.device.clone()),
+        "elapsed_seconds": manifest.elapsed_seconds,
+        "cost": manifest.cost,
+        "report": manifest.cost_report(),
+        "reason": manifest.reason,
+    })
+}
+
+fn load(dir: &Path) -> anyhow::Result<(std::path::PathBuf, RenderManifest)> {
+    let text = std::fs::read(dir.join(render::MANIFEST_FILE))
+        .with_context(|| format!("reading {}", dir.join(render::MANIFEST_FILE).display()))?;
+    Ok((dir.to_owned(), serde_json::from_slice(&text)?))
+}
+
+async fn job_session(
+    ctx: &Ctx,
+    job: &JobArgs,
+) -> anyhow::Result<(
+    std::path::PathBuf,
+    RenderManifest,
+    blender_session::Orchestrator,
+    blender_session::Session,
+)> {
+    let (dir, manifest) = render::find_job(&ctx.store, job.job.as_deref())?;
+    let pod = PodArgs {
+        pod_id: Some(manifest.pod_id.clone()),
+    };
+    let progress = ctx.progress().spinner("connecting");
+    let attached = attach(ctx, &pod, &progress).await;
+    progress.finish();
+    let (orchestrator, session) = attached?;
+    Ok((dir, manifest, orchestrator, session))
+}
+
+async fn status(ctx: &Ctx, job: &JobArgs) -> anyhow::Result<Outcome> {
+    let (dir, _, orchestrator, session) = job_session(ctx, job).await?;
+    let manifest = orchestrator.render_status(&session, &dir).await?;
+    let local = manifest
+        .frames
+        .values()
+        .filter(|e| e.path.is_some())
+        .count();
+    let human = format!(
+        "render job {} on pod {} is {}: {} of {} frames rendered, {} local, {} failed; {:.1} s, ${:.3}",
+        manifest.job_id,
+        manifest.pod_id,
+        manifest.state,
+        manifest.frames.len(),
+        manifest.spec.frames.len(),
+        local,
+        manifest.failed.len(),
+        manifest.elapsed_seconds,
+        manifest.cost
+    );
+    Ok(Outcome::new(manifest_json(&manifest, &dir), human))
+}
+
+async fn cancel(ctx: &Ctx, job: &JobArgs) -> anyhow::Result<Outcome> {
+    let (dir, _, orchestrator, session) = job_session(ctx, job).await?;
+    let manifest = orchestrator.render_cancel(&session, &dir).await?;
+    Ok(Outcome::new(
+        manifest_json(&manifest, &dir),
+        format!(
+            "render job {} cancelled; {} verified frame(s) stay (rpb render pull {} brings them home)",
+            manifest.job_id,
+            manifest.frames.len(),
+            manifest.job_id
+        ),
+    ))
+}
+
+async fn pull(ctx: &Ctx, job: &JobArgs) -> anyhow::Result<Outcome> {
+    let (dir, _, orchestrator, session) = job_session(ctx, job).await?;
+    let mut options = FollowOptions::default();
+    options.once = true;
+    let report = orchestrator
+        .render_follow(&session, &dir, &options, &|_| {})
+        .await?;
+    let manifest = &report.manifest;
+    let local = manifest
+        .frames
+        .values()
+        .filter(|e| e.path.is_some())
+        .count();
+    Ok(Outcome::new(
+        manifest_json(manifest, &dir),
+        format!(
+            "render job {} ({}): {local} frame(s) local in {}",
+            manifest.job_id,
+            manifest.state,
+            dir.display()
+        ),
+    ))
+}
+
+fn list(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let jobs = render::list_jobs(&ctx.store)?;
+    let mut human = String::new();
+    for (dir, manifest) in &jobs {
+        let _ = writeln!(
+            human,
+            "{}  {:<10} {:>5}/{:<5} frames  {:<9} pod {}  {}",
+            manifest.job_id,
+            manifest.project,
+            manifest.frames.len(),
+            manifest.spec.frames.len(),
+            manifest.state.as_str(),
+            manifest.pod_id,
+            dir.display()
+        );
+    }
+    if jobs.is_empty() {
+        human.push_str("no render jobs yet (rpb render --project NAME --frames 1-10 starts one)");
+    }
+    Ok(Outcome::new(
+        json!({"jobs": jobs.iter().map(|(dir, manifest)| manifest_json(manifest, dir)).collect::<Vec<_>>()}),
+        human,
+    ))
+}
