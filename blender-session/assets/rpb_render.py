@@ -102,6 +102,15 @@ def choose_engine(scene, name):
     raise Invalid(f"this Blender has no {name} engine (tried {', '.join(candidates)})")
 
 
+def cycles_has_oidn():
+    """Whether Cycles was built with OpenImageDenoise (Debian's Blender is not)."""
+    try:
+        import _cycles  # noqa: PLC0415 - Cycles' own module, present once the addon loaded
+    except ImportError:
+        return True
+    return bool(getattr(_cycles, "with_openimagedenoise", True))
+
+
 def refresh_devices(preferences):
     if hasattr(preferences, "refresh_devices"):
         preferences.refresh_devices()
@@ -183,12 +192,24 @@ def apply_spec(spec):
     render.use_placeholder = False
     device = "CPU"
     samples = None
+    notes = []
     if engine == "CYCLES":
         device = choose_device(scene, spec.get("device") or "auto")
         if spec.get("samples"):
             scene.cycles.samples = spec["samples"]
         if spec.get("denoise") is not None:
             scene.cycles.use_denoising = bool(spec["denoise"])
+        has_oidn = cycles_has_oidn()
+        if scene.cycles.use_denoising and scene.cycles.denoiser != "OPTIX" and not has_oidn:
+            if spec.get("denoise"):
+                raise Invalid(
+                    "this Blender was built without OpenImageDenoise, so it cannot denoise: "
+                    "pass --denoise off, or use an official Blender build"
+                )
+            # The file's default asks for a denoiser this build lacks: Blender would log an
+            # error on every frame and save it undenoised. Say so once instead.
+            scene.cycles.use_denoising = False
+            notes.append("denoising is off: this Blender was built without OpenImageDenoise")
         samples = scene.cycles.samples
     elif engine.startswith("BLENDER_EEVEE"):
         device = "GPU (EEVEE)"
@@ -211,6 +232,7 @@ def apply_spec(spec):
         "view_layer": layer or None,
         "size": [width, height],
         "format": fmt,
+        "notes": notes,
     }
     return scene, layer, expected, facts
 

@@ -428,6 +428,9 @@ fn report_outcome(report: &RenderReport) -> Outcome {
         accepted.blender_version,
         accepted.device
     );
+    for note in &accepted.notes {
+        let _ = writeln!(human, "  note: {note}");
+    }
     let _ = write!(
         human,
         "  {:.1} s elapsed, {:.1} s rendering",
@@ -513,6 +516,7 @@ fn manifest_json(manifest: &RenderManifest, dir: &Path) -> serde_json::Value {
         "blender_version": accepted.as_ref().map(|a| a.blender_version.clone()),
         "engine": accepted.as_ref().map(|a| a.engine.clone()),
         "device": accepted.as_ref().map(|a| a.device.clone()),
+        "notes": accepted.as_ref().map(|a| a.notes.clone()).unwrap_or_default(),
         "elapsed_seconds": manifest.elapsed_seconds,
         "cost": manifest.cost,
         "report": manifest.cost_report(),

@@ -138,6 +138,9 @@ pub struct Accepted {
     pub camera: String,
     /// Output size in pixels.
     pub size: (u32, u32),
+    /// What the driver changed or wants said (a denoiser this Blender lacks, ...).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// The local record of a render job, kept in the project next to its frames.
@@ -573,6 +576,8 @@ enum PodEvent {
         scene: String,
         camera: String,
         size: (u32, u32),
+        #[serde(default)]
+        notes: Vec<String>,
     },
     Done {
         frame: i64,
@@ -1257,6 +1262,7 @@ fn apply_pod_event(manifest: &mut RenderManifest, event: PodEvent, events: Rende
             scene,
             camera,
             size,
+            notes,
         } => {
             let accepted = Accepted {
                 blender_version,
@@ -1266,6 +1272,7 @@ fn apply_pod_event(manifest: &mut RenderManifest, event: PodEvent, events: Rende
                 scene,
                 camera,
                 size,
+                notes,
             };
             events(&RenderEvent::Accepted(accepted.clone()));
             manifest.accepted = Some(accepted);

@@ -70,6 +70,8 @@ async fn help_lists_every_job_and_the_exit_codes() {
     insta::assert_snapshot!("tunnel_help", run.stdout);
     let run = ws.rpb(&["start", "--help"]).await.success();
     insta::assert_snapshot!("start_help", run.stdout);
+    let run = ws.rpb(&["render", "--help"]).await.success();
+    insta::assert_snapshot!("render_help", run.stdout);
 }
 
 #[tokio::test]

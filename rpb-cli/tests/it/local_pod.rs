@@ -116,6 +116,100 @@ async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
             .extension()
             .is_some_and(|ext| ext == "blend")
     }));
+    // Render: a job of the open scene, its frames local and verified, then listed and read back.
+    let render = [
+        "render",
+        "--project",
+        "chair",
+        "--frames",
+        "1-3",
+        "--engine",
+        "cycles",
+        "--device",
+        "cpu",
+        "--samples",
+        "2",
+        "--resolution",
+        "48x32",
+        "--json",
+    ];
+    let rendered = ws.rpb_within(SLOW, &render).await.success().json();
+    assert_eq!(rendered["state"], "done", "{rendered}");
+    let frames = rendered["frames"].as_array().expect("frames");
+    assert_eq!(frames.len(), 3, "{rendered}");
+    for frame in frames {
+        let path = frame["path"].as_str().expect("local path");
+        assert!(std::path::Path::new(path).is_file(), "{path}");
+        assert_eq!(frame["state"], "local");
+    }
+    assert_eq!(rendered["device"], "CPU");
+    let job_id = rendered["job_id"].as_str().expect("job id").to_owned();
+    let listed = ws.rpb(&["render", "list", "--json"]).await.success().json();
+    assert_eq!(listed["jobs"][0]["job_id"], job_id.as_str());
+    let status = ws
+        .rpb(&["render", "status", "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(status["state"], "done");
+    let movie = ws
+        .rpb(&[
+            "render",
+            "--project",
+            "chair",
+            "--frames",
+            "1",
+            "--format",
+            "FFMPEG",
+        ])
+        .await;
+    assert_eq!(movie.code, 1, "{movie:?}");
+    assert!(movie.stderr.contains("makes a movie"), "{movie:?}");
+    // A detached job, cancelled: the render ends, the interactive Blender does not.
+    let detached = ws
+        .rpb_within(
+            SLOW,
+            &[
+                "render",
+                "--project",
+                "chair",
+                "--frames",
+                "1-60",
+                "--device",
+                "cpu",
+                "--engine",
+                "cycles",
+                "--samples",
+                "256",
+                "--resolution",
+                "320x240",
+                "--detach",
+                "--json",
+            ],
+        )
+        .await
+        .success()
+        .json();
+    let detached_id = detached["job_id"].as_str().expect("job id").to_owned();
+    assert_eq!(detached["state"], "running", "{detached}");
+    let cancelled = ws
+        .rpb(&["render", "cancel", &detached_id, "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(cancelled["state"], "cancelled");
+    let status = ws
+        .rpb(&["render", "status", &detached_id, "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(status["state"], "cancelled", "{status}");
+    let py = ws
+        .rpb(&["py", "import bpy; print(len(bpy.data.objects))", "--json"])
+        .await
+        .success();
+    assert_eq!(py.json()["output"].as_str().map(str::trim), Some("3"));
+
     let mcp_config = ws
         .rpb(&["mcp-config", "--print", "--json"])
         .await

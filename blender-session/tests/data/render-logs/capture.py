@@ -15,6 +15,9 @@ ARGS:
     --animation                  instead of the per-frame loop, one render(animation=True)
                                  over --frames' min..max with use_overwrite=False
     --save-blend PATH            only save the scene to PATH (for a CLI `blender -b PATH ...` run)
+    --clog CATEGORIES            bpy 5.x module only: log these categories (e.g. `render`) at INFO,
+                                 the module-mode stand-in for the CLI's `--log render` (5.x logs
+                                 progress, `Time:` and skipped frames at INFO; its default is WARNING)
 
 Every line this script prints starts with `capture:`; everything else in a log is Blender's.
 """
@@ -37,12 +40,13 @@ def parse_args():
         "scene": None,
         "animation": False,
         "save_blend": None,
+        "clog": None,
     }
     i = 0
     while i < len(argv):
         key = argv[i].lstrip("-").replace("-", "_")
         if key == "animation":
-            opts["animation"] = True
+            opts[key] = True
             i += 1
             continue
         opts[key] = argv[i + 1]
@@ -50,6 +54,36 @@ def parse_args():
     opts["frames"] = [int(f) for f in opts["frames"].split(",")]
     opts["samples"] = int(opts["samples"])
     return opts
+
+
+def clog_include(categories):
+    """Calls Blender's internal `CLG_type_filter_include(...)`, what `--log CATEGORIES` does.
+
+    The bpy module has no command line, and the function is not exported, so find it in the
+    module's symbol table (`nm`) and call it at its loaded address with ctypes. Like `--log`,
+    this raises the matching categories to INFO; the others stay at WARNING.
+    """
+    import ctypes
+    import subprocess
+
+    so_path = base = None
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split()
+            if len(parts) >= 6 and parts[5].endswith("/bpy/__init__.so") and int(parts[2], 16) == 0:
+                so_path, base = parts[5], int(parts[0].split("-")[0], 16)
+                break
+    symbols = subprocess.run(["nm", so_path], capture_output=True, text=True, check=True).stdout
+    for line in symbols.splitlines():
+        if line.endswith(" _Z23CLG_type_filter_includePKci"):
+            address = int(line.split()[0], 16)
+            break
+    else:
+        raise RuntimeError("CLG_type_filter_include not found in " + so_path)
+    include = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int)(base + address)
+    for category in categories.split(","):
+        include(category.encode(), len(category))
+    print("capture: logging categories", categories, "at INFO (as --log)", flush=True)
 
 
 def build_scene(engine, samples):
@@ -94,6 +128,8 @@ def build_scene(engine, samples):
 def main():
     opts = parse_args()
     print("capture: blender", bpy.app.version_string, "engine", opts["engine"], flush=True)
+    if opts["clog"]:
+        clog_include(opts["clog"])
     scene = build_scene(opts["engine"], opts["samples"])
     if opts["save_blend"]:
         bpy.ops.wm.save_as_mainfile(filepath=opts["save_blend"])
