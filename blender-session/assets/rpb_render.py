@@ -211,13 +211,18 @@ def apply_spec(spec):
             scene.cycles.use_denoising = False
             notes.append("denoising is off: this Blender was built without OpenImageDenoise")
         samples = scene.cycles.samples
+    elif (spec.get("device") or "auto") != "auto":
+        raise Invalid(
+            f"--device {spec['device']} is for Cycles, and the file renders with {engine}: "
+            "pass --engine cycles, or leave the device out"
+        )
     elif engine.startswith("BLENDER_EEVEE"):
-        device = "GPU (EEVEE)"
+        device = "OpenGL (EEVEE)"
         if spec.get("samples"):
             scene.eevee.taa_render_samples = spec["samples"]
         samples = scene.eevee.taa_render_samples
     else:
-        device = "GPU (Workbench)"
+        device = "OpenGL (Workbench)"
     width = render.resolution_x * render.resolution_percentage // 100
     height = render.resolution_y * render.resolution_percentage // 100
     # A cropped border renders a smaller image: its size is not checked.

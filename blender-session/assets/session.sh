@@ -505,7 +505,9 @@ cmd_render_run() {
         launches=$((launches + 1))
         printf 'rpb-render: launch %s at %s\n' "$launches" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$JOB/blender.log"
         code=0
-        RPB_RENDER_LAST_CRASH=$crash stdbuf -oL -eL "$blender" --factory-startup -b "$blend" \
+        # `--log render`: Blender 5 prints render progress only for that log category (older
+        # versions print it anyway and accept the option).
+        RPB_RENDER_LAST_CRASH=$crash stdbuf -oL -eL "$blender" --factory-startup --log render -b "$blend" \
             --python-exit-code 3 --python "$RENDER_DRIVER" -- "$JOB" </dev/null >>"$JOB/blender.log" 2>&1 || code=$?
         [[ -f $JOB/result.json ]] && break
         if ((code > 128)); then
@@ -520,6 +522,12 @@ cmd_render_run() {
         fi
         sleep 1
     done
+}
+
+# Prints $3 bytes of file $1 from byte $2 on. No pipe: the file grows while it is read (Blender
+# writes on), and `tail | head` would then end in SIGPIPE, failing the script under pipefail.
+read_bytes() {
+    dd if="$1" bs=65536 iflag=skip_bytes,count_bytes skip="$2" count="$3" status=none
 }
 
 # One line of JSON about the job, then the events from byte $2 on, then the log from byte $3
@@ -553,7 +561,7 @@ cmd_render_poll() {
     # Whole lines of events only: a record being appended right now waits for the next poll.
     if ((events_bytes > 0)); then
         local chunk
-        chunk=$(tail -c "+$((events_from + 1))" "$JOB/events.jsonl" | head -c "$events_bytes"; printf x)
+        chunk=$(read_bytes "$JOB/events.jsonl" "$events_from" "$events_bytes"; printf x)
         chunk=${chunk%x}
         chunk=${chunk%"${chunk##*$'\n'}"}
         events_bytes=${#chunk}
@@ -561,8 +569,9 @@ cmd_render_poll() {
     printf '{"rpb_render":"%s","pid":%s,"started_at":%s,"now":%s,"events_size":%s,"events_bytes":%s,"log_size":%s,"log_bytes":%s,"result":%s}\n' \
         "$state" "$PID" "$(cat "$JOB/started_at" 2>/dev/null || echo null)" "$(date +%s)" \
         "$events_size" "$events_bytes" "$log_size" "$log_bytes" "$(cat "$JOB/result.json" 2>/dev/null || echo null)"
-    ((events_bytes == 0)) || tail -c "+$((events_from + 1))" "$JOB/events.jsonl" | head -c "$events_bytes"
-    ((log_bytes == 0)) || tail -c "+$((log_from + 1))" "$JOB/blender.log" | head -c "$log_bytes"
+    ((events_bytes == 0)) || read_bytes "$JOB/events.jsonl" "$events_from" "$events_bytes"
+    ((log_bytes == 0)) || read_bytes "$JOB/blender.log" "$log_from" "$log_bytes"
+    return 0
 }
 
 # Ends a job's runner and Blender (its process group) by the recorded PID: SIGTERM, then

@@ -831,6 +831,17 @@ impl Orchestrator {
         }
     }
 
+    /// Installs this build's pod-side assets when the pod holds another version (a session
+    /// started by an older rpb), so pod-side commands are the ones this code speaks to.
+    pub(crate) async fn ensure_assets(&self, session: &Session) -> Result<()> {
+        let clock = Clock {
+            started: Instant::now(),
+            events: &|_| {},
+        };
+        self.ensure_setup(&session.pod_id, session.host.as_ref(), &clock)
+            .await
+    }
+
     /// Runs the setup script when the pod's recorded assets version differs from ours.
     async fn ensure_setup(
         &self,

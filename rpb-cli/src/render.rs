@@ -365,9 +365,9 @@ async fn follow_job(
                 RenderEvent::BlenderError(message) => bar.println(format!("blender: {message}")),
                 RenderEvent::CostGuard(reason) => bar.println(format!("cost guard: {reason}")),
                 RenderEvent::Cost(report) => {
-                    let mut text = format!("${:.3} so far", report.cost);
+                    let mut text = format!("{} so far", dollars(report.cost));
                     if let (Some(eta), Some(cost)) = (report.eta_seconds, report.cost_to_finish) {
-                        let _ = write!(text, ", ~{eta:.0} s and ${cost:.3} to finish");
+                        let _ = write!(text, ", ~{eta:.0} s and {} to finish", dollars(cost));
                     }
                     shown.cost = text;
                 }
@@ -444,8 +444,9 @@ fn report_outcome(report: &RenderReport) -> Outcome {
     }
     let _ = writeln!(
         human,
-        ", ${:.3} at ${:.3}/h",
-        costs.cost, costs.cost_per_hour
+        ", {} at {}/h",
+        dollars(costs.cost),
+        dollars(costs.cost_per_hour)
     );
     if !manifest.skipped.is_empty() {
         let _ = writeln!(
@@ -484,6 +485,15 @@ fn report_outcome(report: &RenderReport) -> Outcome {
     let mut document = manifest_json(manifest, &report.dir);
     document["pod_stopped"] = json!(report.pod_stopped);
     Outcome::new(document, human).with_code(code)
+}
+
+/// Dollars with enough digits to show a few seconds of a pod's price.
+fn dollars(amount: f64) -> String {
+    if amount != 0.0 && amount.abs() < 0.01 {
+        format!("${amount:.5}")
+    } else {
+        format!("${amount:.3}")
+    }
 }
 
 fn frames_text(frames: &[i64]) -> String {
@@ -559,7 +569,7 @@ async fn status(ctx: &Ctx, job: &JobArgs) -> anyhow::Result<Outcome> {
         .filter(|e| e.path.is_some())
         .count();
     let human = format!(
-        "render job {} on pod {} is {}: {} of {} frames rendered, {} local, {} failed; {:.1} s, ${:.3}",
+        "render job {} on pod {} is {}: {} of {} frames rendered, {} local, {} failed; {:.1} s, {}",
         manifest.job_id,
         manifest.pod_id,
         manifest.state,
@@ -568,7 +578,7 @@ async fn status(ctx: &Ctx, job: &JobArgs) -> anyhow::Result<Outcome> {
         local,
         manifest.failed.len(),
         manifest.elapsed_seconds,
-        manifest.cost
+        dollars(manifest.cost)
     );
     Ok(Outcome::new(manifest_json(&manifest, &dir), human))
 }

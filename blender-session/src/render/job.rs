@@ -730,6 +730,7 @@ impl Orchestrator {
         options: &RenderOptions,
     ) -> Result<RenderJob> {
         options.validate()?;
+        self.ensure_assets(session).await?;
         let (blend, blend_sha256) = self
             .render_blend(session, store, project, &options.source)
             .await?;
@@ -749,11 +750,51 @@ impl Orchestrator {
             }
         };
         let resumed = !manifest.frames.is_empty();
+        self.launch_job(session, &job_id, &remote_dir, &dir, &spec)
+            .await?;
+        manifest.state = JobState::Running;
+        manifest.reason = None;
+        manifest.failed.clear();
+        // This run's driver accepts (or refuses) the job anew.
+        manifest.accepted = None;
+        manifest.store(&manifest_path)?;
+        // Wait for the driver to accept the file (or refuse it) before saying it runs.
+        match self.wait_accepted(session, &mut manifest).await {
+            Err(error @ Error::RenderRefused { .. }) if manifest.frames.is_empty() => {
+                // Nothing was rendered: leave no local record of a job that never ran.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(error);
+            }
+            Err(error) => {
+                manifest.store(&manifest_path)?;
+                return Err(error);
+            }
+            Ok(()) => manifest.store(&manifest_path)?,
+        }
+        manifest.store(&manifest_path)?;
+        Ok(RenderJob {
+            id: job_id,
+            dir,
+            manifest,
+            resumed,
+        })
+    }
+
+    /// Puts the spec on the pod (a verified upload) and starts the job's runner there; a
+    /// runner that already runs is fine (the job is followed, not started twice).
+    async fn launch_job(
+        &self,
+        session: &Session,
+        job_id: &str,
+        remote_dir: &str,
+        dir: &Path,
+        spec: &JobSpec,
+    ) -> Result<()> {
         // The spec travels as a verified upload; the folder first.
         let mkdir = session
             .host()
             .run(
-                &format!("mkdir -p {}", shell_quote(&remote_dir)),
+                &format!("mkdir -p {}", shell_quote(remote_dir)),
                 None,
                 Duration::from_secs(30),
             )
@@ -761,7 +802,7 @@ impl Orchestrator {
         if !mkdir.success() {
             return Err(Self::job_error(
                 session,
-                &job_id,
+                job_id,
                 format!("creating {remote_dir} failed: {}", mkdir.stderr.trim()),
             ));
         }
@@ -801,28 +842,12 @@ impl Orchestrator {
                 }
                 return Err(Self::job_error(
                     session,
-                    &job_id,
+                    job_id,
                     format!("starting it failed: {words}"),
                 ));
             }
         }
-        manifest.state = JobState::Running;
-        manifest.reason = None;
-        manifest.failed.clear();
-        // This run's driver accepts (or refuses) the job anew.
-        manifest.accepted = None;
-        manifest.store(&manifest_path)?;
-        // Wait for the driver to accept the file (or refuse it) before saying it runs.
-        let waited = self.wait_accepted(session, &mut manifest).await;
-        manifest.store(&manifest_path)?;
-        waited?;
-        manifest.store(&manifest_path)?;
-        Ok(RenderJob {
-            id: job_id,
-            dir,
-            manifest,
-            resumed,
-        })
+        Ok(())
     }
 
     async fn wait_accepted(&self, session: &Session, manifest: &mut RenderManifest) -> Result<()> {
@@ -879,7 +904,14 @@ impl Orchestrator {
             return Err(Self::job_error(
                 session,
                 job_id,
-                format!("reading its state failed: {}", output.stderr.trim()),
+                format!(
+                    "reading its state failed ({}): {}",
+                    output.code.map_or_else(
+                        || "killed by a signal".to_owned(),
+                        |code| format!("exit code {code}")
+                    ),
+                    output.stderr.trim()
+                ),
             ));
         }
         let (head, rest) = output
