@@ -149,8 +149,9 @@ struct StartArgs {
     /// Tries again per failed frame.
     #[arg(long, default_value_t = 2)]
     retries: u32,
-    /// Start the job and return at once (follow it with `rpb render attach`).
-    #[arg(long)]
+    /// Start the job and return at once (follow it with `rpb render attach`, which takes the
+    /// cost guard options).
+    #[arg(long, conflicts_with_all = ["stop_after", "max_cost", "max_hours"])]
     detach: bool,
     #[command(flatten)]
     guard: GuardArgs,

@@ -965,24 +965,7 @@ impl Orchestrator {
                 manifest.elapsed_seconds / 3600.0 * manifest.cost_per_hour.unwrap_or(0.0);
         }
         if let Some(result) = &head.result {
-            if let Some(failed) = result.get("failed").and_then(serde_json::Value::as_array) {
-                for item in failed {
-                    let frame = item.get("frame").and_then(serde_json::Value::as_i64);
-                    let reason = item.get("reason").and_then(serde_json::Value::as_str);
-                    if let (Some(frame), Some(reason)) = (frame, reason)
-                        && !manifest.failed.iter().any(|failed| failed.frame == frame)
-                    {
-                        manifest.failed.push(FailedFrame {
-                            frame,
-                            attempts: manifest.spec.retries + 1,
-                            reason: reason.to_owned(),
-                        });
-                    }
-                }
-            }
-            if let Some(reason) = result.get("reason").and_then(serde_json::Value::as_str) {
-                manifest.reason = Some(reason.to_owned());
-            }
+            apply_result(manifest, result);
         }
         // The pod decides the state before it measures the files, and the driver writes its
         // last record before the result: an ended job whose answer was not capped has had
@@ -1245,6 +1228,28 @@ impl Orchestrator {
 struct Polled {
     /// Whether the pod has more to say right away (a capped answer).
     more: bool,
+}
+
+/// The pod's `result.json`: failed frames with their reasons, and why the job ended.
+fn apply_result(manifest: &mut RenderManifest, result: &serde_json::Value) {
+    if let Some(failed) = result.get("failed").and_then(serde_json::Value::as_array) {
+        for item in failed {
+            let frame = item.get("frame").and_then(serde_json::Value::as_i64);
+            let reason = item.get("reason").and_then(serde_json::Value::as_str);
+            if let (Some(frame), Some(reason)) = (frame, reason)
+                && !manifest.failed.iter().any(|failed| failed.frame == frame)
+            {
+                manifest.failed.push(FailedFrame {
+                    frame,
+                    attempts: manifest.spec.retries + 1,
+                    reason: reason.to_owned(),
+                });
+            }
+        }
+    }
+    if let Some(reason) = result.get("reason").and_then(serde_json::Value::as_str) {
+        manifest.reason = Some(reason.to_owned());
+    }
 }
 
 /// How an ended job ended; `None` for a refused one.

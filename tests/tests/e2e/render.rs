@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use blender_session::render::{
     Device, Engine, FollowOptions, FrameSpec, JobSpec, JobState, RenderEvent, RenderOptions,
     RenderOutcome, RenderSource,
@@ -280,7 +281,7 @@ async fn a_killed_job_resumes_without_rendering_a_frame_twice(
     // resume: only the missing frames are rendered, none twice.
     let slow = options(
         RenderSource::Version("latest".into()),
-        "1-6",
+        "1-8",
         256,
         (320, 240),
     );
@@ -302,6 +303,31 @@ async fn a_killed_job_resumes_without_rendering_a_frame_twice(
         .next()
         .unwrap_or_default()
         .parse()?;
+    // A Blender crash: the runner starts Blender again and the job goes on by itself.
+    let blender: u32 = std::fs::read_to_string(format!("/proc/{runner}/task/{runner}/children"))?
+        .split_whitespace()
+        .next()
+        .context("the runner has no Blender child")?
+        .parse()?;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &blender.to_string()])
+        .status()?;
+    assert!(killed.success(), "kill -KILL {blender}");
+    follow_until(
+        &rig.orchestrator,
+        session,
+        &job.dir,
+        "a frame rendered after the crash",
+        |manifest| manifest.frames.len() >= 3,
+    )
+    .await?;
+    let log = std::fs::read_to_string(remote_job.join("blender.log"))?;
+    assert!(
+        log.contains("Blender ended without finishing the job (killed by signal 9)")
+            && log.contains("rpb-render: launch 2 "),
+        "the runner did not start Blender again after the crash"
+    );
+    // Then the whole job dies (its process group, as a pod restart would end it).
     let killed = std::process::Command::new("kill")
         .args(["-KILL", "--", &format!("-{runner}")])
         .status()?;
@@ -315,7 +341,7 @@ async fn a_killed_job_resumes_without_rendering_a_frame_twice(
     let status = rig.orchestrator.render_status(session, &job.dir).await?;
     assert_eq!(status.state, JobState::Stopped, "a killed job is stopped");
     let before = done_records(&remote_job)?;
-    assert!(before.len() >= 2 && before.len() < 6, "{before:?}");
+    assert!(before.len() >= 3 && before.len() < 8, "{before:?}");
     let resumed = rig
         .orchestrator
         .render_start(session, &rig.store, project, &slow)
@@ -327,7 +353,7 @@ async fn a_killed_job_resumes_without_rendering_a_frame_twice(
         .render_follow(session, &job.dir, &FollowOptions::default(), &|_| {})
         .await?;
     assert_eq!(report.outcome, RenderOutcome::Done);
-    assert_eq!(report.manifest.frames.len(), 6);
+    assert_eq!(report.manifest.frames.len(), 8);
     let mut skipped = report.manifest.skipped.clone();
     skipped.sort_unstable();
     let done_before: Vec<i64> = before.keys().copied().collect();
@@ -336,7 +362,7 @@ async fn a_killed_job_resumes_without_rendering_a_frame_twice(
         "the resumed run skipped exactly the done frames"
     );
     let after = done_records(&remote_job)?;
-    assert_eq!(after.len(), 6, "{after:?}");
+    assert_eq!(after.len(), 8, "{after:?}");
     assert!(
         after.values().all(|count| *count == 1),
         "a frame was rendered twice: {after:?}"
