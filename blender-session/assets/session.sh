@@ -500,7 +500,8 @@ cmd_render_run() {
     blend=$(sed -n 's/.*"blend": *"\([^"]*\)".*/\1/p' "$JOB/spec.json" | head -n 1)
     retries=$(sed -n 's/.*"retries": *\([0-9]*\).*/\1/p' "$JOB/spec.json" | head -n 1)
     blender=$(blender_bin)
-    date +%s >"$JOB/started_at"
+    date +%s >"$JOB/started_at.tmp"
+    mv -f "$JOB/started_at.tmp" "$JOB/started_at"
     while :; do
         launches=$((launches + 1))
         printf 'rpb-render: launch %s at %s\n' "$launches" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$JOB/blender.log"
@@ -566,9 +567,15 @@ cmd_render_poll() {
         chunk=${chunk%"${chunk##*$'\n'}"}
         events_bytes=${#chunk}
     fi
+    # Only well-formed values go into the answer (a file can be missing, or mid-write).
+    local started=null result=null
+    [[ -f $JOB/started_at ]] && started=$(<"$JOB/started_at")
+    [[ $started =~ ^[0-9]+$ ]] || started=null
+    [[ -s $JOB/result.json ]] && result=$(<"$JOB/result.json")
+    [[ $result == \{*\} ]] || result=null
     printf '{"rpb_render":"%s","pid":%s,"started_at":%s,"now":%s,"events_size":%s,"events_bytes":%s,"log_size":%s,"log_bytes":%s,"result":%s}\n' \
-        "$state" "$PID" "$(cat "$JOB/started_at" 2>/dev/null || echo null)" "$(date +%s)" \
-        "$events_size" "$events_bytes" "$log_size" "$log_bytes" "$(cat "$JOB/result.json" 2>/dev/null || echo null)"
+        "$state" "$PID" "$started" "$(date +%s)" \
+        "$events_size" "$events_bytes" "$log_size" "$log_bytes" "$result"
     ((events_bytes == 0)) || read_bytes "$JOB/events.jsonl" "$events_from" "$events_bytes"
     ((log_bytes == 0)) || read_bytes "$JOB/blender.log" "$log_from" "$log_bytes"
     return 0

@@ -38,6 +38,10 @@ pub(crate) fn view(pod: &runpod_api::Pod, user_override: Option<&str>) -> PodVie
         }),
         cost_per_hour: pod.cost_per_hour(),
         uptime_seconds: pod.runtime.as_ref().and_then(|runtime| runtime.uptime),
+        gpu: pod
+            .gpu
+            .as_ref()
+            .map(|gpu| format!("{} ×{}", gpu.id, gpu.count)),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct PodView {
     pub cost_per_hour: f64,
     /// Seconds since the container started, when running.
     pub uptime_seconds: Option<u64>,
+    /// The GPU type and count (`NVIDIA GeForce RTX 4090 ×1`), when the provider says.
+    pub gpu: Option<String>,
 }
 
 /// What to create.

@@ -527,6 +527,7 @@ fn manifest_json(manifest: &RenderManifest, dir: &Path) -> serde_json::Value {
         "blender_version": accepted.as_ref().map(|a| a.blender_version.clone()),
         "engine": accepted.as_ref().map(|a| a.engine.clone()),
         "device": accepted.as_ref().map(|a| a.device.clone()),
+        "gpu": manifest.gpu,
         "notes": accepted.as_ref().map(|a| a.notes.clone()).unwrap_or_default(),
         "elapsed_seconds": manifest.elapsed_seconds,
         "cost": manifest.cost,

@@ -165,6 +165,9 @@ pub struct RenderManifest {
     pub accepted: Option<Accepted>,
     /// The pod's price when the job was followed, USD per hour.
     pub cost_per_hour: Option<f64>,
+    /// The pod's GPU type and count, when the provider says.
+    #[serde(default)]
+    pub gpu: Option<String>,
     /// Seconds the current run has been going (or went), as the pod's clock says.
     pub elapsed_seconds: f64,
     /// Cost of that time at the pod's price.
@@ -253,6 +256,7 @@ impl RenderManifest {
             state: JobState::New,
             accepted: None,
             cost_per_hour: None,
+            gpu: None,
             elapsed_seconds: 0.0,
             cost: 0.0,
             frames: BTreeMap::new(),
@@ -362,6 +366,8 @@ pub enum RenderEvent {
     FrameRendered {
         /// Frame.
         frame: i64,
+        /// The image on the pod, relative to the job folder (`out/frame_0001.png`).
+        file: String,
         /// Render seconds.
         seconds: f64,
     },
@@ -1010,14 +1016,14 @@ impl Orchestrator {
                 ),
             ));
         }
-        manifest.cost_per_hour = self
-            .provider
-            .pod(&session.pod_id)
-            .await
-            .ok()
-            .map(|pod| pod.cost_per_hour)
-            .filter(|rate| *rate > 0.0)
-            .or(manifest.cost_per_hour);
+        if let Ok(pod) = self.provider.pod(&session.pod_id).await {
+            if pod.cost_per_hour > 0.0 {
+                manifest.cost_per_hour = Some(pod.cost_per_hour);
+            }
+            if pod.gpu.is_some() {
+                manifest.gpu = pod.gpu;
+            }
+        }
         let mut last_report = None;
         loop {
             let polled = self
@@ -1331,7 +1337,11 @@ fn apply_pod_event(manifest: &mut RenderManifest, event: PodEvent, events: Rende
                 .is_some_and(|entry| entry.sha256 == sha256 && entry.path.is_some());
             manifest.failed.retain(|failed| failed.frame != frame);
             if !unchanged {
-                events(&RenderEvent::FrameRendered { frame, seconds });
+                events(&RenderEvent::FrameRendered {
+                    frame,
+                    file: file.clone(),
+                    seconds,
+                });
                 manifest.frames.insert(
                     frame,
                     FrameEntry {

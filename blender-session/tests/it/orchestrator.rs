@@ -83,6 +83,7 @@ impl PodProvider for FakeProvider {
                 world.cost
             },
             uptime_seconds: running.then_some(7200),
+            gpu: None,
         })
     }
 
@@ -101,6 +102,7 @@ impl PodProvider for FakeProvider {
             ssh: None,
             cost_per_hour: 0.44,
             uptime_seconds: None,
+            gpu: None,
         })
     }
 
