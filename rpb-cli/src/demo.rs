@@ -242,10 +242,10 @@ impl Flow<'_> {
         let project = ProjectName::new("demo")?;
         store.create_project(&project, OnExisting::Reuse)?;
         let mut options = RenderOptions::new(RenderSource::OpenScene, "1-3".parse()?);
-        options.engine = Some(Engine::Cycles);
-        options.device = Device::Cpu;
-        options.samples = Some(8);
-        options.resolution = Some((160, 90));
+        options.settings.engine = Some(Engine::Cycles);
+        options.settings.device = Device::Cpu;
+        options.settings.samples = Some(8);
+        options.settings.resolution = Some((160, 90));
         let job = orchestrator
             .render_start(session, store, &project, &options)
             .await?;

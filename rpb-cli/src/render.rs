@@ -170,30 +170,30 @@ impl StartArgs {
             (None, None) => RenderSource::OpenScene,
         };
         let mut options = RenderOptions::new(source, frames);
-        options.engine = self
+        options.settings.engine = self
             .engine
             .as_deref()
             .map(str::parse::<Engine>)
             .transpose()?;
-        options.samples = self.samples;
-        options.resolution = self
+        options.settings.samples = self.samples;
+        options.settings.resolution = self
             .resolution
             .as_deref()
             .map(render::parse_resolution)
             .transpose()?;
-        options.percent = self.percent;
-        options.format = self.format.parse::<ImageFormat>()?;
-        options.device = self.device.parse::<Device>()?;
-        options.denoise = match self.denoise.as_deref() {
+        options.settings.percent = self.percent;
+        options.settings.format = self.format.parse::<ImageFormat>()?;
+        options.settings.device = self.device.parse::<Device>()?;
+        options.settings.denoise = match self.denoise.as_deref() {
             None => None,
             Some("on" | "true" | "yes") => Some(true),
             Some("off" | "false" | "no") => Some(false),
             Some(other) => anyhow::bail!("--denoise takes on or off, got {other:?}"),
         };
-        options.camera.clone_from(&self.camera);
-        options.scene.clone_from(&self.scene);
-        options.view_layer.clone_from(&self.view_layer);
-        options.retries = self.retries;
+        options.settings.camera.clone_from(&self.camera);
+        options.settings.scene.clone_from(&self.scene);
+        options.settings.view_layer.clone_from(&self.view_layer);
+        options.settings.retries = self.retries;
         options.validate()?;
         Ok(options)
     }
@@ -262,14 +262,8 @@ async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome> {
 
 async fn follow(ctx: &Ctx, args: FollowArgs, resume: bool) -> anyhow::Result<Outcome> {
     let guard = args.guard.follow_options()?;
-    let (dir, manifest) = render::find_job(&ctx.store, args.job.as_deref())?;
-    let pod = PodArgs {
-        pod_id: Some(manifest.pod_id.clone()),
-    };
-    let progress = ctx.progress().spinner("connecting");
-    let attached = attach(ctx, &pod, &progress).await;
-    progress.finish();
-    let (orchestrator, session) = attached?;
+    let job = JobArgs { job: args.job };
+    let (dir, manifest, orchestrator, session) = job_session(ctx, &job).await?;
     if resume {
         let current = orchestrator.render_status(&session, &dir).await?;
         if current.state.ended() {
@@ -278,7 +272,7 @@ async fn follow(ctx: &Ctx, args: FollowArgs, resume: bool) -> anyhow::Result<Out
                 RenderSource::PodPath(manifest.spec.blend.clone()),
                 manifest.spec.frames.clone(),
             );
-            copy_spec(&manifest, &mut options);
+            options.settings = manifest.spec.settings.clone();
             let job = orchestrator
                 .render_start(&session, &ctx.store, &project, &options)
                 .await?;
@@ -291,22 +285,6 @@ async fn follow(ctx: &Ctx, args: FollowArgs, resume: bool) -> anyhow::Result<Out
         }
     }
     follow_job(ctx, &orchestrator, &session, &dir, &guard).await
-}
-
-/// The options of a recorded job, so `resume` asks for the very same job.
-fn copy_spec(manifest: &RenderManifest, options: &mut RenderOptions) {
-    let spec = &manifest.spec;
-    options.engine = spec.engine;
-    options.samples = spec.samples;
-    options.resolution = spec.resolution;
-    options.percent = spec.percent;
-    options.format = spec.format;
-    options.device = spec.device;
-    options.denoise = spec.denoise;
-    options.camera.clone_from(&spec.camera);
-    options.scene.clone_from(&spec.scene);
-    options.view_layer.clone_from(&spec.view_layer);
-    options.retries = spec.retries;
 }
 
 /// What the progress display keeps between events.

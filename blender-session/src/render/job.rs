@@ -1247,7 +1247,7 @@ fn apply_result(manifest: &mut RenderManifest, result: &serde_json::Value) {
             {
                 manifest.failed.push(FailedFrame {
                     frame,
-                    attempts: manifest.spec.retries + 1,
+                    attempts: manifest.spec.settings.retries + 1,
                     reason: reason.to_owned(),
                 });
             }

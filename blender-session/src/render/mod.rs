@@ -21,7 +21,7 @@
 //! let store = project_store::Store::open("/home/me/blender-files/runpod")?;
 //! let project = project_store::ProjectName::new("chair")?;
 //! let mut options = RenderOptions::new(RenderSource::OpenScene, "1-250".parse()?);
-//! options.samples = Some(128);
+//! options.settings.samples = Some(128);
 //! let job = rpb.render_start(&session, &store, &project, &options).await?;
 //! let show = |event: &blender_session::render::RenderEvent| eprintln!("{event:?}");
 //! let report = rpb.render_follow(&session, &job.dir, &FollowOptions::default(), &show).await?;
@@ -41,6 +41,6 @@ pub use job::{
     list_jobs,
 };
 pub use spec::{
-    Device, Engine, FrameSpec, ImageFormat, JobSpec, MAX_FRAMES, RenderOptions, RenderSource,
-    parse_resolution,
+    Device, Engine, FrameSpec, ImageFormat, JobSpec, MAX_FRAMES, RenderOptions, RenderSettings,
+    RenderSource, parse_resolution,
 };

@@ -288,14 +288,10 @@ pub enum RenderSource {
     PodPath(String),
 }
 
-/// The options of a render job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to render: everything about a job but its file and frames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct RenderOptions {
-    /// Where the `.blend` comes from.
-    pub source: RenderSource,
-    /// The frames.
-    pub frames: FrameSpec,
+pub struct RenderSettings {
     /// The engine; `None` keeps the file's.
     pub engine: Option<Engine>,
     /// Samples per pixel (Cycles, EEVEE); `None` keeps the file's.
@@ -320,12 +316,9 @@ pub struct RenderOptions {
     pub retries: u32,
 }
 
-impl RenderOptions {
-    /// Options for `frames` of `source`, everything else at its default.
-    pub fn new(source: RenderSource, frames: FrameSpec) -> Self {
+impl Default for RenderSettings {
+    fn default() -> Self {
         Self {
-            source,
-            frames,
             engine: None,
             samples: None,
             resolution: None,
@@ -339,6 +332,29 @@ impl RenderOptions {
             retries: 2,
         }
     }
+}
+
+/// The options of a render job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RenderOptions {
+    /// Where the `.blend` comes from.
+    pub source: RenderSource,
+    /// The frames.
+    pub frames: FrameSpec,
+    /// How to render them.
+    pub settings: RenderSettings,
+}
+
+impl RenderOptions {
+    /// Options for `frames` of `source`, everything else at its default.
+    pub fn new(source: RenderSource, frames: FrameSpec) -> Self {
+        Self {
+            source,
+            frames,
+            settings: RenderSettings::default(),
+        }
+    }
 
     /// Checks what can be checked without the file.
     ///
@@ -346,44 +362,47 @@ impl RenderOptions {
     ///
     /// [`Error::RenderOptions`] naming the option and its allowed values.
     pub fn validate(&self) -> Result<()> {
+        let settings = &self.settings;
         let bad = |message: String| Err(Error::RenderOptions(message));
         if self.frames.is_empty() {
             return bad("no frames to render".into());
         }
-        if let Some(samples) = self.samples
+        if let Some(samples) = settings.samples
             && !(1..=1_000_000).contains(&samples)
         {
             return bad(format!("samples must be 1..=1000000, got {samples}"));
         }
-        if let Some((width, height)) = self.resolution
+        if let Some((width, height)) = settings.resolution
             && (!(4..=65_536).contains(&width) || !(4..=65_536).contains(&height))
         {
             return bad(format!(
                 "resolution must be 4..=65536 pixels each way, got {width}x{height}"
             ));
         }
-        if let Some(percent) = self.percent
+        if let Some(percent) = settings.percent
             && !(1..=32_767).contains(&percent)
         {
             return bad(format!("percent must be 1..=32767, got {percent}"));
         }
-        if self.retries > 20 {
-            return bad(format!("retries must be 0..=20, got {}", self.retries));
+        if settings.retries > 20 {
+            return bad(format!("retries must be 0..=20, got {}", settings.retries));
         }
-        if self.device != Device::Auto
-            && self.device != Device::Cpu
-            && self.engine.is_some_and(|engine| engine != Engine::Cycles)
+        if settings.device != Device::Auto
+            && settings.device != Device::Cpu
+            && settings
+                .engine
+                .is_some_and(|engine| engine != Engine::Cycles)
         {
             return bad(format!(
                 "--device {} is for Cycles; {} picks its own GPU",
-                self.device,
-                self.engine.map_or("this engine", Engine::as_str)
+                settings.device,
+                settings.engine.map_or("this engine", Engine::as_str)
             ));
         }
         for (what, value) in [
-            ("camera", &self.camera),
-            ("scene", &self.scene),
-            ("view layer", &self.view_layer),
+            ("camera", &settings.camera),
+            ("scene", &settings.scene),
+            ("view layer", &settings.view_layer),
         ] {
             if let Some(value) = value
                 && (value.is_empty() || value.len() > 255 || value.chars().any(char::is_control))
@@ -436,28 +455,9 @@ pub struct JobSpec {
     pub blend_sha256: Option<String>,
     /// Frames in render order.
     pub frames: FrameSpec,
-    /// Engine.
-    pub engine: Option<Engine>,
-    /// Samples.
-    pub samples: Option<u32>,
-    /// Resolution.
-    pub resolution: Option<(u32, u32)>,
-    /// Percent.
-    pub percent: Option<u32>,
-    /// Image format.
-    pub format: ImageFormat,
-    /// Cycles device.
-    pub device: Device,
-    /// Denoising.
-    pub denoise: Option<bool>,
-    /// Camera.
-    pub camera: Option<String>,
-    /// Scene.
-    pub scene: Option<String>,
-    /// View layer.
-    pub view_layer: Option<String>,
-    /// Retries per frame.
-    pub retries: u32,
+    /// How to render them.
+    #[serde(flatten)]
+    pub settings: RenderSettings,
 }
 
 impl JobSpec {
@@ -468,17 +468,7 @@ impl JobSpec {
             blend,
             blend_sha256,
             frames: options.frames.clone(),
-            engine: options.engine,
-            samples: options.samples,
-            resolution: options.resolution,
-            percent: options.percent,
-            format: options.format,
-            device: options.device,
-            denoise: options.denoise,
-            camera: options.camera.clone(),
-            scene: options.scene.clone(),
-            view_layer: options.view_layer.clone(),
-            retries: options.retries,
+            settings: options.settings.clone(),
         }
     }
 
@@ -557,11 +547,11 @@ mod tests {
     fn validation() {
         let mut options = RenderOptions::new(RenderSource::OpenScene, "1".parse().unwrap());
         options.validate().unwrap();
-        options.samples = Some(0);
+        options.settings.samples = Some(0);
         assert!(options.validate().is_err());
-        options.samples = None;
-        options.engine = Some(Engine::Eevee);
-        options.device = Device::Optix;
+        options.settings.samples = None;
+        options.settings.engine = Some(Engine::Eevee);
+        options.settings.device = Device::Optix;
         assert!(
             options
                 .validate()
@@ -569,10 +559,10 @@ mod tests {
                 .to_string()
                 .contains("for Cycles")
         );
-        options.device = Device::Auto;
-        options.camera = Some("Cam\nera".into());
+        options.settings.device = Device::Auto;
+        options.settings.camera = Some("Cam\nera".into());
         assert!(options.validate().is_err());
-        options.camera = None;
+        options.settings.camera = None;
         options.source = RenderSource::PodPath("/runpod/x.txt".into());
         assert!(
             options

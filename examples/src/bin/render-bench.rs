@@ -158,12 +158,12 @@ async fn bench(
             RenderSource::PodPath(blend.display().to_string()),
             frames.clone(),
         );
-        options.engine = Some(Engine::Cycles);
-        options.device = Device::Cpu;
-        options.samples = Some(args.samples);
-        options.resolution = Some((width, height));
-        options.denoise = Some(false);
-        options.retries = run;
+        options.settings.engine = Some(Engine::Cycles);
+        options.settings.device = Device::Cpu;
+        options.settings.samples = Some(args.samples);
+        options.settings.resolution = Some((width, height));
+        options.settings.denoise = Some(false);
+        options.settings.retries = run;
         let started = Instant::now();
         let job = local
             .orchestrator
@@ -215,10 +215,10 @@ async fn bench(
         RenderSource::PodPath(blend.display().to_string()),
         format!("1-{}", args.delay_frames).parse()?,
     );
-    options.engine = Some(Engine::Cycles);
-    options.device = Device::Cpu;
-    options.samples = Some(1);
-    options.resolution = Some((1920, 1080));
+    options.settings.engine = Some(Engine::Cycles);
+    options.settings.device = Device::Cpu;
+    options.settings.samples = Some(1);
+    options.settings.resolution = Some((1920, 1080));
     let job = local
         .orchestrator
         .render_start(&local.session, &store, &project, &options)

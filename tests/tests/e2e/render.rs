@@ -36,11 +36,11 @@ print('animated')
 
 fn options(source: RenderSource, frames: &str, samples: u32, size: (u32, u32)) -> RenderOptions {
     let mut options = RenderOptions::new(source, frames.parse().expect("frame spec"));
-    options.engine = Some(Engine::Cycles);
-    options.device = Device::Cpu;
-    options.samples = Some(samples);
-    options.resolution = Some(size);
-    options.denoise = Some(false);
+    options.settings.engine = Some(Engine::Cycles);
+    options.settings.device = Device::Cpu;
+    options.settings.samples = Some(samples);
+    options.settings.resolution = Some(size);
+    options.settings.denoise = Some(false);
     options
 }
 
@@ -179,7 +179,7 @@ async fn bad_options_fail_before_anything_runs(
     );
     // An unknown camera: the driver refuses the job and renders nothing.
     let mut no_camera = options(RenderSource::OpenScene, "1-2", 1, (32, 24));
-    no_camera.camera = Some("NoSuchCamera".into());
+    no_camera.settings.camera = Some("NoSuchCamera".into());
     let error = rig
         .orchestrator
         .render_start(session, &rig.store, project, &no_camera)
@@ -444,7 +444,7 @@ async fn unwritable_output_fails_with_blenders_words(
     let jobs_dir = rig.pod.pod_root().join("rpb/jobs");
     // An output folder that cannot be written: the frames fail with Blender's words.
     let mut unwritable = options(RenderSource::Version("latest".into()), "1-2", 2, (32, 24));
-    unwritable.retries = 1;
+    unwritable.settings.retries = 1;
     let latest = rig.store.project(project)?.resolve("latest")?.clone();
     let blend = format!(
         "{}/projects/{project}/{}",
