@@ -343,6 +343,9 @@ async fn follow_job(
                 )),
                 RenderEvent::BlenderError(message) => bar.println(format!("blender: {message}")),
                 RenderEvent::CostGuard(reason) => bar.println(format!("cost guard: {reason}")),
+                RenderEvent::Reconnecting { attempt, error } => bar.println(format!(
+                    "{error}: connecting again (attempt {attempt}); the render goes on"
+                )),
                 RenderEvent::Cost(report) => {
                     let mut text = format!("{} so far", dollars(report.cost));
                     if let (Some(eta), Some(cost)) = (report.eta_seconds, report.cost_to_finish) {

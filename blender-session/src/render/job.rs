@@ -15,6 +15,9 @@ use crate::{Error, Result};
 /// The local record of a job: `projects/<project>/renders/<job-id>/render.json`.
 pub const MANIFEST_FILE: &str = "render.json";
 
+/// Attempts to connect again when the SSH connection breaks while following a job.
+const MAX_RECONNECTS: u32 = 10;
+
 /// How a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -407,6 +410,13 @@ pub enum RenderEvent {
     Cost(CostReport),
     /// The cost guard ended the job.
     CostGuard(String),
+    /// The SSH connection broke; following goes on over a new one (the job never stopped).
+    Reconnecting {
+        /// Attempt, from 1.
+        attempt: u32,
+        /// What broke.
+        error: String,
+    },
 }
 
 /// Receives render progress.
@@ -1003,7 +1013,6 @@ impl Orchestrator {
         options: &FollowOptions,
         events: RenderEvents<'_>,
     ) -> Result<RenderReport> {
-        let manifest_path = dir.join(MANIFEST_FILE);
         let mut manifest = RenderManifest::load_from(dir)?;
         let job_id = manifest.job_id.clone();
         if manifest.pod_id != session.pod_id {
@@ -1025,24 +1034,34 @@ impl Orchestrator {
             }
         }
         let mut last_report = None;
+        // A session of our own once the caller's connection broke (SSH dropped, sshd restarted).
+        let mut fresh: Option<Session> = None;
+        let mut reconnects = 0;
         loop {
-            let polled = self
-                .poll_once(session, &job_id, &mut manifest, events)
-                .await?;
-            if manifest.state == JobState::Missing {
-                manifest.store(&manifest_path)?;
-                return Err(Self::job_error(
-                    session,
-                    &job_id,
-                    format!(
-                        "the pod has no {} (another pod, or its volume was replaced); start the job again",
-                        manifest.remote_dir
-                    ),
-                ));
-            }
-            self.download_frames(session, dir, &mut manifest, events)
-                .await?;
-            manifest.store(&manifest_path)?;
+            let current = fresh.as_ref().unwrap_or(session);
+            let polled = match self.follow_step(current, dir, &mut manifest, events).await {
+                Ok(polled) => {
+                    reconnects = 0;
+                    polled
+                }
+                Err(error @ Error::Remote { .. }) if reconnects < MAX_RECONNECTS => {
+                    reconnects += 1;
+                    events(&RenderEvent::Reconnecting {
+                        attempt: reconnects,
+                        error: error.to_string(),
+                    });
+                    tokio::time::sleep(Duration::from_secs(u64::from(reconnects).min(10))).await;
+                    match self.attach(&session.pod_id, session.ports, &|_| {}).await {
+                        Ok(session) => fresh = Some(session),
+                        // The pod stopped: no connection will come back.
+                        Err(error @ Error::PodFailed { .. }) => return Err(error),
+                        Err(_) => {}
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let session = current;
             let report = manifest.cost_report();
             if last_report.as_ref() != Some(&report) {
                 events(&RenderEvent::Cost(report.clone()));
@@ -1089,6 +1108,32 @@ impl Orchestrator {
             outcome,
             pod_stopped,
         })
+    }
+
+    /// One round of following: the pod's news, then the frames that landed, then the record.
+    async fn follow_step(
+        &self,
+        session: &Session,
+        dir: &Path,
+        manifest: &mut RenderManifest,
+        events: RenderEvents<'_>,
+    ) -> Result<Polled> {
+        let job_id = manifest.job_id.clone();
+        let polled = self.poll_once(session, &job_id, manifest, events).await?;
+        if manifest.state == JobState::Missing {
+            manifest.store(&dir.join(MANIFEST_FILE))?;
+            return Err(Self::job_error(
+                session,
+                &job_id,
+                format!(
+                    "the pod has no {} (another pod, or its volume was replaced); start the job again",
+                    manifest.remote_dir
+                ),
+            ));
+        }
+        self.download_frames(session, dir, manifest, events).await?;
+        manifest.store(&dir.join(MANIFEST_FILE))?;
+        Ok(polled)
     }
 
     /// The cost guard's end: cancel the job, bring home what finished, stop the pod.

@@ -403,15 +403,20 @@ async fn the_render_goes_on_without_ssh(
     )
     .await?;
     rig.pod.restart_sshd().await?;
-    let sink = rig.sink();
-    let session = rig
-        .orchestrator
-        .attach(pod_id, session.ports, &sink)
-        .await?;
+    // Following over the broken session reconnects by itself.
+    let (events, record) = recorder();
     let report = rig
         .orchestrator
-        .render_follow(&session, &job.dir, &FollowOptions::default(), &|_| {})
+        .render_follow(&session, &job.dir, &FollowOptions::default(), &record)
         .await?;
+    assert!(
+        events
+            .lock()
+            .expect("events")
+            .iter()
+            .any(|event| matches!(event, RenderEvent::Reconnecting { .. })),
+        "following went on without noticing the broken connection"
+    );
     assert_eq!(report.outcome, RenderOutcome::Done);
     assert_eq!(report.manifest.frames.len(), 5);
     assert!(
@@ -425,6 +430,18 @@ async fn the_render_goes_on_without_ssh(
         1,
         "the render was restarted instead of going on"
     );
+    // Attaching anew (as `rpb render attach` does) finds the job done and every frame local.
+    let sink = rig.sink();
+    let session = rig
+        .orchestrator
+        .attach(pod_id, session.ports, &sink)
+        .await?;
+    let again = rig
+        .orchestrator
+        .render_follow(&session, &job.dir, &FollowOptions::default(), &|_| {})
+        .await?;
+    assert_eq!(again.outcome, RenderOutcome::Done);
+    assert!(again.manifest.all_local());
     assert!(
         report
             .manifest
