@@ -267,18 +267,10 @@ async fn follow(ctx: &Ctx, args: FollowArgs, resume: bool) -> anyhow::Result<Out
     if resume {
         let current = orchestrator.render_status(&session, &dir).await?;
         if current.state.ended() {
-            let project = ProjectName::new(&manifest.project)?;
-            let mut options = RenderOptions::new(
-                RenderSource::PodPath(manifest.spec.blend.clone()),
-                manifest.spec.frames.clone(),
-            );
-            options.settings = manifest.spec.settings.clone();
-            let job = orchestrator
-                .render_start(&session, &ctx.store, &project, &options)
-                .await?;
+            let job = orchestrator.render_resume(&session, &dir).await?;
             anyhow::ensure!(
                 job.id == manifest.job_id,
-                "resuming made a new job {} instead of {}: the job's spec changed",
+                "resuming made job {} instead of {}",
                 job.id,
                 manifest.job_id
             );

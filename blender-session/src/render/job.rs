@@ -756,7 +756,7 @@ impl Orchestrator {
         create_dir(&dir)?;
         let manifest_path = dir.join(MANIFEST_FILE);
         let remote_dir = format!("{}/jobs/{job_id}", self.settings().rpb_home());
-        let mut manifest = match RenderManifest::load(&manifest_path)? {
+        let manifest = match RenderManifest::load(&manifest_path)? {
             Some(mut manifest) => {
                 manifest.pod_id.clone_from(&session.pod_id);
                 manifest
@@ -765,9 +765,48 @@ impl Orchestrator {
                 RenderManifest::new(&job_id, project, &session.pod_id, &remote_dir, spec.clone())
             }
         };
+        self.run_job(session, dir, manifest).await
+    }
+
+    /// Starts a recorded job again where it stopped (after a cancel, a crash or a stopped
+    /// pod), with its very spec: frames already verified are skipped.
+    ///
+    /// # Errors
+    ///
+    /// As [`Orchestrator::render_start`].
+    pub async fn render_resume(&self, session: &Session, dir: &Path) -> Result<RenderJob> {
+        let manifest = RenderManifest::load_from(dir)?;
+        if manifest.pod_id != session.pod_id {
+            return Err(Self::job_error(
+                session,
+                &manifest.job_id,
+                format!(
+                    "the job belongs to pod {}, not to this one: choose that pod (--pod-id)",
+                    manifest.pod_id
+                ),
+            ));
+        }
+        self.ensure_assets(session).await?;
+        self.run_job(session, dir.to_owned(), manifest).await
+    }
+
+    /// Launches a job's runner on the pod and waits until the driver accepted the job.
+    async fn run_job(
+        &self,
+        session: &Session,
+        dir: PathBuf,
+        mut manifest: RenderManifest,
+    ) -> Result<RenderJob> {
+        let manifest_path = dir.join(MANIFEST_FILE);
         let resumed = !manifest.frames.is_empty();
-        self.launch_job(session, &job_id, &remote_dir, &dir, &spec)
-            .await?;
+        self.launch_job(
+            session,
+            &manifest.job_id,
+            &manifest.remote_dir,
+            &dir,
+            &manifest.spec,
+        )
+        .await?;
         manifest.state = JobState::Running;
         manifest.reason = None;
         manifest.failed.clear();
@@ -787,9 +826,8 @@ impl Orchestrator {
             }
             Ok(()) => manifest.store(&manifest_path)?,
         }
-        manifest.store(&manifest_path)?;
         Ok(RenderJob {
-            id: job_id,
+            id: manifest.job_id.clone(),
             dir,
             manifest,
             resumed,

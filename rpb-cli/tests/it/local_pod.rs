@@ -174,13 +174,13 @@ async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
                 "--project",
                 "chair",
                 "--frames",
-                "1-60",
+                "1-8",
                 "--device",
                 "cpu",
                 "--engine",
                 "cycles",
                 "--samples",
-                "256",
+                "128",
                 "--resolution",
                 "320x240",
                 "--detach",
@@ -204,6 +204,20 @@ async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
         .success()
         .json();
     assert_eq!(status["state"], "cancelled", "{status}");
+    // Resumed, it renders what is missing and ends with every frame local.
+    let resumed = ws
+        .rpb_within(SLOW, &["render", "resume", &detached_id, "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(resumed["state"], "done", "{resumed}");
+    assert_eq!(resumed["job_id"], detached_id.as_str());
+    let frames = resumed["frames"].as_array().expect("frames");
+    assert_eq!(frames.len(), 8, "{resumed}");
+    assert!(
+        frames.iter().all(|frame| frame["state"] == "local"),
+        "{resumed}"
+    );
     let py = ws
         .rpb(&["py", "import bpy; print(len(bpy.data.objects))", "--json"])
         .await
