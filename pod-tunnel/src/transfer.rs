@@ -910,7 +910,8 @@ impl Job<'_> {
         let names = Names::upload(local, remote);
         let mut file = fs::File::open(local).map_err(local_err("open", local))?;
         let meta = file.metadata().map_err(local_err("read", local))?;
-        let mode = meta.permissions().mode() & 0o7777;
+        // Permission bits only: a setuid, setgid or sticky bit never travels to the pod.
+        let mode = meta.permissions().mode() & 0o777;
         let mtime = unix_secs(meta.modified());
         let atime = unix_secs(meta.accessed());
         let tmp = temp_sibling(remote);
@@ -1554,8 +1555,12 @@ impl Job<'_> {
             });
         }
         let local_fail = |step| move |e| self.transfer_err(names, step, e);
-        file.set_permissions(fs::Permissions::from_mode(facts.mode))
-            .map_err(local_fail("setting the mode of the local copy"))?;
+        // The pod's permission bits, less this process's umask; never its setuid, setgid or
+        // sticky bit (a hostile pod could otherwise plant a setuid program in a project).
+        file.set_permissions(fs::Permissions::from_mode(
+            facts.mode & 0o777 & !local_umask(),
+        ))
+        .map_err(local_fail("setting the mode of the local copy"))?;
         file.set_modified(UNIX_EPOCH + Duration::from_secs(facts.mtime))
             .map_err(local_fail(
                 "setting the modification time of the local copy",
@@ -2199,6 +2204,23 @@ fn make_remote_dir(sftp: &ssh2::Sftp, path: &Path) -> io::Result<()> {
             _ => Err(e.into()),
         },
     }
+}
+
+/// This process's umask, read from `/proc/self/status` (Linux 4.7+; reading it with
+/// `umask(2)` would briefly change it for every thread). Elsewhere the common 022.
+fn local_umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("Umask:"))
+                    .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+            })
+            .unwrap_or(0o022)
+    })
 }
 
 #[cfg(test)]

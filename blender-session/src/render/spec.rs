@@ -416,11 +416,12 @@ impl RenderOptions {
             && (!std::path::Path::new(path)
                 .extension()
                 .is_some_and(|extension| extension.eq_ignore_ascii_case("blend"))
-                || path.contains('\n')
-                || path.contains('"'))
+                || path
+                    .chars()
+                    .any(|c| c.is_control() || c == '"' || c == '\\'))
         {
             return bad(format!(
-                "{path:?} is not a path to a .blend file (it must end with .blend and hold no quote or newline)"
+                "{path:?} is not a path to a .blend file (it must end with .blend and hold no quote, backslash or control character)"
             ));
         }
         Ok(())

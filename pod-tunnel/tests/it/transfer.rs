@@ -149,6 +149,60 @@ async fn small_empty_and_non_utf8_files_round_trip_over_both_protocols() {
     }
 }
 
+/// The test process's umask (the tests never change it).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("Umask:"))
+        .map(|value| u32::from_str_radix(value.trim(), 8).unwrap())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn setuid_setgid_and_sticky_bits_never_cross_either_way() {
+    let fx = Fixture::start();
+    let session = fx.session().await;
+    for protocol in PROTOCOLS {
+        let tag = format!("{protocol:?}");
+        let pod = fx.path(&format!("pod-{tag}"));
+        let home = fx.path(&format!("home-{tag}"));
+        std::fs::create_dir(&pod).unwrap();
+        std::fs::create_dir(&home).unwrap();
+        // A hostile pod's files: setuid, setgid and sticky programs.
+        for (name, mode) in [("suid", 0o4755), ("sgid", 0o2750), ("sticky", 0o1777)] {
+            write_file(&pod.join(name), b"#!/bin/sh\nid\n", mode, 1_650_000_000);
+            assert_eq!(mode_and_mtime(&pod.join(name)).0, mode, "fixture {name}");
+            session
+                .download(pod.join(name), home.join(name))
+                .protocol(protocol)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{tag} download {name}: {}", chain(&e)));
+            assert_eq!(
+                mode_and_mtime(&home.join(name)),
+                (mode & 0o777 & !umask(), 1_650_000_000),
+                "{tag} {name}: only permission bits, less the umask"
+            );
+        }
+        // And the other way: a local setuid file arrives without its setuid bit.
+        let local = home.join("local-suid");
+        write_file(&local, b"local\n", 0o4755, 1_650_000_000);
+        session
+            .upload(&local, pod.join("uploaded"))
+            .protocol(protocol)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{tag} upload: {}", chain(&e)));
+        let uploaded = mode_and_mtime(&pod.join("uploaded")).0;
+        assert_eq!(
+            uploaded & 0o7000,
+            0,
+            "{tag}: the upload kept mode {uploaded:o}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn missing_sources_are_clear_errors() {
     let fx = Fixture::start();
