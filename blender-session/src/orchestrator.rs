@@ -172,8 +172,18 @@ impl SessionSettings {
         format!("{}/rpb", self.pod_root.trim_end_matches('/'))
     }
 
+    /// The command line that runs the installed `session.sh` with this environment; its
+    /// subcommand and arguments follow.
+    pub(crate) fn session_script(&self) -> String {
+        format!(
+            "{} bash {}",
+            self.env_prefix(),
+            shell_quote(&format!("{}/bin/session.sh", self.rpb_home()))
+        )
+    }
+
     /// The environment prefix for pod-side commands (no secrets: those go through stdin).
-    pub(crate) fn env_prefix(&self) -> String {
+    fn env_prefix(&self) -> String {
         let mut env = self.pod_env.clone();
         env.insert("RPB_POD_ROOT".into(), self.pod_root.clone());
         env.insert("RPB_MCP_PORT".into(), self.remote_ports.mcp.to_string());
@@ -309,7 +319,7 @@ pub struct SessionStatus {
 /// Drives sessions on pods through a provider and a connector.
 pub struct Orchestrator {
     pub(crate) provider: Arc<dyn PodProvider>,
-    pub(crate) connector: Arc<dyn HostConnector>,
+    connector: Arc<dyn HostConnector>,
     settings: SessionSettings,
     store: Option<project_store::Store>,
 }
@@ -656,11 +666,7 @@ impl Orchestrator {
 
     /// The session script's status report (what runs on the pod, and its ports).
     async fn status_report(&self, host: &dyn RemoteHost) -> Result<SessionReport> {
-        let command = format!(
-            "{} bash {} status",
-            self.settings.env_prefix(),
-            shell_quote(&format!("{}/bin/session.sh", self.settings.rpb_home()))
-        );
+        let command = format!("{} status", self.settings.session_script());
         let output = host.run(&command, None, Duration::from_secs(60)).await?;
         SessionReport::parse(&output.stdout)
     }
@@ -920,9 +926,8 @@ impl Orchestrator {
     ) -> Result<SessionReport> {
         clock.emit(Step::Session, "starting xvfb, x11vnc, novnc and blender");
         let command = format!(
-            "{} bash {} start --vnc-password-stdin",
-            self.settings.env_prefix(),
-            shell_quote(&format!("{}/bin/session.sh", self.settings.rpb_home()))
+            "{} start --vnc-password-stdin",
+            self.settings.session_script()
         );
         let mut password = self
             .settings
@@ -1129,7 +1134,7 @@ impl Orchestrator {
         project: &project_store::ProjectName,
         version: &str,
     ) -> Result<String> {
-        let remote = self
+        let (remote, _) = self
             .upload_version(session, store, project, version)
             .await?;
         let mut client = session.mcp().await?;
@@ -1138,14 +1143,14 @@ impl Orchestrator {
     }
 
     /// Uploads a local version to the pod's project folder unless the pod holds the same file;
-    /// returns the remote path.
+    /// returns the remote path and the version's SHA-256.
     pub(crate) async fn upload_version(
         &self,
         session: &Session,
         store: &project_store::Store,
         project: &project_store::ProjectName,
         version: &str,
-    ) -> Result<String> {
+    ) -> Result<(String, String)> {
         let local_project = store.project(project)?;
         let entry = local_project.resolve(version)?.clone();
         let local = local_project.path_of(&entry);
@@ -1179,7 +1184,7 @@ impl Orchestrator {
             .await?;
             session.host.upload(&local, &remote, None).await?;
         }
-        Ok(remote)
+        Ok((remote, entry.sha256))
     }
 
     /// Uploads a local file to the pod.

@@ -294,7 +294,8 @@ async fn follow_job(
     dir: &Path,
     guard: &FollowOptions,
 ) -> anyhow::Result<Outcome> {
-    let total = load(dir).map_or(0, |(_, manifest)| manifest.spec.frames.len() as u64);
+    let total =
+        RenderManifest::load_from(dir).map_or(0, |manifest| manifest.spec.frames.len() as u64);
     let bar = Progress::new(&ctx.global).enabled().then(|| {
         let bar = ProgressBar::new(total);
         bar.set_style(
@@ -367,7 +368,7 @@ async fn follow_job(
         bar.finish_and_clear();
     }
     let Some(result) = followed else {
-        let (_, manifest) = load(dir)?;
+        let manifest = RenderManifest::load_from(dir)?;
         return Ok(Outcome::new(
             json!({"job_id": manifest.job_id, "state": "detached", "dir": dir}),
             format!(
@@ -507,12 +508,6 @@ fn manifest_json(manifest: &RenderManifest, dir: &Path) -> serde_json::Value {
         "report": manifest.cost_report(),
         "reason": manifest.reason,
     })
-}
-
-fn load(dir: &Path) -> anyhow::Result<(std::path::PathBuf, RenderManifest)> {
-    let text = std::fs::read(dir.join(render::MANIFEST_FILE))
-        .with_context(|| format!("reading {}", dir.join(render::MANIFEST_FILE).display()))?;
-    Ok((dir.to_owned(), serde_json::from_slice(&text)?))
 }
 
 async fn job_session(

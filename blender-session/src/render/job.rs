@@ -188,6 +188,9 @@ pub struct RenderManifest {
     pub events_offset: u64,
     /// How far Blender's log has been read.
     pub log_offset: u64,
+    /// The end of the log read so far that is not a whole line yet (Blender was writing it).
+    #[serde(skip)]
+    log_tail: String,
 }
 
 impl RenderManifest {
@@ -268,7 +271,24 @@ impl RenderManifest {
             reason: None,
             events_offset: 0,
             log_offset: 0,
+            log_tail: String::new(),
         }
+    }
+
+    /// Whole lines of the log from what was kept and `text`; a line Blender is still writing
+    /// waits for the rest of it in the next answer, unless the job ended.
+    fn log_lines(&mut self, text: &str, ended: bool) -> Vec<String> {
+        let mut splitter = LineSplitter::new();
+        let mut lines = splitter.push(std::mem::take(&mut self.log_tail).as_bytes());
+        lines.extend(splitter.push(text.as_bytes()));
+        if let Some(partial) = splitter.finish() {
+            if ended {
+                lines.push(partial);
+            } else {
+                self.log_tail = partial;
+            }
+        }
+        lines
     }
 
     /// The record in a job folder.
@@ -636,14 +656,6 @@ fn local_job_dir(
 }
 
 impl Orchestrator {
-    fn session_script(&self) -> String {
-        format!(
-            "{} bash {}",
-            self.settings().env_prefix(),
-            shell_quote(&format!("{}/bin/session.sh", self.settings().rpb_home()))
-        )
-    }
-
     fn job_error(session: &Session, job_id: &str, detail: impl Into<String>) -> Error {
         Error::RenderJob {
             job_id: job_id.to_owned(),
@@ -697,9 +709,7 @@ impl Orchestrator {
                 Ok((version, Some(entry.sha256)))
             }
             RenderSource::Version(version) => {
-                let local_project = store.project(project)?;
-                let sha256 = local_project.resolve(version)?.sha256.clone();
-                let remote = self
+                let (remote, sha256) = self
                     .upload_version(session, store, project, version)
                     .await?;
                 Ok((remote, Some(sha256)))
@@ -877,7 +887,7 @@ impl Orchestrator {
         let start = session
             .host()
             .run(
-                &format!("{} render-start {job_id}", self.session_script()),
+                &format!("{} render-start {job_id}", self.settings().session_script()),
                 None,
                 Duration::from_secs(60),
             )
@@ -946,7 +956,7 @@ impl Orchestrator {
     ) -> Result<Polled> {
         let command = format!(
             "{} render-poll {job_id} {} {}",
-            self.session_script(),
+            self.settings().session_script(),
             manifest.events_offset,
             manifest.log_offset
         );
@@ -989,20 +999,27 @@ impl Orchestrator {
             // Reading again from the start is safe (records apply idempotently).
             manifest.events_offset = 0;
             manifest.log_offset = 0;
+            manifest.log_tail.clear();
             return Ok(Polled { more: true });
         }
         let events_len = usize::try_from(head.events_bytes).unwrap_or(usize::MAX);
-        let (event_text, log_text) = rest.split_at(events_len.min(rest.len()));
+        // The records are ASCII JSON, so their byte count is a character boundary.
+        let (event_text, log_text) = rest
+            .split_at_checked(events_len.min(rest.len()))
+            .ok_or_else(|| {
+                Self::job_error(
+                    session,
+                    job_id,
+                    "the pod's records are not ASCII JSON; is its rpb_render.py another rpb's?",
+                )
+            })?;
         for line in event_text.lines().filter(|line| !line.trim().is_empty()) {
             let Ok(event) = serde_json::from_str::<PodEvent>(line) else {
                 continue;
             };
             apply_pod_event(manifest, event, events);
         }
-        let mut splitter = LineSplitter::new();
-        let mut lines = splitter.push(log_text.as_bytes());
-        lines.extend(splitter.finish());
-        for line in &lines {
+        for line in &manifest.log_lines(log_text, state.ended()) {
             log_event(line, events);
         }
         manifest.events_offset += head.events_bytes;
@@ -1157,6 +1174,7 @@ impl Orchestrator {
         events: RenderEvents<'_>,
     ) -> Result<Polled> {
         let job_id = manifest.job_id.clone();
+        let before = (manifest.events_offset, manifest.state);
         let polled = self.poll_once(session, &job_id, manifest, events).await?;
         if manifest.state == JobState::Missing {
             manifest.store(&dir.join(MANIFEST_FILE))?;
@@ -1169,8 +1187,12 @@ impl Orchestrator {
                 ),
             ));
         }
-        self.download_frames(session, dir, manifest, events).await?;
-        manifest.store(&dir.join(MANIFEST_FILE))?;
+        let downloaded = self.download_frames(session, dir, manifest, events).await?;
+        // Written when a record, the state or a frame changed, not on every poll: a long job's
+        // record is large, and the log offset alone is cheap to read again.
+        if downloaded > 0 || before != (manifest.events_offset, manifest.state) {
+            manifest.store(&dir.join(MANIFEST_FILE))?;
+        }
         Ok(polled)
     }
 
@@ -1210,11 +1232,12 @@ impl Orchestrator {
         dir: &Path,
         manifest: &mut RenderManifest,
         events: RenderEvents<'_>,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let pending: Vec<(i64, String, String)> = manifest
             .pending_downloads()
             .map(|entry| (entry.frame, entry.file.clone(), entry.sha256.clone()))
             .collect();
+        let count = pending.len();
         for (frame, file, sha256) in pending {
             let name = file.rsplit('/').next().unwrap_or(&file).to_owned();
             let local = dir.join(&name);
@@ -1251,7 +1274,7 @@ impl Orchestrator {
                 delay,
             });
         }
-        Ok(())
+        Ok(count)
     }
 
     /// Reads a job's state from the pod without downloading anything.
@@ -1297,7 +1320,10 @@ impl Orchestrator {
         let output = session
             .host()
             .run(
-                &format!("{} render-cancel {job_id}", self.session_script()),
+                &format!(
+                    "{} render-cancel {job_id}",
+                    self.settings().session_script()
+                ),
                 None,
                 Duration::from_secs(60),
             )
@@ -1498,5 +1524,30 @@ fn log_event(line: &str, events: RenderEvents<'_>) {
         Some(LogLine::Warning { message }) => events(&RenderEvent::Warning(message)),
         Some(LogLine::Error { message }) => events(&RenderEvent::BlenderError(message)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{RenderOptions, RenderSource};
+
+    fn manifest() -> RenderManifest {
+        let options = RenderOptions::new(RenderSource::OpenScene, "1".parse().expect("frames"));
+        let spec = JobSpec::new(&options, "/runpod/a.blend".into(), None);
+        let project = project_store::ProjectName::new("p").expect("name");
+        RenderManifest::new("r1", &project, "pod", "/runpod/rpb/jobs/r1", spec)
+    }
+
+    #[test]
+    fn a_log_line_cut_between_two_answers_is_read_once_whole() {
+        let mut manifest = manifest();
+        let first = manifest.log_lines("Saved: '/out/frame_0001.png'\nFra:2 Mem:9M | Sam", false);
+        assert_eq!(first, ["Saved: '/out/frame_0001.png'"]);
+        let second = manifest.log_lines("ple 3/4\n", false);
+        assert_eq!(second, ["Fra:2 Mem:9M | Sample 3/4"]);
+        // Once the job ended, a last line without its newline is read as it is.
+        assert_eq!(manifest.log_lines("Blender quit", true), ["Blender quit"]);
+        assert!(manifest.log_lines("", false).is_empty());
     }
 }
