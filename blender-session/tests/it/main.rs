@@ -8,7 +8,6 @@
 )]
 
 mod addon_python;
-#[cfg(feature = "local-pod")]
 mod local_pod;
 mod mcp_client;
 mod orchestrator;
