@@ -9,13 +9,13 @@ use async_trait::async_trait;
 use pod_tunnel::{Endpoint, Forward, HostKeyPolicy, Protocol, TunnelState};
 use runpod_api::models::{CreatePodRequest, GpuRequest, Mounts};
 use runpod_api::{ApiErrorKind, PodId};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncReadExt as _;
 
 use crate::seams::{
     CommandOutput, HostConnector, PodProvider, PodSpec, PodView, ProgressFn, RemoteHost, Resolver,
     SshAddr, Transferred, TunnelHandle, TunnelPorts,
 };
-use crate::{Error, Result, mcp};
+use crate::{Error, Result};
 
 fn provider_error(operation: String, source: runpod_api::Error) -> Error {
     Error::Provider {
@@ -253,48 +253,15 @@ impl HostConnector for SshConnector {
             vnc: port(1),
             novnc: port(2),
         };
-        Ok(Box::new(SshTunnel {
-            tunnel,
-            ports,
-            pod_id: pod_id.into(),
-        }))
+        Ok(Box::new(SshTunnel::new(tunnel, ports, pod_id.into())))
     }
 
     async fn mcp_answers(&self, port: u16) -> bool {
-        let probe = async {
-            let mut client = mcp::Client::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .command_timeout(Duration::from_secs(5))
-                .connect(format!("127.0.0.1:{port}"))
-                .await
-                .ok()?;
-            client.ping().await.ok()
-        };
-        tokio::time::timeout(Duration::from_secs(8), probe)
-            .await
-            .ok()
-            .flatten()
-            .is_some()
+        crate::probe::mcp_answers(port).await
     }
 
     async fn novnc_answers(&self, port: u16) -> bool {
-        let probe = async {
-            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()?;
-            stream
-                .write_all(b"GET /vnc.html HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-                .await
-                .ok()?;
-            let mut head = [0_u8; 12];
-            stream.read_exact(&mut head).await.ok()?;
-            Some(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
-        };
-        tokio::time::timeout(Duration::from_secs(5), probe)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(false)
+        crate::probe::novnc_answers(port).await
     }
 }
 
@@ -376,6 +343,61 @@ struct SshTunnel {
     tunnel: pod_tunnel::Tunnel,
     ports: TunnelPorts,
     pod_id: String,
+    /// `pod_tunnel`'s state changes, mapped onto the seam's type by a small task.
+    state: tokio::sync::watch::Receiver<crate::seams::TunnelState>,
+}
+
+impl SshTunnel {
+    fn new(tunnel: pod_tunnel::Tunnel, ports: TunnelPorts, pod_id: String) -> Self {
+        let mut source = tunnel.state_changes();
+        let (sender, state) = tokio::sync::watch::channel(seam_state(&source.borrow()));
+        tokio::spawn(async move {
+            // Ends when the tunnel is gone (its sender dropped) or nobody listens any more.
+            while source.changed().await.is_ok() {
+                let next = seam_state(&source.borrow_and_update());
+                if sender.send(next).is_err() {
+                    return;
+                }
+            }
+            sender.send_if_modified(|current| {
+                let changed = !current.is_closed();
+                if changed {
+                    *current = crate::seams::TunnelState::Closed { error: None };
+                }
+                changed
+            });
+        });
+        Self {
+            tunnel,
+            ports,
+            pod_id,
+            state,
+        }
+    }
+}
+
+fn seam_state(state: &TunnelState) -> crate::seams::TunnelState {
+    use crate::seams::TunnelState as Seam;
+    match state {
+        TunnelState::Connected { endpoint } => Seam::Connected {
+            endpoint: endpoint.to_string(),
+        },
+        TunnelState::Reconnecting {
+            attempt,
+            last_error,
+        } => Seam::Reconnecting {
+            attempt: *attempt,
+            last_error: last_error.clone(),
+        },
+        TunnelState::Closed { error } => Seam::Closed {
+            error: error.clone(),
+        },
+        // A state added to pod_tunnel later: not closed, so treat it as a reconnect.
+        _ => Seam::Reconnecting {
+            attempt: 0,
+            last_error: format!("{state:?}"),
+        },
+    }
 }
 
 #[async_trait]
@@ -384,16 +406,8 @@ impl TunnelHandle for SshTunnel {
         self.ports
     }
 
-    fn state(&self) -> String {
-        match self.tunnel.state() {
-            TunnelState::Connected { endpoint } => format!("connected to {endpoint}"),
-            TunnelState::Reconnecting { attempt, .. } => {
-                format!("reconnecting (attempt {attempt})")
-            }
-            TunnelState::Closed { error: None } => "closed".into(),
-            TunnelState::Closed { error: Some(error) } => format!("closed: {error}"),
-            _ => "unknown".into(),
-        }
+    fn state_changes(&self) -> tokio::sync::watch::Receiver<crate::seams::TunnelState> {
+        self.state.clone()
     }
 
     fn traffic_bytes(&self) -> u64 {

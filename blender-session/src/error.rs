@@ -139,6 +139,13 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// The background tunnel process could not be started or stopped.
+    #[error("background tunnel: {detail}")]
+    TunnelProcess {
+        /// What went wrong and what to do.
+        detail: String,
+    },
+
     /// A local project operation failed.
     #[error(transparent)]
     Store(#[from] project_store::Error),

@@ -51,6 +51,7 @@ mod error;
 pub mod local_pod;
 pub mod mcp;
 pub mod orchestrator;
+pub mod probe;
 pub mod profile;
 pub mod render;
 pub mod seams;

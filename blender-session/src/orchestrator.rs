@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::assets::{self, SessionReport, SetupReport};
 use crate::seams::{
     HostConnector, PodProvider, PodSpec, PodStatus, PodView, ProgressFn, RemoteHost, Resolver,
-    SshAddr, Transferred, TunnelHandle, TunnelPorts,
+    SshAddr, Transferred, TunnelHandle, TunnelPorts, TunnelState,
 };
 use crate::{Error, Result, mcp};
 
@@ -268,11 +268,16 @@ impl Session {
         Ok(mcp::Client::connect(self.mcp_address()).await?)
     }
 
-    /// The tunnel's state.
-    pub fn tunnel_state(&self) -> String {
+    /// The tunnel's state (`Closed` for a session opened without a tunnel).
+    pub fn tunnel_state(&self) -> TunnelState {
         self.tunnel
             .as_ref()
-            .map_or_else(|| "closed".to_owned(), |tunnel| tunnel.state())
+            .map_or(TunnelState::Closed { error: None }, |tunnel| tunnel.state())
+    }
+
+    /// A receiver of the tunnel's state changes; `None` for a session opened without a tunnel.
+    pub fn tunnel_state_changes(&self) -> Option<tokio::sync::watch::Receiver<TunnelState>> {
+        self.tunnel.as_ref().map(|tunnel| tunnel.state_changes())
     }
 
     /// Bytes moved through this session's tunnel so far (0 without a tunnel).
@@ -309,7 +314,7 @@ pub struct SessionStatus {
     /// Estimated cost since the container started, in USD (uptime × cost per hour).
     pub cost_since_start: f64,
     /// The tunnel's state, when a session is open.
-    pub tunnel: Option<String>,
+    pub tunnel: Option<TunnelState>,
     /// Whether Blender's MCP socket answers through the tunnel.
     pub mcp_answers: bool,
     /// Whether noVNC answers through the tunnel.

@@ -160,13 +160,59 @@ pub struct TunnelPorts {
     pub novnc: u16,
 }
 
+/// Where an open tunnel is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TunnelState {
+    /// Forwarding through a live connection.
+    Connected {
+        /// The pod's SSH endpoint in use (`host:port`).
+        endpoint: String,
+    },
+    /// The connection was lost; the local ports stay bound while a new one is made.
+    Reconnecting {
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Why the last connection or attempt failed.
+        last_error: String,
+    },
+    /// The tunnel stopped and its local ports are closed.
+    Closed {
+        /// Why, when it gave up on its own (`None` when it was closed on purpose).
+        error: Option<String>,
+    },
+}
+
+impl TunnelState {
+    /// Whether the tunnel stopped (on purpose or because it gave up).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed { .. })
+    }
+}
+
+impl std::fmt::Display for TunnelState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connected { endpoint } => write!(f, "connected to {endpoint}"),
+            Self::Reconnecting { attempt, .. } => write!(f, "reconnecting (attempt {attempt})"),
+            Self::Closed { error: None } => f.write_str("closed"),
+            Self::Closed { error: Some(error) } => write!(f, "closed: {error}"),
+        }
+    }
+}
+
 /// An open tunnel.
 #[async_trait]
 pub trait TunnelHandle: Send + Sync {
     /// The local ports actually bound.
     fn ports(&self) -> TunnelPorts;
-    /// A short description of its state (`connected`, `reconnecting`, ...).
-    fn state(&self) -> String;
+    /// Its state now.
+    fn state(&self) -> TunnelState {
+        self.state_changes().borrow().clone()
+    }
+    /// A receiver that sees every state change (for supervisors that react to a tunnel giving
+    /// up without polling).
+    fn state_changes(&self) -> tokio::sync::watch::Receiver<TunnelState>;
     /// Bytes moved through the tunnel so far, both directions (for idle detection). Default: 0.
     fn traffic_bytes(&self) -> u64 {
         0

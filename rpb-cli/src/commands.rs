@@ -408,7 +408,7 @@ pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome>
     let state_dir = ctx.state_dir()?;
     // A tunnel of ours for another pod (or a stale record) goes first; one for this pod stays
     // only when its guard is the same.
-    tunnel::down(&state_dir).await?;
+    daemon::stop(&state_dir, tunnel::DOWN_TIMEOUT).await?;
     tunnel::check_ports_free(profile.local_ports)?;
     let mut settings = profile.session_settings()?;
     if let Some(minutes) = args.wait_for_gpu {
@@ -497,7 +497,7 @@ fn guard_text(guard: &CostGuard) -> String {
 pub(crate) async fn stop(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> {
     let profile = ctx.profile_with(&args.explicit())?;
     let pod_id = pod_id_of(&profile)?;
-    let tunnel = tunnel::down(&ctx.store.state_dir()).await?;
+    let tunnel = daemon::stop(&ctx.store.state_dir(), tunnel::DOWN_TIMEOUT).await?;
     let orchestrator = profile.orchestrator(&ctx.store)?;
     let progress = ctx.progress().spinner("stopping");
     let result = orchestrator.stop(&pod_id, None, &sink(&progress)).await;
@@ -525,11 +525,11 @@ pub(crate) async fn status(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> 
     let orchestrator = profile.orchestrator_with(&ctx.store, loose_settings(&profile))?;
     let status = orchestrator.status(&pod_id, None).await?;
     let state_dir = ctx.store.state_dir();
-    let tunnel = tunnel::status(&state_dir)?;
+    let tunnel = daemon::status(&state_dir)?;
     let (mcp_answers, novnc_answers) = match &tunnel {
-        tunnel::TunnelStatus::Running(record) if record.pod_id == pod_id => (
-            tunnel::mcp_answers(record.mcp_port).await,
-            tunnel::port_answers(record.novnc_port).await,
+        daemon::TunnelStatus::Running(record) if record.pod_id == pod_id => (
+            blender_session::probe::mcp_answers(record.mcp_port).await,
+            blender_session::probe::novnc_answers(record.novnc_port).await,
         ),
         _ => (false, false),
     };
@@ -554,8 +554,8 @@ pub(crate) async fn status(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> 
     if let Some(addr) = &pod.ssh {
         let _ = writeln!(human, "  ssh    {addr}");
     }
-    let _ = writeln!(human, "  tunnel {}", tunnel.describe());
-    if let tunnel::TunnelStatus::Running(_) = &tunnel {
+    let _ = writeln!(human, "  tunnel {}", tunnel::describe(&tunnel));
+    if let daemon::TunnelStatus::Running(_) = &tunnel {
         let _ = writeln!(
             human,
             "  blender {}, novnc {}",
@@ -583,7 +583,7 @@ pub(crate) async fn status(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> 
             "cost_so_far": status.cost_since_start,
             "uptime_seconds": pod.uptime_seconds,
             "ssh": ssh,
-            "tunnel": tunnel.to_json(),
+            "tunnel": tunnel::status_json(&tunnel),
             "blender_answers": mcp_answers,
             "novnc_answers": novnc_answers,
             "guard_stop": guard_stop.map(|stop| json!({"reason": stop.reason, "at": stop.at})),
@@ -733,8 +733,8 @@ pub(crate) async fn attach(
 ) -> anyhow::Result<(Orchestrator, Session)> {
     let profile = ctx.profile_with(&pod.explicit())?;
     let pod_id = pod_id_of(&profile)?;
-    let ports = match tunnel::status(&ctx.store.state_dir())? {
-        tunnel::TunnelStatus::Running(record) if record.pod_id == pod_id => TunnelPorts {
+    let ports = match daemon::status(&ctx.store.state_dir())? {
+        daemon::TunnelStatus::Running(record) if record.pod_id == pod_id => TunnelPorts {
             mcp: record.mcp_port,
             vnc: record.vnc_port,
             novnc: record.novnc_port,
@@ -995,8 +995,8 @@ pub(crate) async fn py(ctx: &Ctx, args: PyArgs) -> anyhow::Result<Outcome> {
         (None, None) => bail!("give the code or --file"),
     };
     let profile = ctx.profile_with(&args.pod.explicit())?;
-    let port = match tunnel::status(&ctx.store.state_dir())? {
-        tunnel::TunnelStatus::Running(record) => record.mcp_port,
+    let port = match daemon::status(&ctx.store.state_dir())? {
+        daemon::TunnelStatus::Running(record) => record.mcp_port,
         _ => profile.local_ports.mcp,
     };
     let mut client = blender_session::mcp::Client::connect(format!("127.0.0.1:{port}"))
@@ -1034,7 +1034,7 @@ pub(crate) async fn tunnel(ctx: &Ctx, command: TunnelCommand) -> anyhow::Result<
             let guard = guard.guard()?;
             let profile = ctx.profile_with(&pod.explicit())?;
             let pod_id = pod_id_of(&profile)?;
-            if let tunnel::TunnelStatus::Running(record) = tunnel::status(&state_dir)? {
+            if let daemon::TunnelStatus::Running(record) = daemon::status(&state_dir)? {
                 if record.pod_id == pod_id && record.guard == guard {
                     return Ok(Outcome::new(
                         json!({"state": "running", "already": true, "tunnel": record_json(&record)}),
@@ -1045,7 +1045,7 @@ pub(crate) async fn tunnel(ctx: &Ctx, command: TunnelCommand) -> anyhow::Result<
                         ),
                     ));
                 }
-                tunnel::down(&state_dir).await?;
+                daemon::stop(&state_dir, tunnel::DOWN_TIMEOUT).await?;
             }
             tunnel::check_ports_free(profile.local_ports)?;
             let progress = ctx.progress().spinner("opening the tunnel");
@@ -1064,25 +1064,22 @@ pub(crate) async fn tunnel(ctx: &Ctx, command: TunnelCommand) -> anyhow::Result<
             ))
         }
         TunnelCommand::Down => {
-            let outcome = tunnel::down(&state_dir).await?;
+            let outcome = daemon::stop(&state_dir, tunnel::DOWN_TIMEOUT).await?;
             Ok(Outcome::new(
                 json!({"tunnel": outcome.as_str()}),
                 match outcome {
-                    tunnel::Down::Stopped => "tunnel stopped",
-                    tunnel::Down::Stale => "no tunnel was running (removed a stale record)",
-                    tunnel::Down::None => "no tunnel was running",
+                    daemon::Down::Stopped => "tunnel stopped",
+                    daemon::Down::Stale => "no tunnel was running (removed a stale record)",
+                    _ => "no tunnel was running",
                 },
             ))
         }
         TunnelCommand::Status => {
-            let status = tunnel::status(&state_dir)?;
-            let code = u8::from(!matches!(status, tunnel::TunnelStatus::Running(_)));
+            let status = daemon::status(&state_dir)?;
+            let code = u8::from(!matches!(status, daemon::TunnelStatus::Running(_)));
             Ok(
-                Outcome::new(status.to_json(), status.describe()).with_code(if code == 0 {
-                    0
-                } else {
-                    crate::EXIT_ERROR
-                }),
+                Outcome::new(tunnel::status_json(&status), tunnel::describe(&status))
+                    .with_code(if code == 0 { 0 } else { crate::EXIT_ERROR }),
             )
         }
     }
@@ -1103,8 +1100,8 @@ pub(crate) struct McpConfigArgs {
 
 pub(crate) fn mcp_config(ctx: &Ctx, args: &McpConfigArgs) -> anyhow::Result<Outcome> {
     let profile = ctx.profile()?;
-    let port = match tunnel::status(&ctx.store.state_dir())? {
-        tunnel::TunnelStatus::Running(record) => record.mcp_port,
+    let port = match daemon::status(&ctx.store.state_dir())? {
+        daemon::TunnelStatus::Running(record) => record.mcp_port,
         _ => profile.local_ports.mcp,
     };
     let document = mcp_json(port);

@@ -11,7 +11,7 @@ use blender_session::assets;
 use blender_session::orchestrator::{Event, Orchestrator, SessionSettings, Step, WaitForGpu};
 use blender_session::seams::{
     CommandOutput, HostConnector, PodProvider, PodSpec, PodStatus, PodView, ProgressFn, RemoteHost,
-    Resolver, SshAddr, Transferred, TunnelHandle, TunnelPorts,
+    Resolver, SshAddr, Transferred, TunnelHandle, TunnelPorts, TunnelState,
 };
 use blender_session::{Error, Result};
 use secrecy::SecretString;
@@ -152,6 +152,8 @@ struct Remote {
     tunnels_open: u32,
     tunnels_closed: u32,
     connected_to: Vec<u16>,
+    /// The last tunnel's state, for tests that make it give up.
+    tunnel_state: Option<tokio::sync::watch::Sender<TunnelState>>,
 }
 
 #[derive(Clone, Default)]
@@ -254,7 +256,11 @@ impl RemoteHost for FakeConnector {
     }
 }
 
-struct FakeTunnel(FakeConnector, TunnelPorts);
+struct FakeTunnel(
+    FakeConnector,
+    TunnelPorts,
+    tokio::sync::watch::Sender<TunnelState>,
+);
 
 #[async_trait]
 impl TunnelHandle for FakeTunnel {
@@ -262,8 +268,8 @@ impl TunnelHandle for FakeTunnel {
         self.1
     }
 
-    fn state(&self) -> String {
-        "connected".into()
+    fn state_changes(&self) -> tokio::sync::watch::Receiver<TunnelState> {
+        self.2.subscribe()
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
@@ -297,7 +303,11 @@ impl HostConnector for FakeConnector {
             vnc: if local.vnc == 0 { 40002 } else { local.vnc },
             novnc: if local.novnc == 0 { 40003 } else { local.novnc },
         };
-        Ok(Box::new(FakeTunnel(self.clone(), bound)))
+        let (state, _) = tokio::sync::watch::channel(TunnelState::Connected {
+            endpoint: "fake:22".into(),
+        });
+        self.remote().tunnel_state = Some(state.clone());
+        Ok(Box::new(FakeTunnel(self.clone(), bound, state)))
     }
 
     async fn mcp_answers(&self, _port: u16) -> bool {
@@ -622,7 +632,10 @@ async fn stop_closes_the_tunnel_and_waits_for_zero_cost() {
         (status.cost_since_start - 0.88).abs() < 1e-9,
         "2 h at $0.44/h"
     );
-    assert_eq!(status.tunnel.as_deref(), Some("connected"));
+    assert_eq!(
+        status.tunnel.map(|state| state.to_string()).as_deref(),
+        Some("connected to fake:22")
+    );
     assert!(status.mcp_answers && status.novnc_answers);
     let (events, sink) = recorder();
     let pod = orchestrator
@@ -716,4 +729,203 @@ fn settings_env_is_complete() {
         "the password is redacted in Debug"
     );
     assert!(!format!("{settings:?}").contains(PASSWORD));
+}
+
+mod supervisor {
+    //! The background tunnel's supervisor (`daemon::run_background_tunnel`) on the fakes, under
+    //! paused time: each way it ends, and what it leaves in the state folder.
+
+    use blender_session::daemon::{
+        self, CostGuard, Ending, GuardReason, GuardStop, SupervisorOptions, TunnelStatus,
+    };
+
+    use super::*;
+
+    async fn supervise(
+        provider: &FakeProvider,
+        connector: &FakeConnector,
+        guard: CostGuard,
+        state_dir: &Path,
+        shutdown: impl std::future::Future<Output = String>,
+    ) -> Result<Ending> {
+        daemon::run_background_tunnel(
+            &orchestrator(provider, connector, settings()),
+            "pod1",
+            guard,
+            state_dir,
+            SupervisorOptions::default(),
+            shutdown,
+        )
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hours_limit_records_why_and_stops_the_pod() {
+        let provider = FakeProvider::with(PodStatus::Running);
+        let connector = FakeConnector::healthy(assets::version());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let started = tokio::time::Instant::now();
+        let ending = supervise(
+            &provider,
+            &connector,
+            CostGuard::new(Some(0.5), None),
+            dir.path(),
+            std::future::pending(),
+        )
+        .await
+        .expect("supervised");
+        assert_eq!(ending, Ending::Guard(GuardReason::MaxHours { hours: 0.5 }));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1800) && waited < Duration::from_secs(1830),
+            "stopped after {waited:?}"
+        );
+        assert_eq!(provider.world().stops, 1);
+        assert_eq!(connector.remote().tunnels_closed, 1);
+        let stop = GuardStop::read(&daemon::guard_path(dir.path())).expect("guard stop recorded");
+        assert_eq!(stop.pod_id, "pod1");
+        assert!(stop.reason.contains("--max-hours 0.5"), "{}", stop.reason);
+        assert_eq!(
+            daemon::status(dir.path()).expect("status"),
+            TunnelStatus::None
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tunnel_that_gives_up_ends_it_at_once_and_keeps_the_pod() {
+        let provider = FakeProvider::with(PodStatus::Running);
+        let connector = FakeConnector::healthy(assets::version());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let give_up = {
+            let connector = connector.clone();
+            let state_dir = dir.path().to_owned();
+            async move {
+                // Once the record is written the tunnel is up: then it gives up.
+                while !matches!(daemon::status(&state_dir), Ok(TunnelStatus::Running(_))) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let sender = connector
+                    .remote()
+                    .tunnel_state
+                    .clone()
+                    .expect("tunnel opened");
+                sender.send_replace(TunnelState::Reconnecting {
+                    attempt: 1,
+                    last_error: "connection reset".into(),
+                });
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                sender.send_replace(TunnelState::Closed {
+                    error: Some("host key changed".into()),
+                });
+            }
+        };
+        let started = tokio::time::Instant::now();
+        let (ending, ()) = tokio::join!(
+            supervise(
+                &provider,
+                &connector,
+                CostGuard::new(Some(10.0), Some(30.0)),
+                dir.path(),
+                std::future::pending(),
+            ),
+            give_up
+        );
+        let ending = ending.expect("supervised");
+        assert_eq!(
+            ending,
+            Ending::TunnelGaveUp {
+                error: Some("host key changed".into())
+            }
+        );
+        assert!(ending.is_failure());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "noticed at once, not by polling: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(provider.world().stops, 0, "the pod is left running");
+        assert_eq!(
+            daemon::status(dir.path()).expect("status"),
+            TunnelStatus::None
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_traffic_and_a_pod_stopped_elsewhere_end_it() {
+        // Idle: no bytes move through the fake tunnel.
+        let provider = FakeProvider::with(PodStatus::Running);
+        let connector = FakeConnector::healthy(assets::version());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ending = supervise(
+            &provider,
+            &connector,
+            CostGuard::new(None, Some(2.0)),
+            dir.path(),
+            std::future::pending(),
+        )
+        .await
+        .expect("supervised");
+        assert_eq!(ending, Ending::Guard(GuardReason::Idle { minutes: 2.0 }));
+        assert_eq!(provider.world().stops, 1);
+
+        // Stopped by someone else: seen at the next pod check, the tunnel closed, no stop call.
+        let provider = FakeProvider::with(PodStatus::Running);
+        let connector = FakeConnector::healthy(assets::version());
+        let stop_elsewhere = {
+            let provider = provider.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                provider.world().current = Some(PodStatus::Exited);
+            }
+        };
+        let (ending, ()) = tokio::join!(
+            supervise(
+                &provider,
+                &connector,
+                CostGuard::default(),
+                dir.path(),
+                std::future::pending(),
+            ),
+            stop_elsewhere
+        );
+        assert_eq!(
+            ending.expect("supervised"),
+            Ending::PodGone(PodStatus::Exited)
+        );
+        assert_eq!(provider.world().stops, 0);
+        assert_eq!(connector.remote().tunnels_closed, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_closes_the_tunnel_and_removes_the_record() {
+        let provider = FakeProvider::with(PodStatus::Running);
+        let connector = FakeConnector::healthy(assets::version());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_dir = dir.path().to_owned();
+        let shutdown = async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let TunnelStatus::Running(record) = daemon::status(&state_dir).expect("status") else {
+                panic!("the record is written while the tunnel runs");
+            };
+            assert_eq!(record.pid, std::process::id());
+            assert_eq!(record.mcp_port, 40001);
+            "SIGTERM".to_owned()
+        };
+        let ending = supervise(
+            &provider,
+            &connector,
+            CostGuard::default(),
+            dir.path(),
+            shutdown,
+        )
+        .await
+        .expect("supervised");
+        assert_eq!(ending, Ending::Shutdown("SIGTERM".into()));
+        assert_eq!(connector.remote().tunnels_closed, 1);
+        assert_eq!(provider.world().stops, 0);
+        assert_eq!(
+            daemon::status(dir.path()).expect("status"),
+            TunnelStatus::None
+        );
+    }
 }

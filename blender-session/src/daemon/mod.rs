@@ -33,6 +33,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+mod process;
+mod supervisor;
+
+pub use process::{
+    Down, Liveness, TunnelStatus, liveness, parse_stat, process_start_time, spawn, status, stop,
+};
+pub use supervisor::{Ending, SupervisorOptions, run_background_tunnel};
+
 /// File name of the tunnel record in the state folder.
 pub const RECORD_FILE: &str = "tunnel.json";
 /// File name of the cost guard's last stop in the state folder.
@@ -88,20 +96,58 @@ impl CostGuard {
 
     /// Why the pod must stop now, if it must: `running_for` since the tunnel started,
     /// `idle_for` since the last byte moved through it. Pure.
-    pub fn decide(&self, running_for: Duration, idle_for: Duration) -> Option<String> {
+    pub fn decide(&self, running_for: Duration, idle_for: Duration) -> Option<GuardReason> {
         if let Some(hours) = self.max_hours
             && running_for.as_secs_f64() >= hours * 3600.0
         {
-            return Some(format!("the session reached --max-hours {hours}"));
+            return Some(GuardReason::MaxHours { hours });
         }
         if let Some(minutes) = self.idle_stop_minutes
             && idle_for.as_secs_f64() >= minutes * 60.0
         {
-            return Some(format!(
-                "no traffic through the tunnel for {minutes} min (--idle-stop)"
-            ));
+            return Some(GuardReason::Idle { minutes });
         }
         None
+    }
+
+    /// How long after the start the hours limit is reached, if one is set.
+    pub fn max_duration(&self) -> Option<Duration> {
+        self.max_hours
+            .and_then(|hours| Duration::try_from_secs_f64(hours * 3600.0).ok())
+    }
+
+    /// How long without traffic the idle limit allows, if one is set.
+    pub fn idle_limit(&self) -> Option<Duration> {
+        self.idle_stop_minutes
+            .and_then(|minutes| Duration::try_from_secs_f64(minutes * 60.0).ok())
+    }
+}
+
+/// Why the cost guard stopped a pod.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum GuardReason {
+    /// The session ran for its `--max-hours`.
+    MaxHours {
+        /// The limit.
+        hours: f64,
+    },
+    /// No traffic moved through the tunnel for `--idle-stop` minutes.
+    Idle {
+        /// The limit.
+        minutes: f64,
+    },
+}
+
+impl std::fmt::Display for GuardReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MaxHours { hours } => write!(f, "the session reached --max-hours {hours}"),
+            Self::Idle { minutes } => write!(
+                f,
+                "no traffic through the tunnel for {minutes} min (--idle-stop)"
+            ),
+        }
     }
 }
 
@@ -128,18 +174,6 @@ pub struct TunnelRecord {
     pub guard: CostGuard,
     /// Its log file.
     pub log: PathBuf,
-}
-
-/// Whether a recorded process still runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Liveness {
-    /// The recorded PID runs with the recorded start time: it is ours.
-    Running,
-    /// No process has the PID (or it is a zombie).
-    Gone,
-    /// The PID now belongs to another process.
-    NotOurs,
 }
 
 impl TunnelRecord {
@@ -303,35 +337,6 @@ fn write_private_json(path: &Path, value: &impl Serialize) -> Result<()> {
     result.map_err(io)
 }
 
-/// The start time of process `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`),
-/// or `None` when no such process runs (zombies count as gone).
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&stat)
-}
-
-/// Field 22 of a `/proc/<pid>/stat` line, `None` for a zombie or a malformed line. Pure.
-fn parse_stat(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may hold spaces and ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    // `rest` starts at field 3 (state); field 22 is 19 further.
-    fields.nth(18)?.parse().ok()
-}
-
-/// Whether `pid` runs with `start_time`.
-pub fn liveness(pid: u32, start_time: u64) -> Liveness {
-    match process_start_time(pid) {
-        None => Liveness::Gone,
-        Some(now) if now == start_time => Liveness::Running,
-        Some(_) => Liveness::NotOurs,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,12 +370,14 @@ mod tests {
         assert!(
             guard
                 .decide(Duration::from_secs(3600), Duration::ZERO)
-                .is_some_and(|why| why.contains("max-hours"))
+                .is_some_and(|why| why == GuardReason::MaxHours { hours: 1.0 }
+                    && why.to_string().contains("--max-hours 1"))
         );
         assert!(
             guard
                 .decide(Duration::from_secs(700), Duration::from_secs(600))
-                .is_some_and(|why| why.contains("idle"))
+                .is_some_and(|why| why == GuardReason::Idle { minutes: 10.0 }
+                    && why.to_string().contains("--idle-stop"))
         );
         assert_eq!(
             CostGuard::default().decide(Duration::MAX, Duration::MAX),
