@@ -60,7 +60,7 @@ pub enum Error {
         /// How long.
         waited: Duration,
         /// The last status seen.
-        last_status: String,
+        last_status: runpod_api::models::PodStatus,
     },
 
     /// The pod reached a state it will not leave by itself.
@@ -146,9 +146,25 @@ pub enum Error {
         detail: String,
     },
 
-    /// A local project operation failed.
-    #[error(transparent)]
-    Store(#[from] project_store::Error),
+    /// A local workspace or project operation failed.
+    #[error("{operation} failed")]
+    Store {
+        /// What was done, naming the project, version or setting.
+        operation: String,
+        /// The store's error.
+        #[source]
+        source: project_store::Error,
+    },
+
+    /// A background task of this crate panicked or was cancelled.
+    #[error("{operation} did not finish")]
+    Task {
+        /// What the task was doing.
+        operation: String,
+        /// The runtime's report.
+        #[source]
+        source: tokio::task::JoinError,
+    },
 
     /// A local file operation failed.
     #[error("failed to {operation} {path}")]
@@ -192,6 +208,48 @@ pub enum Error {
         /// What went wrong and what to do.
         detail: String,
     },
+}
+
+impl Error {
+    /// A store error with the operation it failed in.
+    pub(crate) fn store(operation: impl Into<String>) -> impl FnOnce(project_store::Error) -> Self {
+        let operation = operation.into();
+        move |source| Self::Store { operation, source }
+    }
+
+    /// RunPod's API error behind a [`Error::Provider`] failure (also when wrapped in
+    /// [`Error::StartFailed`]), when the provider is `runpod_api`.
+    pub fn runpod(&self) -> Option<&runpod_api::Error> {
+        match self {
+            Self::Provider { source, .. } => source.downcast_ref(),
+            Self::StartFailed { source, .. } => source.runpod(),
+            _ => None,
+        }
+    }
+
+    /// The SSH layer's error behind a [`Error::Remote`] failure (also when wrapped in
+    /// [`Error::StartFailed`]), when the connector is `pod_tunnel`.
+    pub fn ssh(&self) -> Option<&pod_tunnel::Error> {
+        match self {
+            Self::Remote { source, .. } => source.downcast_ref(),
+            Self::StartFailed { source, .. } => source.ssh(),
+            _ => None,
+        }
+    }
+
+    /// The local store's error behind a [`Error::Store`] failure.
+    pub fn store_error(&self) -> Option<&project_store::Error> {
+        match self {
+            Self::Store { source, .. } => Some(source),
+            Self::StartFailed { source, .. } => source.store_error(),
+            _ => None,
+        }
+    }
+
+    /// Whether the pod does not exist (RunPod answered 404).
+    pub fn is_not_found(&self) -> bool {
+        self.runpod().is_some_and(runpod_api::Error::is_not_found)
+    }
 }
 
 /// A boxed error from a lower layer.

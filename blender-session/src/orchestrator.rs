@@ -431,15 +431,16 @@ impl Orchestrator {
             match recorded {
                 Ok(Ok(_)) => clock.emit(Step::CreatePod, "saved RUNPOD_POD_ID in .env"),
                 Ok(Err(error)) => {
-                    return Err(self.fail_after_starting(&pod.id, error.into()).await);
+                    let error =
+                        Error::store(format!("saving RUNPOD_POD_ID={} in .env", pod.id))(error);
+                    return Err(self.fail_after_starting(&pod.id, error).await);
                 }
                 Err(join) => {
-                    return Err(self
-                        .fail_after_starting(
-                            &pod.id,
-                            Error::Settings(format!("saving the pod id panicked: {join}")),
-                        )
-                        .await);
+                    let error = Error::Task {
+                        operation: format!("saving RUNPOD_POD_ID={} in .env", pod.id),
+                        source: join,
+                    };
+                    return Err(self.fail_after_starting(&pod.id, error).await);
                 }
             }
         }
@@ -701,7 +702,7 @@ impl Orchestrator {
                     pod_id: pod_id.clone(),
                     wanted: "reachable over ssh",
                     waited: Duration::ZERO,
-                    last_status: pod.status.to_string(),
+                    last_status: pod.status.clone(),
                 })
             })
         })
@@ -770,7 +771,7 @@ impl Orchestrator {
                     pod_id: pod_id.into(),
                     wanted,
                     waited: timeout,
-                    last_status: pod.status.to_string(),
+                    last_status: pod.status.clone(),
                 });
             }
             tokio::time::sleep(interval.min(timeout.saturating_sub(started.elapsed()))).await;
@@ -809,7 +810,7 @@ impl Orchestrator {
                     pod_id: pod_id.into(),
                     wanted: "reachable over ssh",
                     waited: timeout,
-                    last_status: pod.status.to_string(),
+                    last_status: pod.status.clone(),
                 });
             }
             tokio::time::sleep(interval).await;
@@ -1118,7 +1119,10 @@ impl Orchestrator {
                 .source(project_store::Source::pod(&session.pod_id, &remote))
                 .expected_sha256(transferred.sha256)
                 .copy_from_file(&temp)
-                .map_err(Error::from),
+                .map_err(Error::store(format!(
+                    "saving {remote} from pod {} as version {name} of project {project}",
+                    session.pod_id
+                ))),
             Err(error) => Err(error),
         };
         let _ = std::fs::remove_file(&temp);
@@ -1156,8 +1160,15 @@ impl Orchestrator {
         project: &project_store::ProjectName,
         version: &str,
     ) -> Result<(String, String)> {
-        let local_project = store.project(project)?;
-        let entry = local_project.resolve(version)?.clone();
+        let local_project = store
+            .project(project)
+            .map_err(Error::store(format!("opening project {project}")))?;
+        let entry = local_project
+            .resolve(version)
+            .map_err(Error::store(format!(
+                "finding version {version} of project {project}"
+            )))?
+            .clone();
         let local = local_project.path_of(&entry);
         let remote = format!("{}/{}", self.remote_project_dir(project), entry.name);
         let check = session

@@ -113,7 +113,8 @@ impl Profile {
         environment: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
         let mut document = store
-            .load_env_document()?
+            .load_env_document()
+            .map_err(Error::store("reading the workspace .env"))?
             .unwrap_or_else(|| Document::parse(b""));
         let keys = ConfigKey::ALL
             .iter()
@@ -192,7 +193,11 @@ impl Profile {
     /// [`Error::Store`] naming `RUNPOD_API_KEY` and the `.env` when no key is set, and
     /// [`Error::Provider`] when the client cannot be built (a bad URL).
     pub fn client(&self) -> Result<runpod_api::Client> {
-        let key = self.config.require_api_key()?.clone();
+        let key = self
+            .config
+            .require_api_key()
+            .map_err(Error::store("reading RUNPOD_API_KEY"))?
+            .clone();
         let mut builder = runpod_api::Client::builder().api_key(key);
         if let Some(url) = &self.api_url {
             builder = builder.base_url(url);
@@ -214,7 +219,11 @@ impl Profile {
     ///
     /// [`Error::Store`] naming `VNC_PASSWORD` when it is unset.
     pub fn session_settings(&self) -> Result<SessionSettings> {
-        let mut settings = SessionSettings::new(self.config.require_vnc_password()?.clone());
+        let password = self
+            .config
+            .require_vnc_password()
+            .map_err(Error::store("reading VNC_PASSWORD"))?;
+        let mut settings = SessionSettings::new(password.clone());
         settings.pod_root.clone_from(&self.pod_root);
         settings.remote_ports = self.remote_ports;
         settings.local_ports = self.local_ports;
@@ -227,7 +236,10 @@ impl Profile {
     ///
     /// [`Error::Store`] when no key is set and no home directory is known.
     pub fn ssh_key(&self) -> Result<PathBuf> {
-        Ok(self.config.require_ssh_key()?.to_owned())
+        self.config
+            .require_ssh_key()
+            .map(std::path::Path::to_owned)
+            .map_err(Error::store("finding the SSH key"))
     }
 
     /// An orchestrator over RunPod's API and SSH, pinning host keys in

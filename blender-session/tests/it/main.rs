@@ -8,6 +8,7 @@
 )]
 
 mod addon_python;
+mod error_chain;
 mod local_pod;
 mod mcp_client;
 mod orchestrator;

@@ -86,6 +86,43 @@ async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
     assert_eq!(status["novnc_answers"], true);
     assert!(status["cost_per_hour"].as_f64().unwrap_or_default() > 0.0);
 
+    // websockify dies on the pod: the local listener still accepts, but status probes noVNC
+    // over HTTP through the tunnel and tells the truth; `rpb start` brings it back.
+    let pid_file = pod.pod_root().join("rpb/run/websockify.pid");
+    let recorded = std::fs::read_to_string(&pid_file).expect("websockify's pid file");
+    let websockify: u32 = recorded
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .expect("a pid");
+    let target = i32::try_from(websockify)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a valid pid");
+    rustix::process::kill_process(target, rustix::process::Signal::KILL).expect("kill websockify");
+    eventually(Duration::from_secs(10), "websockify is gone", || {
+        !alive(websockify.into())
+    })
+    .await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", novnc)).is_ok(),
+        "the tunnel's own listener still accepts"
+    );
+    let status = ws.rpb(&["status", "--json"]).await.success().json();
+    assert_eq!(status["novnc_answers"], false, "{status}");
+    assert_eq!(status["blender_answers"], true, "{status}");
+    let restarted = ws
+        .rpb_within(SLOW, &["start", "--json"])
+        .await
+        .success()
+        .json();
+    let status = ws.rpb(&["status", "--json"]).await.success().json();
+    assert_eq!(status["novnc_answers"], true, "{status}");
+    // `start` replaced the background tunnel: follow the new process.
+    assert!(!alive(daemon_pid), "the old tunnel process ended");
+    let daemon_pid = restarted["tunnel"]["pid"].as_u64().expect("tunnel pid");
+    assert!(alive(daemon_pid));
+
     // Files: push and pull with hashes; save the scene into a project.
     let local = ws.dir.path().join("notes.txt");
     std::fs::write(&local, "rpb push/pull test\n").expect("write");
