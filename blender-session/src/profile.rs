@@ -213,6 +213,26 @@ impl Profile {
         self.config.vnc_password.as_ref()
     }
 
+    /// The spec of a new pod named `name` from these settings (`RUNPOD_IMAGE`,
+    /// `RUNPOD_GPU_TYPE`, `RUNPOD_GPU_COUNT`, `RUNPOD_CLOUD_TYPE`, `RUNPOD_VOLUME_GB`,
+    /// `RUNPOD_CONTAINER_DISK_GB`, the pod root), with [`PodSpec::new`]'s defaults for the rest.
+    pub fn pod_spec(&self, name: impl Into<String>) -> crate::seams::PodSpec {
+        let config = &self.config;
+        let defaults = crate::seams::PodSpec::new(name).pod_root(self.pod_root.clone());
+        crate::seams::PodSpec {
+            image: config.image.clone().unwrap_or(defaults.image.clone()),
+            gpu_type: config.gpu_type.clone().unwrap_or(defaults.gpu_type.clone()),
+            gpu_count: config.gpu_count.unwrap_or(defaults.gpu_count),
+            cloud: match config.cloud_type {
+                Some(project_store::CloudType::Community) => runpod_api::models::Cloud::Community,
+                _ => runpod_api::models::Cloud::Secure,
+            },
+            volume_gb: config.volume_gb.unwrap_or(defaults.volume_gb),
+            disk_gb: config.container_disk_gb.unwrap_or(defaults.disk_gb),
+            ..defaults
+        }
+    }
+
     /// Session settings from this profile (pod root, ports, VNC password).
     ///
     /// # Errors

@@ -51,8 +51,31 @@ pub struct PodView {
     pub gpu: Option<String>,
 }
 
-/// What to create.
+/// The image a pod gets unless told otherwise: RunPod's `PyTorch` image (CUDA 12.8, Ubuntu 24.04),
+/// which starts sshd from `/start.sh`.
+pub const DEFAULT_IMAGE: &str = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404";
+/// The GPU type a pod gets unless told otherwise.
+pub const DEFAULT_GPU_TYPE: &str = "NVIDIA GeForce RTX 4090";
+/// Where the persistent volume is mounted unless told otherwise.
+pub const DEFAULT_POD_ROOT: &str = "/runpod";
+/// Persistent volume size in GB unless told otherwise.
+pub const DEFAULT_VOLUME_GB: u32 = 50;
+/// Container disk size in GB unless told otherwise.
+pub const DEFAULT_DISK_GB: u32 = 20;
+
+/// What to create. [`PodSpec::new`] fills in the defaults; change fields or use the setters.
+///
+/// ```
+/// use blender_session::seams::PodSpec;
+///
+/// let spec = PodSpec::new("blender")
+///     .gpu_type("NVIDIA RTX A5000")
+///     .pod_root("/workspace");
+/// assert_eq!(spec.volume_path, "/workspace");
+/// assert!(spec.start_command.contains("/workspace/rpb/bin/boot-hook.sh"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PodSpec {
     /// Pod name.
     pub name: String,
@@ -72,6 +95,47 @@ pub struct PodSpec {
     pub disk_gb: u32,
     /// The pod's start command (the boot hook with its fallback).
     pub start_command: String,
+}
+
+impl PodSpec {
+    /// A spec named `name` with the defaults: [`DEFAULT_IMAGE`], one [`DEFAULT_GPU_TYPE`] on the
+    /// secure cloud, a [`DEFAULT_VOLUME_GB`] volume at [`DEFAULT_POD_ROOT`], a [`DEFAULT_DISK_GB`]
+    /// container disk, and rpb's boot hook as the start command.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            image: DEFAULT_IMAGE.into(),
+            gpu_type: DEFAULT_GPU_TYPE.into(),
+            gpu_count: 1,
+            cloud: runpod_api::models::Cloud::Secure,
+            volume_gb: DEFAULT_VOLUME_GB,
+            volume_path: DEFAULT_POD_ROOT.into(),
+            disk_gb: DEFAULT_DISK_GB,
+            start_command: crate::orchestrator::boot_command(DEFAULT_POD_ROOT),
+        }
+    }
+
+    /// The GPU type.
+    #[must_use]
+    pub fn gpu_type(mut self, gpu_type: impl Into<String>) -> Self {
+        self.gpu_type = gpu_type.into();
+        self
+    }
+
+    /// Secure or community cloud.
+    #[must_use]
+    pub fn cloud(mut self, cloud: runpod_api::models::Cloud) -> Self {
+        self.cloud = cloud;
+        self
+    }
+
+    /// Where the volume is mounted; the boot hook's start command follows it.
+    #[must_use]
+    pub fn pod_root(mut self, pod_root: impl Into<String>) -> Self {
+        self.volume_path = pod_root.into();
+        self.start_command = crate::orchestrator::boot_command(&self.volume_path);
+        self
+    }
 }
 
 /// What the orchestrator needs from a pod provider (RunPod's API, a simulator, a fake).

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use blender_session::local_pod::LocalPod;
-use blender_session::orchestrator::boot_command;
 use blender_session::seams::PodSpec;
 use blender_session::{Event, Orchestrator, Session};
 use secrecy::SecretString;
@@ -46,17 +45,9 @@ pub async fn start_local_session(vnc_password: &str) -> anyhow::Result<LocalSess
     let pod = LocalPod::builder().start().await?;
     let settings = pod.session_settings(SecretString::from(vnc_password.to_owned()));
     let orchestrator = pod.orchestrator(state.path().join("known_hosts"), settings)?;
-    let spec = PodSpec {
-        name: "rpb-example".into(),
-        image: "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404".into(),
-        gpu_type: "NVIDIA RTX A5000".into(),
-        gpu_count: 1,
-        cloud: runpod_api::models::Cloud::Community,
-        volume_gb: 50,
-        volume_path: "/runpod".into(),
-        disk_gb: 20,
-        start_command: boot_command("/runpod"),
-    };
+    let spec = PodSpec::new("rpb-example")
+        .gpu_type("NVIDIA RTX A5000")
+        .cloud(runpod_api::models::Cloud::Community);
     let created = orchestrator
         .create(&spec, pod.ssh_public_key(), &show)
         .await?;

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use blender_session::daemon::{self, CostGuard, GuardStop, TunnelRecord};
-use blender_session::orchestrator::boot_command;
 use blender_session::profile::Profile;
-use blender_session::seams::{PodSpec, TunnelPorts};
+use blender_session::seams::TunnelPorts;
 use blender_session::{Event, Orchestrator, Session};
 use clap::{Args, Subcommand};
 use project_store::{ConfigKey, OnExisting, ProjectName, Store};
@@ -285,8 +284,6 @@ pub(crate) struct CreateArgs {
     image: Option<String>,
 }
 
-const DEFAULT_IMAGE: &str = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404";
-
 pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcome> {
     let mut explicit: Vec<(&str, String)> = Vec::new();
     let mut put = |key: ConfigKey, value: Option<String>| {
@@ -304,25 +301,7 @@ pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcom
     );
     put(ConfigKey::Image, args.image);
     let profile = ctx.profile_with(&explicit)?;
-    let config = &profile.config;
-    let cloud = match config.cloud_type {
-        Some(project_store::CloudType::Community) => runpod_api::models::Cloud::Community,
-        _ => runpod_api::models::Cloud::Secure,
-    };
-    let spec = PodSpec {
-        name: args.name,
-        image: config.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into()),
-        gpu_type: config
-            .gpu_type
-            .clone()
-            .unwrap_or_else(|| "NVIDIA GeForce RTX 4090".into()),
-        gpu_count: config.gpu_count.unwrap_or(1),
-        cloud,
-        volume_gb: config.volume_gb.unwrap_or(50),
-        volume_path: profile.pod_root.clone(),
-        disk_gb: config.container_disk_gb.unwrap_or(20),
-        start_command: boot_command(&profile.pod_root),
-    };
+    let spec = profile.pod_spec(args.name);
     let public = read_public_key(&profile.ssh_key()?)?;
     let orchestrator = profile.orchestrator(&ctx.store)?;
     let progress = ctx.progress().spinner("creating the pod");

@@ -5,7 +5,6 @@ use std::path::Path;
 use anyhow::Context as _;
 use blender_session::daemon::{self, CostGuard, TunnelRecord};
 use blender_session::local_pod::LocalPod;
-use blender_session::orchestrator::boot_command;
 use blender_session::profile;
 use blender_session::render::{
     Device, Engine, FollowOptions, RenderOptions, RenderOutcome, RenderSource,
@@ -95,17 +94,9 @@ impl Flow<'_> {
             .pod
             .orchestrator(store.state_dir().join("known_hosts"), settings)?
             .with_store(store.clone());
-        let spec = PodSpec {
-            name: "rpb-demo".into(),
-            image: "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404".into(),
-            gpu_type: "NVIDIA RTX A5000".into(),
-            gpu_count: 1,
-            cloud: runpod_api::models::Cloud::Community,
-            volume_gb: 50,
-            volume_path: "/runpod".into(),
-            disk_gb: 20,
-            start_command: boot_command("/runpod"),
-        };
+        let spec = PodSpec::new("rpb-demo")
+            .gpu_type("NVIDIA RTX A5000")
+            .cloud(runpod_api::models::Cloud::Community);
         let progress = self.progress.clone();
         let sink = move |event: &blender_session::Event| progress.event(event);
         let created = orchestrator

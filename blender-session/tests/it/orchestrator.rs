@@ -656,17 +656,11 @@ async fn stop_closes_the_tunnel_and_waits_for_zero_cost() {
 }
 
 fn spec() -> PodSpec {
-    PodSpec {
-        name: "rpb".into(),
-        image: "runpod/pytorch".into(),
-        gpu_type: "NVIDIA RTX A5000".into(),
-        gpu_count: 1,
-        cloud: runpod_api::models::Cloud::Community,
-        volume_gb: 50,
-        volume_path: "/runpod".into(),
-        disk_gb: 20,
-        start_command: blender_session::orchestrator::boot_command("/runpod"),
-    }
+    let mut spec = PodSpec::new("rpb")
+        .gpu_type("NVIDIA RTX A5000")
+        .cloud(runpod_api::models::Cloud::Community);
+    spec.image = "runpod/pytorch".into();
+    spec
 }
 
 #[tokio::test(start_paused = true)]

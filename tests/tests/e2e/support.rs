@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use blender_session::local_pod::LocalPod;
-use blender_session::orchestrator::boot_command;
 use blender_session::seams::PodSpec;
 use blender_session::{Event, Orchestrator, SessionSettings};
 use secrecy::SecretString;
@@ -78,17 +77,9 @@ impl Rig {
     }
 
     pub(crate) fn spec() -> PodSpec {
-        PodSpec {
-            name: "rpb-e2e".into(),
-            image: "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404".into(),
-            gpu_type: "NVIDIA RTX A5000".into(),
-            gpu_count: 1,
-            cloud: runpod_api::models::Cloud::Community,
-            volume_gb: 50,
-            volume_path: "/runpod".into(),
-            disk_gb: 20,
-            start_command: boot_command("/runpod"),
-        }
+        PodSpec::new("rpb-e2e")
+            .gpu_type("NVIDIA RTX A5000")
+            .cloud(runpod_api::models::Cloud::Community)
     }
 
     /// Creates a pod through the orchestrator and returns its id.
