@@ -196,7 +196,7 @@ impl Profile {
         let key = self
             .config
             .require_api_key()
-            .map_err(Error::store("reading RUNPOD_API_KEY"))?
+            .map_err(Error::store("creating the RunPod API client"))?
             .clone();
         let mut builder = runpod_api::Client::builder().api_key(key);
         if let Some(url) = &self.api_url {
@@ -242,7 +242,7 @@ impl Profile {
         let password = self
             .config
             .require_vnc_password()
-            .map_err(Error::store("reading VNC_PASSWORD"))?;
+            .map_err(Error::store("preparing the session settings"))?;
         let mut settings = SessionSettings::new(password.clone());
         settings.pod_root.clone_from(&self.pod_root);
         settings.remote_ports = self.remote_ports;

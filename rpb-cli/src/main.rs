@@ -12,22 +12,16 @@
 )]
 
 mod commands;
-mod demo;
+mod ctx;
+mod global;
 mod output;
-mod render;
-mod tunnel;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-/// Exit code: the command failed.
-const EXIT_ERROR: u8 = 1;
-/// Exit code: the pod (or Blender, or its sshd) did not become ready in time.
-const EXIT_NOT_READY: u8 = 3;
-/// Exit code: the pod's host machine has no free GPU.
-const EXIT_NO_GPU: u8 = 4;
+use crate::global::Global;
+use crate::output::{EXIT_ERROR, EXIT_NO_GPU, EXIT_NOT_READY};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -52,60 +46,40 @@ struct Cli {
     command: Command,
 }
 
-/// Options every command takes.
-#[derive(Debug, Clone, Args)]
-struct Global {
-    /// The workspace folder [env: RPB_HOME; default: ~/blender-files/runpod].
-    #[arg(long, global = true, value_name = "DIR")]
-    workspace: Option<PathBuf>,
-    /// The .env file to use [default: ./.env if present, else .env in the workspace].
-    #[arg(long, global = true, value_name = "FILE")]
-    env_file: Option<PathBuf>,
-    /// Print one JSON document on stdout instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    /// More log output on stderr (-v info, -vv debug).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// Only errors on stderr; no progress display.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    quiet: bool,
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Set up the workspace: folders, .env (0600), .gitignore, git, SSH key.
-    Init(commands::InitArgs),
+    Init(commands::setup::InitArgs),
     /// Create a pod with a persistent /runpod volume and set it up.
-    Create(commands::CreateArgs),
+    Create(commands::setup::CreateArgs),
     /// Start the pod and Blender, and keep a tunnel open in the background.
-    Start(commands::StartArgs),
+    Start(commands::session::StartArgs),
     /// Close the tunnel, stop the pod, and wait until it costs nothing.
-    Stop(commands::PodArgs),
+    Stop(ctx::PodArgs),
     /// The pod, its cost, the tunnel and Blender.
-    Status(commands::PodArgs),
+    Status(ctx::PodArgs),
     /// The pod's SSH endpoint and a ready `ssh` command line.
-    SshInfo(commands::PodArgs),
+    SshInfo(ctx::PodArgs),
     /// Local projects (and their folders on the pod).
     #[command(subcommand)]
-    Project(commands::ProjectCommand),
+    Project(commands::files::ProjectCommand),
     /// Upload a file to the pod.
-    Push(commands::PushArgs),
+    Push(commands::files::PushArgs),
     /// Download a file from the pod.
-    Pull(commands::PullArgs),
+    Pull(commands::files::PullArgs),
     /// Save the open scene into a project, as a new version.
-    Save(commands::SaveArgs),
+    Save(commands::files::SaveArgs),
     /// Open a saved version in Blender (uploading it when needed).
-    Open(commands::OpenArgs),
+    Open(commands::files::OpenArgs),
     /// Run a shell command on the pod.
-    Exec(commands::ExecArgs),
+    Exec(commands::blender::ExecArgs),
     /// Run Python inside Blender.
-    Py(commands::PyArgs),
+    Py(commands::blender::PyArgs),
     /// The background tunnel on its own.
     #[command(subcommand)]
-    Tunnel(commands::TunnelCommand),
+    Tunnel(commands::tunnel::TunnelCommand),
     /// Write .mcp.json for `uvx blender-mcp`, pointing at the tunnel.
-    McpConfig(commands::McpConfigArgs),
+    McpConfig(commands::blender::McpConfigArgs),
     /// Check the setup; every problem comes with its fix.
     Doctor,
     /// Print shell completions.
@@ -114,12 +88,12 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Render frames on the pod: a detached job whose frames land, verified, in the project.
-    Render(Box<render::RenderArgs>),
+    Render(Box<commands::render::RenderArgs>),
     /// Run the whole flow on the embedded local pod (no account needed).
-    Demo(demo::DemoArgs),
+    Demo(commands::demo::DemoArgs),
     /// The background tunnel process (started by `start` and `tunnel up`).
     #[command(hide = true)]
-    TunnelDaemon(tunnel::DaemonArgs),
+    TunnelDaemon(commands::tunnel::DaemonArgs),
 }
 
 fn main() -> ExitCode {
@@ -179,33 +153,33 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli { global, command } = cli;
-    let ctx = commands::Ctx::new(global)?;
+    let ctx = ctx::Ctx::new(global)?;
     let outcome = match command {
-        Command::Init(args) => commands::init(&ctx, args).await?,
-        Command::Create(args) => commands::create(&ctx, args).await?,
-        Command::Start(args) => commands::start(&ctx, args).await?,
-        Command::Stop(args) => commands::stop(&ctx, args).await?,
-        Command::Status(args) => commands::status(&ctx, args).await?,
-        Command::SshInfo(args) => commands::ssh_info(&ctx, args).await?,
-        Command::Project(command) => commands::project(&ctx, command)?,
-        Command::Push(args) => commands::push(&ctx, args).await?,
-        Command::Pull(args) => commands::pull(&ctx, args).await?,
-        Command::Save(args) => commands::save(&ctx, args).await?,
-        Command::Open(args) => commands::open(&ctx, args).await?,
-        Command::Exec(args) => commands::exec(&ctx, args).await?,
-        Command::Py(args) => commands::py(&ctx, args).await?,
-        Command::Tunnel(command) => commands::tunnel(&ctx, command).await?,
-        Command::McpConfig(args) => commands::mcp_config(&ctx, &args)?,
-        Command::Doctor => commands::doctor(&ctx).await?,
+        Command::Init(args) => commands::setup::init(&ctx, args).await?,
+        Command::Create(args) => commands::setup::create(&ctx, args).await?,
+        Command::Start(args) => commands::session::start(&ctx, args).await?,
+        Command::Stop(args) => commands::session::stop(&ctx, args).await?,
+        Command::Status(args) => commands::session::status(&ctx, args).await?,
+        Command::SshInfo(args) => commands::session::ssh_info(&ctx, args).await?,
+        Command::Project(command) => commands::files::project(&ctx, command)?,
+        Command::Push(args) => commands::files::push(&ctx, args).await?,
+        Command::Pull(args) => commands::files::pull(&ctx, args).await?,
+        Command::Save(args) => commands::files::save(&ctx, args).await?,
+        Command::Open(args) => commands::files::open(&ctx, args).await?,
+        Command::Exec(args) => commands::blender::exec(&ctx, args).await?,
+        Command::Py(args) => commands::blender::py(&ctx, args).await?,
+        Command::Tunnel(command) => commands::tunnel::tunnel(&ctx, command).await?,
+        Command::McpConfig(args) => commands::blender::mcp_config(&ctx, &args)?,
+        Command::Doctor => commands::doctor::doctor(&ctx).await?,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "rpb", &mut std::io::stdout());
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Render(args) => render::run(&ctx, *args).await?,
-        Command::Demo(args) => demo::run(&ctx, args).await?,
+        Command::Render(args) => commands::render::run(&ctx, *args).await?,
+        Command::Demo(args) => commands::demo::run(&ctx, args).await?,
         Command::TunnelDaemon(args) => {
-            tunnel::daemon(&ctx, args).await?;
+            commands::tunnel::daemon(&ctx, args).await?;
             return Ok(ExitCode::SUCCESS);
         }
     };

@@ -9,7 +9,14 @@ use blender_session::seams::ProgressFn;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
-use crate::Global;
+use crate::global::Global;
+
+/// Exit code: the command failed.
+pub(crate) const EXIT_ERROR: u8 = 1;
+/// Exit code: the pod (or Blender, or its sshd) did not become ready in time.
+pub(crate) const EXIT_NOT_READY: u8 = 3;
+/// Exit code: the pod's host machine has no free GPU.
+pub(crate) const EXIT_NO_GPU: u8 = 4;
 
 /// Installs the stderr subscriber: warnings by default, `-v` info, `-vv` debug, `-q` errors;
 /// `RUST_LOG` overrides. The background tunnel logs at info to its log file.

@@ -10,11 +10,12 @@ use blender_session::daemon::{
 };
 use blender_session::profile::Profile;
 use blender_session::seams::TunnelPorts;
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::commands::{Ctx, loose_settings, secret_env};
+use crate::ctx::{Ctx, PodArgs, loose_settings, pod_id_of, secret_env};
+use crate::output::Outcome;
 
 /// How long `up` waits for the background process to report its tunnel.
 const UP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -173,4 +174,134 @@ pub(crate) async fn daemon(ctx: &Ctx, args: DaemonArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum TunnelCommand {
+    /// Open the tunnel in a background process (the session must run).
+    Up {
+        #[command(flatten)]
+        pod: PodArgs,
+        #[command(flatten)]
+        guard: GuardArgs,
+    },
+    /// Close the background tunnel.
+    Down,
+    /// Whether the background tunnel runs (a stale record is removed).
+    Status,
+}
+
+pub(crate) async fn tunnel(ctx: &Ctx, command: TunnelCommand) -> anyhow::Result<Outcome> {
+    let state_dir = ctx.state_dir()?;
+    match command {
+        TunnelCommand::Up { pod, guard } => {
+            let guard = guard.guard()?;
+            let profile = ctx.profile_with(&pod.explicit())?;
+            let pod_id = pod_id_of(&profile)?;
+            if let daemon::TunnelStatus::Running(record) = daemon::status(&state_dir)? {
+                if record.pod_id == pod_id && record.guard == guard {
+                    return Ok(Outcome::new(
+                        json!({"state": "running", "already": true, "tunnel": record_json(&record)}),
+                        format!(
+                            "the tunnel already runs (pid {}): {}",
+                            record.pid,
+                            record.novnc_url()
+                        ),
+                    ));
+                }
+                daemon::stop(&state_dir, DOWN_TIMEOUT).await?;
+            }
+            check_ports_free(profile.local_ports)?;
+            let progress = ctx.progress().spinner("opening the tunnel");
+            let result = up(ctx, &profile, &pod_id, guard).await;
+            progress.finish();
+            let record = result?;
+            Ok(Outcome::new(
+                json!({"state": "running", "already": false, "tunnel": record_json(&record)}),
+                format!(
+                    "tunnel up (pid {}): {} · mcp 127.0.0.1:{} · vnc 127.0.0.1:{}",
+                    record.pid,
+                    record.novnc_url(),
+                    record.mcp_port,
+                    record.vnc_port
+                ),
+            ))
+        }
+        TunnelCommand::Down => {
+            let outcome = daemon::stop(&state_dir, DOWN_TIMEOUT).await?;
+            Ok(Outcome::new(
+                json!({"tunnel": outcome.as_str()}),
+                match outcome {
+                    daemon::Down::Stopped => "tunnel stopped",
+                    daemon::Down::Stale => "no tunnel was running (removed a stale record)",
+                    _ => "no tunnel was running",
+                },
+            ))
+        }
+        TunnelCommand::Status => {
+            let status = daemon::status(&state_dir)?;
+            let code = u8::from(!matches!(status, daemon::TunnelStatus::Running(_)));
+            Ok(
+                Outcome::new(status_json(&status), describe(&status)).with_code(if code == 0 {
+                    0
+                } else {
+                    crate::output::EXIT_ERROR
+                }),
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mcp-config, doctor
+
+/// The cost guard's limits.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GuardArgs {
+    /// Stop the pod this many hours after the session started.
+    #[arg(long, value_name = "H")]
+    max_hours: Option<f64>,
+    /// Stop the pod after this many minutes without traffic through the tunnel.
+    #[arg(long, value_name = "MINUTES")]
+    idle_stop: Option<f64>,
+}
+
+impl GuardArgs {
+    pub(crate) fn guard(&self) -> anyhow::Result<CostGuard> {
+        for (name, value) in [
+            ("--max-hours", self.max_hours),
+            ("--idle-stop", self.idle_stop),
+        ] {
+            if value.is_some_and(|value| !(value.is_finite() && value > 0.0)) {
+                bail!("{name} must be a positive number");
+            }
+        }
+        Ok(CostGuard::new(self.max_hours, self.idle_stop))
+    }
+}
+
+pub(crate) fn record_json(record: &TunnelRecord) -> serde_json::Value {
+    json!({
+        "pid": record.pid,
+        "pod_id": record.pod_id,
+        "mcp_port": record.mcp_port,
+        "vnc_port": record.vnc_port,
+        "novnc_port": record.novnc_port,
+        "novnc_url": record.novnc_url(),
+        "started_at": record.started_at,
+        "max_hours": record.guard.max_hours,
+        "idle_stop_minutes": record.guard.idle_stop_minutes,
+        "log": record.log,
+    })
+}
+
+pub(crate) fn guard_text(guard: &CostGuard) -> String {
+    let mut parts = Vec::new();
+    if let Some(hours) = guard.max_hours {
+        parts.push(format!("stop after {hours} h"));
+    }
+    if let Some(minutes) = guard.idle_stop_minutes {
+        parts.push(format!("stop after {minutes} min idle"));
+    }
+    parts.join(", ")
 }

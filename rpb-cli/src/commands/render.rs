@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use project_store::{OnExisting, ProjectName};
 use serde_json::json;
 
-use crate::commands::{Ctx, PodArgs, attach};
+use crate::ctx::{Ctx, PodArgs, attach};
 use crate::output::{Outcome, Progress};
 
 /// Exit code: the job ended with frames that failed every attempt.

@@ -17,7 +17,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::commands::{Ctx, mcp_json, random_password};
+use crate::commands::blender::mcp_json;
+use crate::ctx::{Ctx, random_password};
 use crate::output::{Outcome, Progress};
 
 #[derive(Debug, Clone, Args)]

@@ -1,0 +1,163 @@
+//! Talking to the pod and its Blender: `attach`, `exec`, `py` and `mcp-config`.
+
+use std::io::{IsTerminal as _, Read as _};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use blender_session::daemon::{self};
+use clap::Args;
+use serde_json::json;
+
+use crate::ctx::{Ctx, PodArgs, attach};
+use crate::output::Outcome;
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ExecArgs {
+    #[command(flatten)]
+    pod: PodArgs,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, last = true)]
+    command: Vec<String>,
+}
+
+pub(crate) async fn exec(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<Outcome> {
+    let progress = ctx.progress().spinner("connecting");
+    let attached = attach(ctx, &args.pod, &progress).await;
+    progress.finish();
+    let (_, session) = attached?;
+    let command = if args.command.len() == 1 {
+        args.command[0].clone()
+    } else {
+        args.command
+            .iter()
+            .map(|word| quote(word))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let output = session
+        .host()
+        .run(&command, None, Duration::from_secs(args.timeout))
+        .await?;
+    let code = output.code.unwrap_or(128);
+    if !ctx.global.json {
+        eprint!("{}", output.stderr);
+    }
+    Ok(Outcome::new(
+        json!({"code": output.code, "stdout": output.stdout, "stderr": output.stderr}),
+        output.stdout,
+    )
+    .with_code(u8::try_from(code).unwrap_or(1)))
+}
+
+fn quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+%".contains(&b))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PyArgs {
+    /// The Python code.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    code: Option<String>,
+    /// Read the code from this file (`-` for standard input).
+    #[arg(long, short)]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    pod: PodArgs,
+}
+
+pub(crate) async fn py(ctx: &Ctx, args: PyArgs) -> anyhow::Result<Outcome> {
+    let code = match (&args.code, &args.file) {
+        (Some(code), _) => code.clone(),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            if std::io::stdin().is_terminal() {
+                bail!("--file - reads the code from standard input; pipe it in");
+            }
+            let mut code = String::new();
+            std::io::stdin()
+                .read_to_string(&mut code)
+                .context("reading the code from standard input")?;
+            code
+        }
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        (None, None) => bail!("give the code or --file"),
+    };
+    let profile = ctx.profile_with(&args.pod.explicit())?;
+    let port = match daemon::status(&ctx.store.state_dir())? {
+        daemon::TunnelStatus::Running(record) => record.mcp_port,
+        _ => profile.local_ports.mcp,
+    };
+    let mut client = blender_session::mcp::Client::connect(format!("127.0.0.1:{port}"))
+        .await
+        .with_context(|| {
+            format!("connecting to Blender on 127.0.0.1:{port}; is the session up (`rpb start`, `rpb tunnel up`)?")
+        })?;
+    let printed = client.execute_code(&code).await?;
+    client.close().await;
+    Ok(Outcome::new(json!({"output": printed}), printed))
+}
+
+// ---------------------------------------------------------------------------------------------
+// tunnel
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct McpConfigArgs {
+    /// Where to write it [default: .mcp.json in the workspace].
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Print it instead of writing it.
+    #[arg(long)]
+    print: bool,
+}
+
+pub(crate) fn mcp_config(ctx: &Ctx, args: &McpConfigArgs) -> anyhow::Result<Outcome> {
+    let profile = ctx.profile()?;
+    let port = match daemon::status(&ctx.store.state_dir())? {
+        daemon::TunnelStatus::Running(record) => record.mcp_port,
+        _ => profile.local_ports.mcp,
+    };
+    let document = mcp_json(port);
+    let text = serde_json::to_string_pretty(&document)?;
+    if args.print {
+        return Ok(Outcome::new(document, text));
+    }
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| ctx.store.root().join(".mcp.json"));
+    std::fs::write(&path, format!("{text}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(Outcome::new(
+        json!({"path": path, "mcp_port": port, "config": document}),
+        format!(
+            "wrote {} (uvx blender-mcp → 127.0.0.1:{port})",
+            path.display()
+        ),
+    ))
+}
+
+/// The `.mcp.json` document for `uvx blender-mcp` through the tunnel.
+pub(crate) fn mcp_json(port: u16) -> serde_json::Value {
+    json!({
+        "mcpServers": {
+            "blender": {
+                "command": "uvx",
+                "args": ["blender-mcp"],
+                "env": {"BLENDER_HOST": "127.0.0.1", "BLENDER_PORT": port.to_string()},
+            }
+        }
+    })
+}

@@ -1,0 +1,256 @@
+//! The pod's life: `start`, `stop`, `status` and `ssh-info`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::bail;
+use blender_session::Event;
+use blender_session::daemon::{self, GuardStop};
+use clap::Args;
+use serde_json::json;
+
+use crate::commands::tunnel;
+use crate::commands::tunnel::{GuardArgs, guard_text, record_json};
+use crate::ctx::{Ctx, PodArgs, loose_settings, pod_id_of, sink};
+use crate::output::Outcome;
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StartArgs {
+    #[command(flatten)]
+    pod: PodArgs,
+    #[command(flatten)]
+    guard: GuardArgs,
+    /// Keep retrying for this many minutes while the pod's host has no free GPU.
+    #[arg(long, value_name = "MINUTES")]
+    wait_for_gpu: Option<f64>,
+}
+
+pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome> {
+    let guard = args.guard.guard()?;
+    let profile = ctx.profile_with(&args.pod.explicit())?;
+    let pod_id = pod_id_of(&profile)?;
+    let state_dir = ctx.state_dir()?;
+    // A tunnel of ours for another pod (or a stale record) goes first; one for this pod stays
+    // only when its guard is the same.
+    daemon::stop(&state_dir, tunnel::DOWN_TIMEOUT).await?;
+    tunnel::check_ports_free(profile.local_ports)?;
+    let mut settings = profile.session_settings()?;
+    if let Some(minutes) = args.wait_for_gpu {
+        settings.wait_for_gpu = Some(blender_session::orchestrator::WaitForGpu {
+            interval: Duration::from_secs(10),
+            deadline: Duration::from_secs_f64(minutes.max(0.0) * 60.0),
+        });
+    }
+    let orchestrator = profile.orchestrator_with(&ctx.store, settings)?;
+    let progress = ctx.progress().spinner("starting");
+    let result = orchestrator.start(&pod_id, &sink(&progress)).await;
+    let session = match result {
+        Ok(session) => session,
+        Err(error) => {
+            progress.finish();
+            return Err(error.into());
+        }
+    };
+    // The session works; hand the tunnel over to a background process of ours.
+    let started_pod = session.started_pod;
+    let blender = session
+        .report
+        .addon
+        .as_ref()
+        .map(|addon| addon.blender_version.clone());
+    let _ = session.close().await;
+    progress.event(&Event {
+        step: blender_session::Step::Tunnel,
+        elapsed: Duration::ZERO,
+        detail: "handing the tunnel to a background process".into(),
+    });
+    let spawned = tunnel::up(ctx, &profile, &pod_id, guard).await;
+    progress.finish();
+    let record = match spawned {
+        Ok(record) => record,
+        Err(error) if started_pod => {
+            let _ = orchestrator.stop(&pod_id, None, &|_| {}).await;
+            return Err(error.context(format!(
+                "the background tunnel did not start; pod {pod_id} was stopped again"
+            )));
+        }
+        Err(error) => return Err(error),
+    };
+    let mut human = format!(
+        "pod {pod_id} is running Blender{}\n  open   {}\n  mcp    127.0.0.1:{} (rpb mcp-config writes .mcp.json)\n  vnc    127.0.0.1:{}\n  tunnel pid {} (rpb tunnel status; log {})\n",
+        blender
+            .as_deref()
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default(),
+        record.novnc_url(),
+        record.mcp_port,
+        record.vnc_port,
+        record.pid,
+        record.log.display(),
+    );
+    if guard.is_armed() {
+        let _ = writeln!(human, "  cost guard: {}", guard_text(&guard));
+    }
+    human.push_str("stop paying with: rpb stop");
+    Ok(Outcome::new(
+        json!({
+            "pod_id": pod_id,
+            "started_pod": started_pod,
+            "novnc_url": record.novnc_url(),
+            "mcp_port": record.mcp_port,
+            "vnc_port": record.vnc_port,
+            "novnc_port": record.novnc_port,
+            "blender_version": blender,
+            "tunnel": record_json(&record),
+        }),
+        human,
+    ))
+}
+
+pub(crate) async fn stop(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> {
+    let profile = ctx.profile_with(&args.explicit())?;
+    let pod_id = pod_id_of(&profile)?;
+    let tunnel = daemon::stop(&ctx.store.state_dir(), tunnel::DOWN_TIMEOUT).await?;
+    let orchestrator = profile.orchestrator(&ctx.store)?;
+    let progress = ctx.progress().spinner("stopping");
+    let result = orchestrator.stop(&pod_id, None, &sink(&progress)).await;
+    progress.finish();
+    let pod = result?;
+    Ok(Outcome::new(
+        json!({
+            "pod_id": pod_id,
+            "status": pod.status.to_string(),
+            "cost_per_hour": pod.cost_per_hour,
+            "tunnel": tunnel.as_str(),
+        }),
+        format!(
+            "pod {pod_id} is {}; it costs ${:.2}/h now (tunnel: {})",
+            pod.status,
+            pod.cost_per_hour,
+            tunnel.as_str()
+        ),
+    ))
+}
+
+pub(crate) async fn status(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> {
+    let profile = ctx.profile_with(&args.explicit())?;
+    let pod_id = pod_id_of(&profile)?;
+    let orchestrator = profile.orchestrator_with(&ctx.store, loose_settings(&profile))?;
+    let status = orchestrator.status(&pod_id, None).await?;
+    let state_dir = ctx.store.state_dir();
+    let tunnel = daemon::status(&state_dir)?;
+    let (mcp_answers, novnc_answers) = match &tunnel {
+        daemon::TunnelStatus::Running(record) if record.pod_id == pod_id => (
+            blender_session::probe::mcp_answers(record.mcp_port).await,
+            blender_session::probe::novnc_answers(record.novnc_port).await,
+        ),
+        _ => (false, false),
+    };
+    let guard_stop =
+        GuardStop::read(&daemon::guard_path(&state_dir)).filter(|stop| stop.pod_id == pod_id);
+    let pod = &status.pod;
+    let ssh = pod
+        .ssh
+        .as_ref()
+        .map(|addr| json!({"host": addr.host, "port": addr.port, "user": addr.user}));
+    let mut human = format!(
+        "pod {} ({}) is {}\n  cost   ${:.3}/h, ${:.3} so far{}\n",
+        pod.id,
+        pod.name,
+        pod.status,
+        pod.cost_per_hour,
+        status.cost_since_start,
+        pod.uptime_seconds
+            .map(|s| format!(" (up {})", human_duration(s)))
+            .unwrap_or_default(),
+    );
+    if let Some(addr) = &pod.ssh {
+        let _ = writeln!(human, "  ssh    {addr}");
+    }
+    let _ = writeln!(human, "  tunnel {}", tunnel::describe(&tunnel));
+    if let daemon::TunnelStatus::Running(_) = &tunnel {
+        let _ = writeln!(
+            human,
+            "  blender {}, novnc {}",
+            if mcp_answers {
+                "answers"
+            } else {
+                "does not answer"
+            },
+            if novnc_answers {
+                "answers"
+            } else {
+                "does not answer"
+            }
+        );
+    }
+    if let Some(stop) = &guard_stop {
+        let _ = writeln!(human, "  stopped by the cost guard: {}", stop.reason);
+    }
+    Ok(Outcome::new(
+        json!({
+            "pod_id": pod.id,
+            "name": pod.name,
+            "status": pod.status.to_string(),
+            "cost_per_hour": pod.cost_per_hour,
+            "cost_so_far": status.cost_since_start,
+            "uptime_seconds": pod.uptime_seconds,
+            "ssh": ssh,
+            "tunnel": tunnel::status_json(&tunnel),
+            "blender_answers": mcp_answers,
+            "novnc_answers": novnc_answers,
+            "guard_stop": guard_stop.map(|stop| json!({"reason": stop.reason, "at": stop.at})),
+        }),
+        human,
+    ))
+}
+
+fn human_duration(seconds: u64) -> String {
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if hours > 0 {
+        format!("{hours}h{minutes:02}m")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds:02}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+pub(crate) async fn ssh_info(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> {
+    let profile = ctx.profile_with(&args.explicit())?;
+    let pod_id = pod_id_of(&profile)?;
+    let orchestrator = profile.orchestrator_with(&ctx.store, loose_settings(&profile))?;
+    let status = orchestrator.status(&pod_id, None).await?;
+    let Some(addr) = status.pod.ssh else {
+        bail!(
+            "pod {pod_id} has no SSH endpoint while it is {}; start it with `rpb start`",
+            status.pod.status
+        );
+    };
+    let key = profile.ssh_key()?;
+    let known_hosts = ctx.store.state_dir().join("known_hosts");
+    let command = format!(
+        "ssh -i {} -p {} -o UserKnownHostsFile={} -o HostKeyAlias={} {}@{}",
+        key.display(),
+        addr.port,
+        known_hosts.display(),
+        pod_id,
+        addr.user,
+        addr.host
+    );
+    Ok(Outcome::new(
+        json!({
+            "pod_id": pod_id,
+            "host": addr.host,
+            "port": addr.port,
+            "user": addr.user,
+            "identity_file": key,
+            "known_hosts": known_hosts,
+            "command": command,
+        }),
+        command,
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// projects

@@ -1,0 +1,167 @@
+//! What every command needs: the global options, the workspace, the settings, and the
+//! small helpers that turn them into library calls.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use blender_session::daemon::{self};
+use blender_session::profile::Profile;
+use blender_session::seams::TunnelPorts;
+use blender_session::{Event, Orchestrator, Session};
+use clap::Args;
+use project_store::{ConfigKey, Store};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::global::Global;
+use crate::output::{Outcome, Progress};
+
+/// What every command needs: the global options and the workspace.
+pub(crate) struct Ctx {
+    pub(crate) global: Global,
+    pub(crate) store: Store,
+}
+
+impl Ctx {
+    pub(crate) fn new(global: Global) -> anyhow::Result<Self> {
+        let mut builder = Store::builder();
+        if let Some(root) = &global.workspace {
+            builder = builder.root(root);
+        }
+        if let Some(env_file) = &global.env_file {
+            builder = builder.env_file(env_file);
+        }
+        let store = builder.build().context("choosing the workspace")?;
+        Ok(Self { global, store })
+    }
+
+    /// The settings: `explicit` (flags), then the environment, then `.env`.
+    pub(crate) fn profile_with(&self, explicit: &[(&str, String)]) -> anyhow::Result<Profile> {
+        Profile::resolve(&self.store, explicit, |key| std::env::var(key).ok())
+            .with_context(|| format!("reading the settings ({})", self.store.env_file().display()))
+    }
+
+    pub(crate) fn profile(&self) -> anyhow::Result<Profile> {
+        self.profile_with(&[])
+    }
+
+    pub(crate) fn progress(&self) -> Progress {
+        Progress::new(&self.global)
+    }
+
+    /// Prints the outcome and returns its exit code.
+    #[expect(clippy::print_stdout, reason = "the CLI prints its results on stdout")]
+    pub(crate) fn finish(&self, outcome: &Outcome) -> ExitCode {
+        if self.global.json {
+            if outcome.json.is_null() {
+                return ExitCode::from(outcome.code);
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&outcome.json).unwrap_or_default()
+            );
+        } else if !outcome.human.is_empty() {
+            println!("{}", outcome.human.trim_end());
+        }
+        ExitCode::from(outcome.code)
+    }
+
+    pub(crate) fn state_dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = self.store.state_dir();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the state folder {}", dir.display()))?;
+        Ok(dir)
+    }
+}
+
+/// `--pod-id`, for commands about one pod.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PodArgs {
+    /// The pod [env: RUNPOD_POD_ID; default: RUNPOD_POD_ID in .env].
+    #[arg(long, value_name = "ID")]
+    pub(crate) pod_id: Option<String>,
+}
+
+impl PodArgs {
+    pub(crate) fn explicit(&self) -> Vec<(&'static str, String)> {
+        self.pod_id
+            .iter()
+            .map(|id| (ConfigKey::PodId.as_str(), id.clone()))
+            .collect()
+    }
+}
+
+pub(crate) fn pod_id_of(profile: &Profile) -> anyhow::Result<String> {
+    Ok(profile
+        .config
+        .require_pod_id()
+        .context("no pod chosen: pass --pod-id, set RUNPOD_POD_ID, or run `rpb create`")?
+        .to_owned())
+}
+
+pub(crate) fn sink(progress: &Progress) -> impl Fn(&Event) + Send + Sync + use<> {
+    let progress = progress.clone();
+    move |event: &Event| progress.event(event)
+}
+
+// ---------------------------------------------------------------------------------------------
+// init
+
+pub(crate) fn random_secret() -> SecretString {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzACDEFGHJKLMNPQRTUVWXY34679";
+    let text: String = (0..16)
+        .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
+        .collect();
+    SecretString::from(text)
+}
+
+pub(crate) fn random_password() -> SecretString {
+    random_secret()
+}
+
+/// The environment handed to a background process: the resolved secrets, never in argv.
+pub(crate) fn secret_env(profile: &Profile) -> Vec<(&'static str, String)> {
+    let mut env = Vec::new();
+    if let Some(key) = &profile.config.api_key {
+        env.push(("RUNPOD_API_KEY", key.expose_secret().to_owned()));
+    }
+    if let Some(password) = &profile.config.vnc_password {
+        env.push(("VNC_PASSWORD", password.expose_secret().to_owned()));
+    }
+    env
+}
+
+/// Session settings from the profile that work without a VNC password (for commands that do
+/// not start the session).
+pub(crate) fn loose_settings(profile: &Profile) -> blender_session::SessionSettings {
+    let password = profile
+        .vnc_password()
+        .cloned()
+        .unwrap_or_else(|| SecretString::from(String::new()));
+    let mut settings = blender_session::SessionSettings::new(password);
+    settings.pod_root.clone_from(&profile.pod_root);
+    settings.remote_ports = profile.remote_ports;
+    settings.local_ports = profile.local_ports;
+    settings
+}
+
+/// Attaches to the running session: SSH now, MCP through the background tunnel.
+pub(crate) async fn attach(
+    ctx: &Ctx,
+    pod: &PodArgs,
+    progress: &Progress,
+) -> anyhow::Result<(Orchestrator, Session)> {
+    let profile = ctx.profile_with(&pod.explicit())?;
+    let pod_id = pod_id_of(&profile)?;
+    let ports = match daemon::status(&ctx.store.state_dir())? {
+        daemon::TunnelStatus::Running(record) if record.pod_id == pod_id => TunnelPorts {
+            mcp: record.mcp_port,
+            vnc: record.vnc_port,
+            novnc: record.novnc_port,
+        },
+        _ => profile.local_ports,
+    };
+    let orchestrator = profile.orchestrator_with(&ctx.store, loose_settings(&profile))?;
+    let session = orchestrator.attach(&pod_id, ports, &sink(progress)).await?;
+    Ok((orchestrator, session))
+}
