@@ -313,6 +313,13 @@ impl SetupReport {
     }
 }
 
+/// The pod start command: the boot hook when the volume holds it, else the image's own
+/// `/start.sh` (the very first boot, before setup ran).
+pub fn boot_command(pod_root: &str) -> String {
+    let hook = format!("{}/rpb/bin/boot-hook.sh", pod_root.trim_end_matches('/'));
+    format!("bash -c '[ -f {hook} ] && exec bash {hook} /start.sh; exec /start.sh'")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
+pub use crate::assets::boot_command;
 use crate::assets::{self, SessionReport, SetupReport};
 use crate::seams::{
     HostConnector, PodProvider, PodSpec, PodStatus, PodView, ProgressFn, RemoteHost, Resolver,
@@ -196,13 +197,6 @@ impl SessionSettings {
         }
         prefix
     }
-}
-
-/// The pod start command: the boot hook when the volume holds it, else the image's own
-/// `/start.sh` (the very first boot, before setup ran).
-pub fn boot_command(pod_root: &str) -> String {
-    let hook = format!("{}/rpb/bin/boot-hook.sh", pod_root.trim_end_matches('/'));
-    format!("bash -c '[ -f {hook} ] && exec bash {hook} /start.sh; exec /start.sh'")
 }
 
 /// Quotes `text` for a POSIX shell.

@@ -111,7 +111,7 @@ impl PodSpec {
             volume_gb: DEFAULT_VOLUME_GB,
             volume_path: DEFAULT_POD_ROOT.into(),
             disk_gb: DEFAULT_DISK_GB,
-            start_command: crate::orchestrator::boot_command(DEFAULT_POD_ROOT),
+            start_command: crate::assets::boot_command(DEFAULT_POD_ROOT),
         }
     }
 
@@ -133,7 +133,7 @@ impl PodSpec {
     #[must_use]
     pub fn pod_root(mut self, pod_root: impl Into<String>) -> Self {
         self.volume_path = pod_root.into();
-        self.start_command = crate::orchestrator::boot_command(&self.volume_path);
+        self.start_command = crate::assets::boot_command(&self.volume_path);
         self
     }
 }
