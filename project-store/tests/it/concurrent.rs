@@ -21,12 +21,9 @@ fn child_env() -> (PathBuf, String) {
     (dir, tag)
 }
 
-/// Child body: updates the pod id and its own keys, many times.
-#[test]
+/// Child body, run by `two_processes_update_the_env_at_once` in a child process (as that same test, so a normal
+/// run does not count it as a test of its own): updates the pod id and its own keys, many times.
 fn env_writer_child() {
-    if child_role().as_deref() != Some("env-writer") {
-        return; // only meaningful when started by `two_processes_update_the_env_at_once`
-    }
     let (dir, tag) = child_env();
     wait_for_file(&dir.join("go"), Duration::from_secs(30));
     let store = store_in(&dir);
@@ -42,8 +39,8 @@ fn env_writer_child() {
 
 #[test]
 fn two_processes_update_the_env_at_once() {
-    if child_role().is_some() {
-        return;
+    if child_role().as_deref() == Some("env-writer") {
+        return env_writer_child();
     }
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
@@ -60,7 +57,7 @@ fn two_processes_update_the_env_at_once() {
                 (TAG_VAR, OsString::from(tag)),
             ];
             spawn_child(
-                concat!(module_path!(), "::env_writer_child"),
+                concat!(module_path!(), "::two_processes_update_the_env_at_once"),
                 "env-writer",
                 &envs,
                 logs.path(),
@@ -110,12 +107,9 @@ fn two_processes_update_the_env_at_once() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-/// Child body: saves versions of the shared project.
-#[test]
+/// Child body, run by `two_processes_save_versions_at_once` in a child process (as that same test, so a normal
+/// run does not count it as a test of its own): saves versions of the shared project.
 fn version_saver_child() {
-    if child_role().as_deref() != Some("version-saver") {
-        return; // only meaningful when started by `two_processes_save_versions_at_once`
-    }
     let (dir, tag) = child_env();
     wait_for_file(&dir.join("go"), Duration::from_secs(30));
     let store = store_in(&dir);
@@ -135,8 +129,8 @@ fn version_saver_child() {
 
 #[test]
 fn two_processes_save_versions_at_once() {
-    if child_role().is_some() {
-        return;
+    if child_role().as_deref() == Some("version-saver") {
+        return version_saver_child();
     }
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
@@ -152,7 +146,7 @@ fn two_processes_save_versions_at_once() {
                 (TAG_VAR, OsString::from(tag)),
             ];
             spawn_child(
-                concat!(module_path!(), "::version_saver_child"),
+                concat!(module_path!(), "::two_processes_save_versions_at_once"),
                 "version-saver",
                 &envs,
                 logs.path(),
