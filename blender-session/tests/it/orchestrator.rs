@@ -712,17 +712,63 @@ async fn a_create_whose_setup_fails_stops_the_new_pod() {
     assert_eq!(provider.world().stops, 1);
 }
 
-#[test]
-fn settings_env_is_complete() {
-    let mut env = BTreeMap::new();
-    env.insert("BLENDER_BIN".to_owned(), "/usr/bin/blender".to_owned());
+#[tokio::test(start_paused = true)]
+async fn every_pod_side_command_gets_the_whole_environment_and_no_secret() {
+    let provider = FakeProvider::with(PodStatus::Exited);
+    let connector = FakeConnector::healthy("old-version");
     let mut settings = settings();
-    settings.pod_env = env;
-    assert!(
-        format!("{settings:?}").contains("SecretBox"),
-        "the password is redacted in Debug"
-    );
-    assert!(!format!("{settings:?}").contains(PASSWORD));
+    settings.pod_env = BTreeMap::from([
+        (
+            "BLENDER_BIN".to_owned(),
+            "/opt/blender 4.5/blender".to_owned(),
+        ),
+        ("RPB_DISPLAY".to_owned(), "7".to_owned()),
+    ]);
+    settings.pod_root = "/workspace".into();
+    settings.remote_ports = TunnelPorts {
+        mcp: 19876,
+        vnc: 15900,
+        novnc: 16080,
+    };
+    let debug = format!("{settings:?}");
+    assert!(!debug.contains(PASSWORD), "redacted in Debug: {debug}");
+    orchestrator(&provider, &connector, settings)
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect("started");
+    let remote = connector.remote();
+    let scripts: Vec<&String> = remote
+        .commands
+        .iter()
+        .map(|(command, _)| command)
+        .filter(|command| command.contains("session.sh") || command.contains("setup.sh"))
+        .collect();
+    assert!(scripts.len() >= 2, "setup and session ran: {scripts:?}");
+    for command in scripts {
+        for expected in [
+            "'BLENDER_BIN=/opt/blender 4.5/blender'",
+            "RPB_DISPLAY=7",
+            "RPB_POD_ROOT=/workspace",
+            "RPB_MCP_PORT=19876",
+            "RPB_VNC_PORT=15900",
+            "RPB_NOVNC_PORT=16080",
+        ] {
+            assert!(
+                command.contains(expected),
+                "{expected} missing in {command}"
+            );
+        }
+        assert!(
+            command.contains(" /workspace/rpb/"),
+            "runs under the pod root: {command}"
+        );
+    }
+    for (command, _) in &remote.commands {
+        assert!(
+            !command.contains(PASSWORD),
+            "no secret in a command line: {command}"
+        );
+    }
 }
 
 mod supervisor {
