@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::output::ExitStatus;
+
 /// Boxed error returned by caller-supplied code (for example an endpoint resolver).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -129,7 +131,7 @@ pub enum Error {
         /// `host:port` of the server.
         endpoint: String,
         /// How the command ended.
-        status: crate::ExitStatus,
+        status: ExitStatus,
         /// The last line of its standard error, if any.
         stderr_tail: String,
     },

@@ -58,6 +58,8 @@
 mod connect;
 mod error;
 mod hostkey;
+mod link;
+mod output;
 mod session;
 mod shell;
 mod transfer;
@@ -69,9 +71,7 @@ pub use connect::{
 };
 pub use error::{BoxError, Error, Result};
 pub use hostkey::{HostKeyPolicy, fingerprint};
-pub use session::{
-    Command, DEFAULT_EXEC_TIMEOUT, DEFAULT_MAX_OUTPUT, ExecOutput, ExitStatus, OutputStream,
-    Session,
-};
+pub use output::{ExecOutput, ExitStatus, OutputStream};
+pub use session::{Command, DEFAULT_EXEC_TIMEOUT, DEFAULT_MAX_OUTPUT, Session};
 pub use transfer::{Progress, Protocol, Transfer, TransferReport};
 pub use tunnel::{BoundForward, Forward, Tunnel, TunnelBuilder, TunnelState, TunnelStats};

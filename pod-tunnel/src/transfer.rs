@@ -38,6 +38,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::connect::Options;
 use crate::error::{Error, Result};
+use crate::link::millis;
+use crate::output::ExecOutput;
 use crate::session::{Inner, Session};
 use crate::shell;
 
@@ -153,8 +155,20 @@ impl fmt::Debug for Transfer {
     }
 }
 
+impl Session {
+    /// Uploads a local file or directory tree to `remote` (see [`Transfer`]).
+    pub fn upload(&self, local: impl AsRef<Path>, remote: impl AsRef<Path>) -> Transfer {
+        Transfer::new(self.clone(), true, local.as_ref(), remote.as_ref())
+    }
+
+    /// Downloads a remote file or directory tree to `local` (see [`Transfer`]).
+    pub fn download(&self, remote: impl AsRef<Path>, local: impl AsRef<Path>) -> Transfer {
+        Transfer::new(self.clone(), false, local.as_ref(), remote.as_ref())
+    }
+}
+
 impl Transfer {
-    pub(crate) fn new(session: Session, upload: bool, local: &Path, remote: &Path) -> Self {
+    fn new(session: Session, upload: bool, local: &Path, remote: &Path) -> Self {
         Self {
             session,
             upload,
@@ -554,10 +568,6 @@ fn unix_secs(time: io::Result<SystemTime>) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn millis(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
-}
-
 /// How long removing temporary files after a failure may take: half the I/O timeout, within
 /// 2 to 5 seconds.
 fn cleanup_budget(io_timeout: Duration) -> Duration {
@@ -841,7 +851,7 @@ impl Job<'_> {
         step: &'static str,
         success: bool,
         printed: &str,
-        out: &crate::ExecOutput,
+        out: &ExecOutput,
     ) -> Result<PathBuf> {
         let prefix = STAGE_TEMPLATE.trim_end_matches('X');
         let stage = Path::new(printed);
@@ -1830,14 +1840,14 @@ impl Job<'_> {
             round_trip
         } else {
             let probing = Instant::now();
-            let round_trip = crate::session::probe_round_trip(&self.inner.ssh);
+            let round_trip = crate::link::probe_round_trip(&self.inner.ssh);
             if probing.elapsed() >= self.inner.options.io_timeout {
                 // The probe gives up quietly; a peer that let it time out has stalled.
                 return Err(self.stalled(names, "starting scp", self.inner.options.io_timeout));
             }
             round_trip
         };
-        let window = crate::session::window_for_round_trip(round_trip, SCP_MAX_WINDOW);
+        let window = crate::link::window_for_round_trip(round_trip, SCP_MAX_WINDOW);
         let (mut channel, stat) = self
             .inner
             .ssh
@@ -1936,8 +1946,8 @@ struct ScriptOutput {
     stderr: Vec<u8>,
 }
 
-impl From<crate::ExecOutput> for ScriptOutput {
-    fn from(out: crate::ExecOutput) -> Self {
+impl From<ExecOutput> for ScriptOutput {
+    fn from(out: ExecOutput) -> Self {
         Self {
             code: out.status.code(),
             stdout: out.stdout,

@@ -28,7 +28,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::connect::{Connector, Endpoint, Link, Options};
 use crate::error::{BoxError, Error, Result};
-use crate::session::poll;
+use crate::link::{is_eagain, poll, probe_round_trip, socket_writable, window_for_round_trip};
 
 /// Per-connection buffer limit in each direction: beyond it the source is no longer read.
 const BUFFER_LIMIT: usize = 256 * 1024;
@@ -195,8 +195,15 @@ impl fmt::Debug for TunnelBuilder {
     }
 }
 
+impl Connector {
+    /// Starts configuring a tunnel (local port forwards) on its own SSH connection.
+    pub fn tunnel(&self) -> TunnelBuilder {
+        TunnelBuilder::new(self.clone())
+    }
+}
+
 impl TunnelBuilder {
-    pub(crate) fn new(connector: Connector) -> Self {
+    fn new(connector: Connector) -> Self {
         Self {
             connector,
             forwards: Vec::new(),
@@ -575,10 +582,6 @@ impl Buffer {
     }
 }
 
-fn is_eagain(e: &ssh2::Error) -> bool {
-    e.code() == ssh2::ErrorCode::Session(-37)
-}
-
 /// Why the current session must be dropped.
 struct Dead(String);
 
@@ -669,16 +672,14 @@ impl Actor {
                 endpoint: link.endpoint.to_string(),
                 source: source.into(),
             })?;
-        let round_trip = started
-            .elapsed()
-            .min(crate::session::probe_round_trip(&link.session));
+        let round_trip = started.elapsed().min(probe_round_trip(&link.session));
         tracing::debug!(endpoint = %link.endpoint, ?round_trip, "tunnel session ready");
         link.session.set_blocking(false);
         self.endpoint = link.endpoint.clone();
         let _ = self.state.send(TunnelState::Connected {
             endpoint: link.endpoint.clone(),
         });
-        let max_window = crate::session::window_for_round_trip(round_trip, MAX_WINDOW);
+        let max_window = window_for_round_trip(round_trip, MAX_WINDOW);
         let first = self.slot(link, control, max_window);
         let pair_err = |source| Error::Bind { port: 0, source };
         let (join_wake_tx, join_wake) = UnixStream::pair().map_err(pair_err)?;
@@ -1328,11 +1329,6 @@ impl Actor {
         }
         Step::Continue
     }
-}
-
-fn socket_writable(socket: &TcpStream) -> bool {
-    let mut fds = [PollFd::new(socket, PollFlags::OUT)];
-    matches!(poll(&mut fds, Duration::ZERO), Ok(1)) && fds[0].revents().contains(PollFlags::OUT)
 }
 
 /// Moves data for one connection. Returns (progress, finished).
