@@ -15,7 +15,7 @@ use crate::error::{BoxError, Error, Result};
 /// One local forward: `127.0.0.1:local_port` → `remote_host:remote_port` as seen from the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Forward {
-    /// Local port on 127.0.0.1; 0 picks a free one (see [`Tunnel::forwards`]).
+    /// Local port on 127.0.0.1; 0 picks a free one (see [`Tunnel::forwards`](crate::Tunnel::forwards)).
     pub local_port: u16,
     /// Target host, resolved by the server.
     pub remote_host: String,
