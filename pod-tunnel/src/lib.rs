@@ -45,6 +45,11 @@
 //!   backpressure. It sends keepalives, detects a dead peer, and reconnects (re-resolving the
 //!   endpoint through a caller-supplied function) while keeping its local listeners bound.
 //!
+//! # Shell quoting
+//!
+//! Remote commands go through the user's login shell; [`shell::quote`], [`shell::quote_path`]
+//! and [`shell::join`] build command lines from arbitrary words and paths.
+//!
 //! # Host keys
 //!
 //! Every connection checks the server's key under a [`HostKeyPolicy`]; there is no default.
@@ -61,7 +66,7 @@ mod hostkey;
 mod link;
 mod output;
 mod session;
-mod shell;
+pub mod shell;
 mod transfer;
 mod tunnel;
 
