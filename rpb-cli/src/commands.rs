@@ -13,6 +13,7 @@ use blender_session::profile::Profile;
 use blender_session::seams::{PodSpec, TunnelPorts};
 use blender_session::{Event, Orchestrator, Session};
 use clap::{Args, Subcommand};
+use pod_tunnel::shell;
 use project_store::{ConfigKey, OnExisting, ProjectName, Store};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
@@ -931,11 +932,7 @@ pub(crate) async fn exec(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<Outcome> {
     let command = if args.command.len() == 1 {
         args.command[0].clone()
     } else {
-        args.command
-            .iter()
-            .map(|word| quote(word))
-            .collect::<Vec<_>>()
-            .join(" ")
+        shell::join(&args.command)
     };
     let output = session
         .host()
@@ -950,18 +947,6 @@ pub(crate) async fn exec(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<Outcome> {
         output.stdout,
     )
     .with_code(u8::try_from(code).unwrap_or(1)))
-}
-
-fn quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+%".contains(&b))
-    {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 #[derive(Debug, Clone, Args)]
