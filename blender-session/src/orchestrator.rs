@@ -6,11 +6,12 @@
 //! the pod again.
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pod_tunnel::shell;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
@@ -179,7 +180,7 @@ impl SessionSettings {
         format!(
             "{} bash {}",
             self.env_prefix(),
-            shell_quote(&format!("{}/bin/session.sh", self.rpb_home()))
+            shell::quote(&format!("{}/bin/session.sh", self.rpb_home()))
         )
     }
 
@@ -193,22 +194,11 @@ impl SessionSettings {
         let mut prefix = String::from("env");
         for (key, value) in env {
             prefix.push(' ');
-            prefix.push_str(&shell_quote(&format!("{key}={value}")));
+            // Arguments of `env`, never assignments: the two halves are quoted on their own.
+            let _ = write!(prefix, "{}={}", shell::quote(&key), shell::quote(&value));
         }
         prefix
     }
-}
-
-/// Quotes `text` for a POSIX shell.
-pub(crate) fn shell_quote(text: &str) -> String {
-    if !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+%".contains(&b))
-    {
-        return text.to_owned();
-    }
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// A running session: the tunnel and what the session script reported.
@@ -860,7 +850,7 @@ impl Orchestrator {
             .run(
                 &format!(
                     "cat {} 2>/dev/null || true",
-                    shell_quote(&format!("{home}/{}", assets::VERSION_FILE))
+                    shell::quote(&format!("{home}/{}", assets::VERSION_FILE))
                 ),
                 None,
                 Duration::from_secs(30),
@@ -877,7 +867,7 @@ impl Orchestrator {
             pod_id,
             host,
             "creating the staging folder",
-            &format!("mkdir -p {}", shell_quote(&staging)),
+            &format!("mkdir -p {}", shell::quote(&staging)),
             None,
             Duration::from_secs(30),
         )
@@ -895,7 +885,7 @@ impl Orchestrator {
         let command = format!(
             "{} bash {}",
             self.settings.env_prefix(),
-            shell_quote(&format!("{staging}/setup.sh"))
+            shell::quote(&format!("{staging}/setup.sh"))
         );
         let stdout = self
             .run_checked(
@@ -1168,7 +1158,7 @@ impl Orchestrator {
         let check = session
             .host
             .run(
-                &format!("sha256sum {} 2>/dev/null || true", shell_quote(&remote)),
+                &format!("sha256sum {} 2>/dev/null || true", shell::quote(&remote)),
                 None,
                 Duration::from_secs(120),
             )
@@ -1186,7 +1176,7 @@ impl Orchestrator {
                 "creating the project folder",
                 &format!(
                     "mkdir -p {}",
-                    shell_quote(&self.remote_project_dir(project))
+                    shell::quote(&self.remote_project_dir(project))
                 ),
                 None,
                 Duration::from_secs(30),
@@ -1277,15 +1267,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shell_quoting() {
-        assert_eq!(shell_quote("/runpod/rpb"), "/runpod/rpb");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
-    }
-
-    #[test]
     fn the_boot_command_falls_back_to_the_image_start_script() {
         assert_eq!(
             boot_command("/runpod/"),
@@ -1304,5 +1285,18 @@ mod tests {
         );
         assert!(prefix.contains("RPB_POD_ROOT=/runpod"));
         assert!(!prefix.contains("hunter22"));
+    }
+
+    #[test]
+    fn env_prefix_values_are_quoted_for_the_shell() {
+        let mut settings = SessionSettings::new(SecretString::from("hunter22"));
+        settings
+            .pod_env
+            .insert("RPB_NOTE".into(), "it's $(two) words".into());
+        let prefix = settings.env_prefix();
+        assert!(
+            prefix.contains(r"RPB_NOTE='it'\''s $(two) words'"),
+            "{prefix}"
+        );
     }
 }

@@ -10,8 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Error, Result};
 use crate::hostkey::{self, HostKeyPolicy};
-use crate::session::Session;
-use crate::tunnel::TunnelBuilder;
+use crate::link::{self, millis};
 
 /// Where an SSH server listens.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -198,17 +197,12 @@ impl SessionBuilder {
             }),
         })
     }
-
-    /// Shorthand for `build()?.connect().await`.
-    ///
-    /// # Errors
-    /// As [`SessionBuilder::build`] and [`Connector::connect`].
-    pub async fn connect(self) -> Result<Session> {
-        self.build()?.connect().await
-    }
 }
 
-/// Validated connection settings: opens [`Session`]s and [`crate::Tunnel`]s. Cheap to clone.
+/// Validated connection settings: opens [`crate::Session`]s and [`crate::Tunnel`]s. Cheap to
+/// clone.
+// `connect`, `connect_to` (in `session`) and `tunnel` (in `tunnel`) are defined next to what
+// they return, so that this module depends on neither.
 #[derive(Clone, Debug)]
 pub struct Connector {
     pub(crate) options: Arc<Options>,
@@ -218,33 +212,6 @@ impl Connector {
     /// The configured endpoint.
     pub fn endpoint(&self) -> &Endpoint {
         &self.options.endpoint
-    }
-
-    /// Opens a new SSH connection to the configured endpoint.
-    ///
-    /// # Errors
-    /// [`Error::Connect`], [`Error::Handshake`], a host-key error
-    /// ([`Error::HostKeyMismatch`], [`Error::HostKeyUnknown`]) or [`Error::Authenticate`].
-    pub async fn connect(&self) -> Result<Session> {
-        self.connect_to(self.options.endpoint.clone()).await
-    }
-
-    /// Opens a new SSH connection to `endpoint` instead of the configured one (for a server that
-    /// moved), with the same user, key and host-key policy.
-    ///
-    /// # Errors
-    /// As [`Connector::connect`].
-    pub async fn connect_to(&self, endpoint: Endpoint) -> Result<Session> {
-        let options = Arc::clone(&self.options);
-        let link = tokio::task::spawn_blocking(move || options.connect_blocking(&endpoint))
-            .await
-            .map_err(Error::Join)??;
-        Ok(Session::from_link(link, Arc::clone(&self.options)))
-    }
-
-    /// Starts configuring a tunnel (local port forwards) on its own SSH connection.
-    pub fn tunnel(&self) -> TunnelBuilder {
-        TunnelBuilder::new(self.clone())
     }
 }
 
@@ -284,10 +251,6 @@ impl Link {
     }
 }
 
-fn millis(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
-}
-
 impl Options {
     /// Connects, verifies the host key and authenticates. Blocking; run it off the runtime.
     pub(crate) fn connect_blocking(&self, endpoint: &Endpoint) -> Result<Link> {
@@ -311,7 +274,8 @@ impl Options {
             }
         }
         let stream = stream.ok_or_else(|| connect_err(last))?;
-        self.tune_socket(&stream).map_err(connect_err)?;
+        link::tune_socket(&stream, self.keepalive_interval, self.keepalive_max)
+            .map_err(connect_err)?;
         let socket = stream.try_clone().map_err(connect_err)?;
 
         let handshake_err = |source| Error::Handshake {
@@ -372,19 +336,6 @@ impl Options {
         })
     }
 
-    fn tune_socket(&self, stream: &TcpStream) -> std::io::Result<()> {
-        stream.set_nodelay(true)?;
-        let sock = socket2::SockRef::from(stream);
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(self.keepalive_interval)
-            .with_interval(self.keepalive_interval)
-            .with_retries(self.keepalive_max);
-        sock.set_tcp_keepalive(&keepalive)?;
-        #[cfg(target_os = "linux")]
-        sock.set_tcp_user_timeout(Some(self.keepalive_interval * self.keepalive_max))?;
-        Ok(())
-    }
-
     /// How long a connection may go without any sign of life before it is declared dead.
     pub(crate) fn dead_after(&self) -> Duration {
         self.keepalive_interval * (self.keepalive_max + 1)
@@ -409,7 +360,7 @@ mod tests {
 
     #[test]
     fn builder_requires_a_host_key_policy() {
-        let err = crate::Session::builder()
+        let err = SessionBuilder::default()
             .endpoint(Endpoint::new("h", 22))
             .user("u")
             .identity_file("/k")
@@ -420,7 +371,7 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_passphrase() {
-        let b = crate::Session::builder().passphrase(SecretString::from("hunter2"));
+        let b = SessionBuilder::default().passphrase(SecretString::from("hunter2"));
         assert!(!format!("{b:?}").contains("hunter2"));
     }
 }

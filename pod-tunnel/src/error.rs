@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::output::ExitStatus;
+
 /// Boxed error returned by caller-supplied code (for example an endpoint resolver).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -129,7 +131,7 @@ pub enum Error {
         /// `host:port` of the server.
         endpoint: String,
         /// How the command ended.
-        status: crate::ExitStatus,
+        status: ExitStatus,
         /// The last line of its standard error, if any.
         stderr_tail: String,
     },
@@ -289,6 +291,18 @@ fn leftover_note(leftovers: &[String]) -> String {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `error` and its sources, joined by `: `, for a state description or a log line.
+pub(crate) fn error_chain(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
 
 #[cfg(test)]
 mod tests {

@@ -45,6 +45,11 @@
 //!   backpressure. It sends keepalives, detects a dead peer, and reconnects (re-resolving the
 //!   endpoint through a caller-supplied function) while keeping its local listeners bound.
 //!
+//! # Shell quoting
+//!
+//! Remote commands go through the user's login shell; [`shell::quote`], [`shell::quote_path`]
+//! and [`shell::join`] build command lines from arbitrary words and paths.
+//!
 //! # Host keys
 //!
 //! Every connection checks the server's key under a [`HostKeyPolicy`]; there is no default.
@@ -58,8 +63,10 @@
 mod connect;
 mod error;
 mod hostkey;
+mod link;
+mod output;
 mod session;
-mod shell;
+pub mod shell;
 mod transfer;
 mod tunnel;
 
@@ -69,9 +76,7 @@ pub use connect::{
 };
 pub use error::{BoxError, Error, Result};
 pub use hostkey::{HostKeyPolicy, fingerprint};
-pub use session::{
-    Command, DEFAULT_EXEC_TIMEOUT, DEFAULT_MAX_OUTPUT, ExecOutput, ExitStatus, OutputStream,
-    Session,
-};
+pub use output::{ExecOutput, ExitStatus, OutputStream};
+pub use session::{Command, DEFAULT_EXEC_TIMEOUT, DEFAULT_MAX_OUTPUT, Session};
 pub use transfer::{Progress, Protocol, Transfer, TransferReport};
 pub use tunnel::{BoundForward, Forward, Tunnel, TunnelBuilder, TunnelState, TunnelStats};

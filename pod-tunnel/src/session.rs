@@ -1,17 +1,16 @@
-//! A connected SSH session: exec, file transfer.
+//! A connected SSH session and remote exec; file transfer on it is in [`crate::Transfer`]'s
+//! module.
 
 use std::fmt;
 use std::io::{self, Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
-
-use crate::connect::{Endpoint, Link, Options, SessionBuilder};
+use crate::connect::{Connector, Endpoint, Link, Options, SessionBuilder};
 use crate::error::{Error, Result};
-use crate::transfer::Transfer;
+use crate::link::{self, is_eagain};
+use crate::output::{ExecOutput, ExitStatus, OutputStream};
 
 /// Default limit of captured output per stream (16 MiB); the rest is streamed but not kept.
 pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
@@ -51,6 +50,40 @@ impl fmt::Debug for Session {
             .field("user", &self.inner.options.user)
             .field("host_key", &self.inner.fingerprint)
             .finish_non_exhaustive()
+    }
+}
+
+impl SessionBuilder {
+    /// Shorthand for `build()?.connect().await`.
+    ///
+    /// # Errors
+    /// As [`SessionBuilder::build`] and [`Connector::connect`].
+    pub async fn connect(self) -> Result<Session> {
+        self.build()?.connect().await
+    }
+}
+
+impl Connector {
+    /// Opens a new SSH connection to the configured endpoint.
+    ///
+    /// # Errors
+    /// [`Error::Connect`], [`Error::Handshake`], a host-key error
+    /// ([`Error::HostKeyMismatch`], [`Error::HostKeyUnknown`]) or [`Error::Authenticate`].
+    pub async fn connect(&self) -> Result<Session> {
+        self.connect_to(self.options.endpoint.clone()).await
+    }
+
+    /// Opens a new SSH connection to `endpoint` instead of the configured one (for a server that
+    /// moved), with the same user, key and host-key policy.
+    ///
+    /// # Errors
+    /// As [`Connector::connect`].
+    pub async fn connect_to(&self, endpoint: Endpoint) -> Result<Session> {
+        let options = Arc::clone(&self.options);
+        let link = tokio::task::spawn_blocking(move || options.connect_blocking(&endpoint))
+            .await
+            .map_err(Error::Join)??;
+        Ok(Session::from_link(link, Arc::clone(&self.options)))
     }
 }
 
@@ -104,16 +137,6 @@ impl Session {
         self.command(command).output().await
     }
 
-    /// Uploads a local file or directory tree to `remote` (see [`Transfer`]).
-    pub fn upload(&self, local: impl AsRef<Path>, remote: impl AsRef<Path>) -> Transfer {
-        Transfer::new(self.clone(), true, local.as_ref(), remote.as_ref())
-    }
-
-    /// Downloads a remote file or directory tree to `local` (see [`Transfer`]).
-    pub fn download(&self, remote: impl AsRef<Path>, local: impl AsRef<Path>) -> Transfer {
-        Transfer::new(self.clone(), false, local.as_ref(), remote.as_ref())
-    }
-
     /// Says goodbye to the server and closes the connection.
     ///
     /// # Errors
@@ -156,7 +179,7 @@ impl Inner {
     /// Waits until the session socket is ready in the directions libssh2 is blocked on (or any
     /// direction when it does not say), at most `timeout`.
     pub(crate) fn wait_socket(&self, timeout: Duration) {
-        wait_socket(&self.ssh, &self.socket, timeout);
+        link::wait_socket(&self.ssh, &self.socket, timeout);
     }
 
     /// Runs a command to completion in blocking mode with bounded output and an overall time
@@ -172,81 +195,6 @@ impl Inner {
     pub(crate) fn shut_down(&self) {
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
     }
-}
-
-/// Round trips shorter than this count as a short link, where libssh2's own 2 MiB receive
-/// window is best: a bigger one only makes both ends queue more (OpenSSH's sshd copies its
-/// output buffer around, and burns CPU, when a fast link lets it fill a big window).
-const LONG_LINK: Duration = Duration::from_millis(15);
-
-/// The receive window worth using on a link with this round trip: enough for about 256 MB/s,
-/// at least 4 MiB, at most `max`; `None` on a short link.
-pub(crate) fn window_for_round_trip(round_trip: Duration, max: u32) -> Option<u32> {
-    if round_trip < LONG_LINK {
-        return None;
-    }
-    let bytes = round_trip.as_micros().saturating_mul(256);
-    Some(
-        u32::try_from(bytes)
-            .unwrap_or(u32::MAX)
-            .clamp(4 << 20, max.max(4 << 20)),
-    )
-}
-
-/// Measures the round trip on a blocking session: opening a channel costs the server next to
-/// nothing. The probe channels are closed again.
-pub(crate) fn probe_round_trip(ssh: &ssh2::Session) -> Duration {
-    // The shortest of a few probes: a busy machine only ever makes one look longer.
-    let mut shortest = Duration::MAX;
-    for _ in 0..3 {
-        let started = Instant::now();
-        let Ok(mut channel) = ssh.channel_session() else {
-            return Duration::ZERO;
-        };
-        shortest = shortest.min(started.elapsed());
-        let _ = channel.close();
-    }
-    shortest
-}
-
-/// Waits (at most `timeout`) until `socket` is ready in the directions `session` is blocked on.
-pub(crate) fn wait_socket(session: &ssh2::Session, socket: &TcpStream, timeout: Duration) {
-    let flags = match session.block_directions() {
-        ssh2::BlockDirections::Inbound => PollFlags::IN,
-        ssh2::BlockDirections::Outbound => PollFlags::OUT,
-        ssh2::BlockDirections::Both | ssh2::BlockDirections::None => PollFlags::IN | PollFlags::OUT,
-    };
-    // With no direction known, poll briefly rather than trusting readiness (libssh2#1945).
-    let timeout = if session.block_directions() == ssh2::BlockDirections::None {
-        timeout.min(Duration::from_millis(5))
-    } else {
-        timeout
-    };
-    let mut fds = [PollFd::new(socket, flags)];
-    let _ = poll(&mut fds, timeout);
-}
-
-/// `poll(2)` with a `Duration` timeout; `EINTR` counts as "nothing happened".
-pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Duration) -> io::Result<usize> {
-    let ts = rustix::event::Timespec::try_from(timeout).unwrap_or(rustix::event::Timespec {
-        tv_sec: 3600,
-        tv_nsec: 0,
-    });
-    match rustix::event::poll(fds, Some(&ts)) {
-        Ok(n) => Ok(n),
-        Err(rustix::io::Errno::INTR) => Ok(0),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Which output stream a chunk came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OutputStream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
 }
 
 type OutputSink = Box<dyn FnMut(OutputStream, &[u8]) + Send + 'static>;
@@ -349,78 +297,6 @@ impl Command {
     }
 }
 
-/// How a remote command ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExitStatus {
-    code: Option<i32>,
-    signal: Option<String>,
-}
-
-impl ExitStatus {
-    /// The exit code, unless the command was killed by a signal.
-    pub fn code(&self) -> Option<i32> {
-        self.code
-    }
-
-    /// The signal name (without `SIG`) that killed the command, if any.
-    pub fn signal(&self) -> Option<&str> {
-        self.signal.as_deref()
-    }
-
-    /// Whether the command exited with code 0.
-    pub fn success(&self) -> bool {
-        self.code == Some(0)
-    }
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.code, &self.signal) {
-            (_, Some(signal)) => write!(f, "signal {signal}"),
-            (Some(code), None) => write!(f, "exit code {code}"),
-            (None, None) => f.write_str("unknown status"),
-        }
-    }
-}
-
-/// What a finished command produced.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ExecOutput {
-    /// How it ended.
-    pub status: ExitStatus,
-    /// Captured standard output (at most the configured limit).
-    pub stdout: Vec<u8>,
-    /// Captured standard error (at most the configured limit).
-    pub stderr: Vec<u8>,
-    /// Whether standard output exceeded the limit and was cut.
-    pub stdout_truncated: bool,
-    /// Whether standard error exceeded the limit and was cut.
-    pub stderr_truncated: bool,
-}
-
-impl ExecOutput {
-    /// Standard output as (lossy) UTF-8.
-    pub fn stdout_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    /// Standard error as (lossy) UTF-8.
-    pub fn stderr_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
-    }
-
-    fn stderr_tail(&self) -> String {
-        let text = self.stderr_lossy();
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no stderr");
-        line.chars().take(300).collect()
-    }
-}
-
 struct Capture {
     data: Vec<u8>,
     truncated: bool,
@@ -468,7 +344,7 @@ fn exec_blocking(
             ssh.set_blocking(false);
             let until = Instant::now() + Duration::from_millis(500);
             while let Err(e) = channel.close() {
-                if e.code() != ssh2::ErrorCode::Session(-37) || Instant::now() >= until {
+                if !is_eagain(&e) || Instant::now() >= until {
                     break;
                 }
                 if ssh.block_directions() != ssh2::BlockDirections::Outbound {
@@ -488,10 +364,7 @@ fn exec_blocking(
     channel.wait_close().map_err(|e| exec_err(e.into()))?;
     let code = channel.exit_status().map_err(|e| exec_err(e.into()))?;
     let signal = channel.exit_signal().ok().and_then(|s| s.exit_signal);
-    let status = ExitStatus {
-        code: if signal.is_some() { None } else { Some(code) },
-        signal,
-    };
+    let status = ExitStatus::new(if signal.is_some() { None } else { Some(code) }, signal);
     Ok(ExecOutput {
         status,
         stdout: stdout.data,
@@ -549,7 +422,7 @@ fn pump_exec(
                     eof_sent = true;
                     progress = true;
                 }
-                Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {}
+                Err(e) if is_eagain(&e) => {}
                 Err(_) => eof_sent = true,
             }
         }
@@ -588,30 +461,5 @@ fn pump_exec(
             });
             inner.wait_socket(wait);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_grow_only_on_long_links_and_stay_bounded() {
-        assert_eq!(
-            window_for_round_trip(Duration::from_millis(1), 16 << 20),
-            None
-        );
-        assert_eq!(
-            window_for_round_trip(Duration::from_millis(20), 16 << 20),
-            Some(5_120_000)
-        );
-        assert_eq!(
-            window_for_round_trip(Duration::from_millis(50), 16 << 20),
-            Some(12_800_000)
-        );
-        assert_eq!(
-            window_for_round_trip(Duration::from_secs(2), 16 << 20),
-            Some(16 << 20)
-        );
     }
 }

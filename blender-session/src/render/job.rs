@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pod_tunnel::shell;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::log::{LineSplitter, LogLine, parse_line};
 use super::spec::{JobSpec, RenderOptions, RenderSource};
-use crate::orchestrator::{Orchestrator, Session, create_dir, shell_quote};
+use crate::orchestrator::{Orchestrator, Session, create_dir};
 use crate::{Error, Result};
 
 /// The local record of a job: `projects/<project>/renders/<job-id>/render.json`.
@@ -687,10 +688,10 @@ impl Orchestrator {
                     .run(
                         &format!(
                             "cp -f {} {}.tmp && mv -f {}.tmp {}",
-                            shell_quote(&saved),
-                            shell_quote(&version),
-                            shell_quote(&version),
-                            shell_quote(&version)
+                            shell::quote(&saved),
+                            shell::quote(&version),
+                            shell::quote(&version),
+                            shell::quote(&version)
                         ),
                         None,
                         Duration::from_secs(300),
@@ -723,7 +724,7 @@ impl Orchestrator {
                 let output = session
                     .host()
                     .run(
-                        &format!("test -f {}", shell_quote(&path)),
+                        &format!("test -f {}", shell::quote(&path)),
                         None,
                         Duration::from_secs(30),
                     )
@@ -858,7 +859,7 @@ impl Orchestrator {
         let mkdir = session
             .host()
             .run(
-                &format!("mkdir -p {}", shell_quote(remote_dir)),
+                &format!("mkdir -p {}", shell::quote(remote_dir)),
                 None,
                 Duration::from_secs(30),
             )

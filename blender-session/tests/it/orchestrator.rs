@@ -746,7 +746,7 @@ async fn every_pod_side_command_gets_the_whole_environment_and_no_secret() {
     assert!(scripts.len() >= 2, "setup and session ran: {scripts:?}");
     for command in scripts {
         for expected in [
-            "'BLENDER_BIN=/opt/blender 4.5/blender'",
+            "BLENDER_BIN='/opt/blender 4.5/blender'",
             "RPB_DISPLAY=7",
             "RPB_POD_ROOT=/workspace",
             "RPB_MCP_PORT=19876",

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use blender_session::daemon::{self};
 use clap::Args;
+use pod_tunnel::shell;
 use serde_json::json;
 
 use crate::ctx::{Ctx, PodArgs, attach};
@@ -32,11 +33,7 @@ pub(crate) async fn exec(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<Outcome> {
     let command = if args.command.len() == 1 {
         args.command[0].clone()
     } else {
-        args.command
-            .iter()
-            .map(|word| quote(word))
-            .collect::<Vec<_>>()
-            .join(" ")
+        shell::join(&args.command)
     };
     let output = session
         .host()
@@ -51,18 +48,6 @@ pub(crate) async fn exec(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<Outcome> {
         output.stdout,
     )
     .with_code(u8::try_from(code).unwrap_or(1)))
-}
-
-fn quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+%".contains(&b))
-    {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 #[derive(Debug, Clone, Args)]
