@@ -101,17 +101,33 @@ async fn the_stale_port_window_is_visible_after_a_restart() {
     let pod = client.create_pod(&blender_pod()).await.expect("create");
     let first = ready(&client, &pod.id).await.ssh_endpoint().expect("ssh");
     sim.set_faults(|faults| faults.stale_ssh_port_for = Duration::from_millis(400));
+    let restarted = std::time::Instant::now();
     client.restart_pod(&pod.id).await.expect("restart");
     let stale = ready(&client, &pod.id).await.ssh_endpoint().expect("ssh");
     assert_eq!(stale, first, "the API still reports the previous port");
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    let fresh = client
-        .get_pod(&pod.id)
-        .await
-        .expect("pod")
-        .ssh_endpoint()
-        .expect("ssh");
+    // Poll for the new port (bounded) rather than sleeping past the window.
+    let fresh = loop {
+        let now = client
+            .get_pod(&pod.id)
+            .await
+            .expect("pod")
+            .ssh_endpoint()
+            .expect("ssh");
+        if now.port != first.port {
+            break now;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "the stale port never went away"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_ne!(fresh.port, first.port, "then the new one");
+    assert!(
+        restarted.elapsed() >= Duration::from_millis(400),
+        "the stale window lasted its configured 400 ms, not {:?}",
+        restarted.elapsed()
+    );
 }
 
 #[tokio::test]

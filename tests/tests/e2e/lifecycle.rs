@@ -49,11 +49,18 @@ async fn create_start_work_save_open_stop_and_see_blender_in_a_browser() -> anyh
         .await?;
     page.wait_for(NOVNC_CONNECTED, Duration::from_secs(60))
         .await?;
-    // Give the first full frame time to arrive after the connection.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let png = page.screenshot_png().await?;
+    // The first full frame arrives some time after the connection: screenshot until the
+    // canvas shows more than one colour (bounded), instead of sleeping a guessed time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (png, image) = loop {
+        let png = page.screenshot_png().await?;
+        let image = Image::from_png(&png)?;
+        if !image.is_essentially_single_colour() || tokio::time::Instant::now() >= deadline {
+            break (png, image);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     let artifact = save_artifact("e2e-novnc-blender.png", &png)?;
-    let image = Image::from_png(&png)?;
     assert!(
         !image.is_essentially_single_colour(),
         "the screenshot {} is blank: {:?}",
