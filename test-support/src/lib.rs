@@ -3,4 +3,5 @@
 pub mod browser;
 pub mod contract;
 pub mod names;
+pub mod process;
 pub mod sshd;

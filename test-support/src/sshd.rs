@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -187,7 +187,7 @@ impl Sshd {
         if let Some(mut child) = self.child.take() {
             // Connection processes call setsid(), so the process group does not reach them:
             // signal every descendant of the listener by its PID (all started by us).
-            let mut pids = descendants(child.id());
+            let mut pids = crate::process::descendants(child.id());
             pids.push(child.id());
             for pid in &pids {
                 signal_pid(*pid, Signal::KILL);
@@ -238,7 +238,7 @@ impl Sshd {
 
     fn signal_group(&self, signal: Signal) -> anyhow::Result<()> {
         let child = self.child.as_ref().context("sshd is not running")?;
-        let mut pids = descendants(child.id());
+        let mut pids = crate::process::descendants(child.id());
         pids.push(child.id());
         for pid in pids {
             signal_pid(pid, signal);
@@ -357,14 +357,7 @@ fn keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A port that was free a moment ago on 127.0.0.1 (racy by nature; callers retry).
-///
-/// # Errors
-/// Fails when no loopback port can be bound.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("failed to bind 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
+pub use crate::process::free_port;
 
 /// The current user's login name.
 pub fn current_user() -> String {
@@ -380,45 +373,4 @@ fn signal_pid(pid: u32, signal: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = rustix::process::kill_process(pid, signal);
     }
-}
-
-/// Every live process descended from `root`, found through `/proc/PID/stat`.
-fn descendants(root: u32) -> Vec<u32> {
-    let mut parents = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // The command name is in parentheses and may contain spaces: parse after the last ')'.
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-                continue;
-            };
-            if let Some(ppid) = rest
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u32>().ok())
-            {
-                parents.push((pid, ppid));
-            }
-        }
-    }
-    let mut found = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for &(pid, ppid) in &parents {
-            if ppid == parent && !found.contains(&pid) {
-                found.push(pid);
-                frontier.push(pid);
-            }
-        }
-    }
-    found
 }

@@ -165,12 +165,9 @@ fn stand_in(run: &Path, name: &str) -> anyhow::Result<tokio::process::Child> {
         .kill_on_drop(true)
         .spawn()?;
     let pid = child.id().context("running")?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let started = stat[stat.rfind(')').context("stat line")? + 1..]
-        .split_whitespace()
-        .nth(19)
-        .context("start time")?
-        .to_owned();
+    let started = test_support::process::stat(pid)
+        .context("the stand-in's stat")?
+        .start_time;
     std::fs::create_dir_all(run)?;
     std::fs::write(
         run.join(format!("{name}.pid")),

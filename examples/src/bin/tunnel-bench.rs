@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use test_support::process::free_port;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
@@ -371,10 +372,6 @@ impl OpenSsh<'_> {
         }
         Ok(elapsed)
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    test_support::sshd::free_port()
 }
 
 fn write_test_file(path: &Path, size: u64) -> anyhow::Result<()> {

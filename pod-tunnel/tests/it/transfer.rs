@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use test_support::process::alive;
 
 use pod_tunnel::{Error, Protocol};
 
@@ -747,38 +748,6 @@ async fn a_cut_upload_names_the_destination_and_leaves_no_partial_file() {
     }
 }
 
-/// `pid`'s descendants, from the parent links in `/proc/*/stat`.
-fn descendants_of(pid: u32) -> Vec<u32> {
-    let links: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|child| {
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-            let parent = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
-            Some((child, parent.parse().ok()?))
-        })
-        .collect();
-    let mut found = vec![pid];
-    let mut index = 0;
-    while index < found.len() && found.len() < 1000 {
-        let current = found[index];
-        found.extend(links.iter().filter(|l| l.1 == current).map(|l| l.0));
-        index += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// Whether process `pid` still runs (a zombie does not).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z")
-    })
-}
-
 /// Waits (at most 10 s) until none of `pids` runs any more.
 fn wait_until_gone(pids: &[u32]) {
     let until = std::time::Instant::now() + Duration::from_secs(10);
@@ -893,7 +862,7 @@ async fn a_stalled_transfer_fails_within_about_one_io_timeout() {
         .expect("the transfer got going");
         // Everything serving this session (and a split transfer's extra connections) freezes;
         // the listener keeps answering, so the cleanup can connect afresh.
-        let frozen = Frozen::freeze(descendants_of(listener));
+        let frozen = Frozen::freeze(test_support::process::descendants(listener));
         *frozen_yet.0.lock().unwrap() = true;
         frozen_yet.1.notify_all();
         let stalled_at = std::time::Instant::now();

@@ -1,5 +1,15 @@
 //! Running the real `rpb` binary with a clean environment, in a temporary workspace.
 
+/// A loopback port nobody listens on right now.
+pub(crate) fn free_port() -> u16 {
+    test_support::process::free_port().expect("free port")
+}
+
+/// Whether a process runs (zombies count as gone).
+pub(crate) fn alive(pid: u64) -> bool {
+    u32::try_from(pid).is_ok_and(test_support::process::alive)
+}
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -158,14 +168,6 @@ pub(crate) fn regex_escape(text: &str) -> String {
     escaped
 }
 
-/// A loopback port nobody listens on right now.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("free port")
-}
-
 /// Waits until `check` holds, within `limit`.
 pub(crate) async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
@@ -176,22 +178,6 @@ pub(crate) async fn eventually(limit: Duration, what: &str, mut check: impl FnMu
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Whether a process runs (zombies count as gone).
-pub(crate) fn alive(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_owned();
-            Some(state != "Z" && state != "X")
-        })
-        .unwrap_or(false)
 }
 
 pub(crate) fn path_string(path: &Path) -> String {

@@ -88,31 +88,10 @@ fn closed_port() -> u16 {
     listener.local_addr().expect("a bound address").port()
 }
 
-/// Live (not zombie) processes whose process group is `group`.
-fn live_group_members(group: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            // /proc/PID/stat: "PID (COMM) STATE PPID PGRP ..."; COMM may hold spaces.
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            let Some((_, rest)) = stat.rsplit_once(") ") else {
-                return false;
-            };
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            fields.first() != Some(&"Z") && fields.get(2) == Some(&group.to_string().as_str())
-        })
-        .collect()
-}
-
 /// Waits (bounded) until no live process is left in `group`.
 async fn group_gone(group: u32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !live_group_members(group).is_empty() {
+    while !test_support::process::group_members(group).is_empty() {
         if Instant::now() >= deadline {
             return false;
         }
@@ -157,9 +136,13 @@ async fn a_missing_chromium_names_the_debian_package() {
 async fn dropping_a_browser_kills_its_processes() -> anyhow::Result<()> {
     let browser = Browser::launch().await?;
     let pid = browser.pid();
-    assert!(!live_group_members(pid).is_empty());
+    assert!(!test_support::process::group_members(pid).is_empty());
     drop(browser);
-    assert!(group_gone(pid).await, "left: {:?}", live_group_members(pid));
+    assert!(
+        group_gone(pid).await,
+        "left: {:?}",
+        test_support::process::group_members(pid)
+    );
     Ok(())
 }
 
@@ -260,7 +243,7 @@ async fn a_canvas_page_is_waited_for_and_captured() -> anyhow::Result<()> {
     page.close().await?;
     browser.close().await?;
     assert!(
-        live_group_members(pid).is_empty(),
+        test_support::process::group_members(pid).is_empty(),
         "chromium {pid} left processes after close"
     );
     assert!(
@@ -354,7 +337,7 @@ async fn novnc_connects_with_the_password_and_refuses_a_wrong_one() -> anyhow::R
     stack.stop().await?;
     for pid in pids {
         assert!(
-            live_group_members(pid).is_empty(),
+            test_support::process::group_members(pid).is_empty(),
             "process group {pid} still running"
         );
     }

@@ -381,7 +381,7 @@ async fn transfers_cut_or_stalled_mid_way_leave_the_destination_and_a_retry_comp
         let listener = sshd
             .pid()
             .ok_or_else(|| anyhow::anyhow!("sshd has no pid"))?;
-        let serving = descendants_of(listener);
+        let serving = test_support::process::descendants(listener);
         signal(&serving, "-STOP");
         let upload = session.upload(&new, &remote).protocol(protocol).send();
         let resume = async {
@@ -464,43 +464,6 @@ pub(crate) fn signal(pids: &[u32], signal: &str) {
             .args([signal, &pid.to_string()])
             .status();
     }
-}
-
-/// `pid`'s descendants, from the parent links in `/proc/*/stat`.
-fn descendants_of(pid: u32) -> Vec<u32> {
-    let links: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-                .filter_map(|child| {
-                    let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
-                    let parent = stat
-                        .rsplit_once(')')?
-                        .1
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse()
-                        .ok()?;
-                    Some((child, parent))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut found = vec![pid];
-    let mut index = 0;
-    while index < found.len() && found.len() < 1000 {
-        let current = found[index];
-        found.extend(
-            links
-                .iter()
-                .filter(|(_, parent)| *parent == current)
-                .map(|(child, _)| *child),
-        );
-        index += 1;
-    }
-    found.remove(0);
-    found
 }
 
 /// A small tmpfs mounted for the test (CI runs as root), unmounted on drop.

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+use test_support::process::free_port;
 
 use blender_session::daemon;
 use blender_session::local_pod::LocalPod;
@@ -178,12 +179,6 @@ impl Drop for Cli {
             signal(&[record.pid], "-TERM");
         }
     }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// One MCP command through the tunnel's local port, checked for its answer.

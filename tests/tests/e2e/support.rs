@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+pub(crate) use test_support::process::alive;
 
 use blender_session::local_pod::LocalPod;
 use blender_session::seams::PodSpec;
@@ -125,20 +126,4 @@ fn pid_files(dir: &Path) -> Vec<u32> {
         .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
         .filter_map(|text| text.split_whitespace().next()?.parse().ok())
         .collect()
-}
-
-/// Whether a process runs (a zombie counts as gone).
-pub(crate) fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_owned();
-            Some(state != "Z" && state != "X")
-        })
-        .unwrap_or(false)
 }
