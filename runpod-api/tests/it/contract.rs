@@ -142,7 +142,6 @@ fn problem_bodies_match_the_spec() {
 }
 
 /// Every kind of answer the simulator gives validates against the spec too.
-#[cfg(feature = "sim")]
 #[tokio::test]
 async fn simulator_answers_match_the_spec() {
     use runpod_api::sim::Simulator;

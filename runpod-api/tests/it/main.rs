@@ -13,7 +13,6 @@ mod errors;
 mod pods;
 mod retries;
 mod secrets;
-#[cfg(feature = "sim")]
 mod sim;
 mod wait;
 
