@@ -1,11 +1,12 @@
 //! Local port forwarding (`ssh -N -L`) on one dedicated thread that owns non-blocking sessions.
 //!
 //! The actor thread multiplexes the listeners, every forwarded connection and the SSH sockets
-//! with `poll(2)`. libssh2 rules it follows (see `docs/ssh2-notes.md`): channel opens run one at a
-//! time per session (the open in flight is retried until it completes); after a send returns
-//! `EAGAIN` with outbound blocking, only that same operation is retried on that session until it
-//! completes; every channel is read until `EAGAIN` after each wake-up; a short poll timeout covers
-//! the cases where libssh2 does not say which direction it waits for.
+//! with `poll(2)`. It follows libssh2's non-blocking rules (libssh2 1.11 `src/channel.c` and
+//! `src/transport.c`; libssh2 issues #147 and #1945): channel opens run one at a time per session
+//! (the open in flight is retried until it completes); after a send returns `EAGAIN` with
+//! outbound blocking, only that same operation is retried on that session until it completes;
+//! every channel is read until `EAGAIN` after each wake-up; a short poll timeout covers the cases
+//! where libssh2 does not say which direction it waits for.
 //!
 //! Because one session opens one channel per round trip, a burst of connections makes the tunnel
 //! connect up to three extra sessions in the background (same endpoint, same host-key check);
