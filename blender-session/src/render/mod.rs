@@ -31,14 +31,19 @@
 //! # }
 //! ```
 
+mod events;
 mod job;
 pub mod log;
+mod manifest;
+mod pod_events;
 mod spec;
 
-pub use job::{
-    Accepted, CostReport, FailedFrame, FollowOptions, FrameEntry, JobState, MANIFEST_FILE,
-    RenderEvent, RenderEvents, RenderJob, RenderManifest, RenderOutcome, RenderReport, find_job,
-    list_jobs,
+pub use events::{
+    FollowOptions, RenderEvent, RenderEvents, RenderJob, RenderOutcome, RenderReport,
+};
+pub use manifest::{
+    Accepted, CostReport, FailedFrame, FrameEntry, JobState, MANIFEST_FILE, RenderManifest,
+    find_job, list_jobs,
 };
 pub use spec::{
     Device, Engine, FrameSpec, ImageFormat, JobSpec, MAX_FRAMES, RenderOptions, RenderSettings,

@@ -1,0 +1,163 @@
+//! Files between this machine and the pod on the [`Orchestrator`]: saving the open scene as a
+//! project version, opening a version on the pod, uploading versions, and plain push and pull.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::session::Session;
+use super::{Orchestrator, create_dir};
+use crate::seams::{ProgressFn, Transferred};
+use crate::{Error, Result};
+use pod_tunnel::shell;
+
+impl Orchestrator {
+    pub(crate) fn remote_project_dir(&self, project: &project_store::ProjectName) -> String {
+        format!(
+            "{}/projects/{project}",
+            self.settings.pod_root.trim_end_matches('/')
+        )
+    }
+
+    /// Saves the open scene on the pod as `<pod root>/projects/<project>/<name>.blend`, then
+    /// downloads it into the local project as a new version (hash verified, manifest updated).
+    ///
+    /// # Errors
+    ///
+    /// MCP, transfer and store failures; nothing partial is left in the project.
+    pub async fn save(
+        &self,
+        session: &Session,
+        store: &project_store::Store,
+        project: &project_store::ProjectName,
+        name: &str,
+    ) -> Result<project_store::FileEntry> {
+        let remote = format!("{}/{name}.blend", self.remote_project_dir(project));
+        let mut client = session.mcp().await?;
+        client.save_blend(&remote).await?;
+        let local_dir = store
+            .projects_dir()
+            .join(project.as_str())
+            .join(".rpb-incoming");
+        let temp = local_dir.join(format!("{name}.blend.download"));
+        create_dir(&local_dir)?;
+        let transferred = session.host.download(&remote, &temp, None).await;
+        let result = match transferred {
+            Ok(transferred) => store
+                .save_version(project, name)
+                .source(project_store::Source::pod(&session.pod_id, &remote))
+                .expected_sha256(transferred.sha256)
+                .copy_from_file(&temp)
+                .map_err(Error::store(format!(
+                    "saving {remote} from pod {} as version {name} of project {project}",
+                    session.pod_id
+                ))),
+            Err(error) => Err(error),
+        };
+        let _ = std::fs::remove_file(&temp);
+        let _ = std::fs::remove_dir(&local_dir);
+        result
+    }
+
+    /// Opens a local version (`latest`, a file name or a stem) in Blender on the pod, uploading
+    /// it first when the pod lacks it or holds a different file. Returns the remote path.
+    ///
+    /// # Errors
+    ///
+    /// Store, transfer and MCP failures.
+    pub async fn open(
+        &self,
+        session: &Session,
+        store: &project_store::Store,
+        project: &project_store::ProjectName,
+        version: &str,
+    ) -> Result<String> {
+        let (remote, _) = self
+            .upload_version(session, store, project, version)
+            .await?;
+        let mut client = session.mcp().await?;
+        client.open_blend(&remote).await?;
+        Ok(remote)
+    }
+
+    /// Uploads a local version to the pod's project folder unless the pod holds the same file;
+    /// returns the remote path and the version's SHA-256.
+    pub(crate) async fn upload_version(
+        &self,
+        session: &Session,
+        store: &project_store::Store,
+        project: &project_store::ProjectName,
+        version: &str,
+    ) -> Result<(String, String)> {
+        let local_project = store
+            .project(project)
+            .map_err(Error::store(format!("opening project {project}")))?;
+        let entry = local_project
+            .resolve(version)
+            .map_err(Error::store(format!(
+                "finding version {version} of project {project}"
+            )))?
+            .clone();
+        let local = local_project.path_of(&entry);
+        let remote = format!("{}/{}", self.remote_project_dir(project), entry.name);
+        let check = session
+            .host
+            .run(
+                &format!("sha256sum {} 2>/dev/null || true", shell::quote(&remote)),
+                None,
+                Duration::from_secs(120),
+            )
+            .await?;
+        let remote_hash = check
+            .stdout
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if remote_hash != entry.sha256 {
+            self.run_checked(
+                &session.pod_id,
+                session.host.as_ref(),
+                "creating the project folder",
+                &format!(
+                    "mkdir -p {}",
+                    shell::quote(&self.remote_project_dir(project))
+                ),
+                None,
+                Duration::from_secs(30),
+            )
+            .await?;
+            session.host.upload(&local, &remote, None).await?;
+        }
+        Ok((remote, entry.sha256))
+    }
+
+    /// Uploads a local file to the pod.
+    ///
+    /// # Errors
+    ///
+    /// Transfer failures.
+    pub async fn push(
+        &self,
+        session: &Session,
+        local: &Path,
+        remote: &str,
+        progress: Option<ProgressFn>,
+    ) -> Result<Transferred> {
+        session.host.upload(local, remote, progress).await
+    }
+
+    /// Downloads a file from the pod.
+    ///
+    /// # Errors
+    ///
+    /// Transfer failures.
+    pub async fn pull(
+        &self,
+        session: &Session,
+        remote: &str,
+        local: &Path,
+        progress: Option<ProgressFn>,
+    ) -> Result<Transferred> {
+        session.host.download(remote, local, progress).await
+    }
+}

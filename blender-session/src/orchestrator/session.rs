@@ -1,0 +1,327 @@
+//! The session's types: [`Session`] and [`SessionStatus`], the [`SessionSettings`], and the
+//! progress reports ([`Step`], [`Event`]).
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pod_tunnel::shell;
+use secrecy::SecretString;
+
+use crate::assets::SessionReport;
+use crate::seams::{PodView, RemoteHost, SshAddr, TunnelHandle, TunnelPorts, TunnelState};
+use crate::{Result, mcp};
+
+/// A step of the lifecycle, for progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Making sure the account has the SSH key registered.
+    RegisterKey,
+    /// Creating the pod.
+    CreatePod,
+    /// Asking the pod to start.
+    StartPod,
+    /// Waiting for a GPU on the pod's host.
+    WaitForGpu,
+    /// Waiting for `RUNNING` with an SSH endpoint.
+    WaitRunning,
+    /// Waiting for the SSH banner.
+    WaitSsh,
+    /// Connecting and verifying the host key.
+    Connect,
+    /// Running the setup script.
+    Setup,
+    /// Running the session script.
+    Session,
+    /// Opening the tunnel.
+    Tunnel,
+    /// Waiting for Blender's MCP socket and noVNC through the tunnel.
+    WaitServices,
+    /// Everything is ready.
+    Ready,
+    /// Closing the tunnel.
+    CloseTunnel,
+    /// Asking the pod to stop.
+    StopPod,
+    /// Waiting for `EXITED` with cost 0.
+    WaitStopped,
+    /// Saving or opening a scene, moving files.
+    Transfer,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::RegisterKey => "register ssh key",
+            Self::CreatePod => "create pod",
+            Self::StartPod => "start pod",
+            Self::WaitForGpu => "wait for a free gpu",
+            Self::WaitRunning => "wait for the pod to run",
+            Self::WaitSsh => "wait for ssh",
+            Self::Connect => "connect",
+            Self::Setup => "set up the pod",
+            Self::Session => "start blender",
+            Self::Tunnel => "open the tunnel",
+            Self::WaitServices => "wait for blender and novnc",
+            Self::Ready => "ready",
+            Self::CloseTunnel => "close the tunnel",
+            Self::StopPod => "stop pod",
+            Self::WaitStopped => "wait for the pod to stop",
+            Self::Transfer => "transfer",
+        })
+    }
+}
+
+/// A progress report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The step.
+    pub step: Step,
+    /// Time since the operation began.
+    pub elapsed: Duration,
+    /// A short human-readable detail.
+    pub detail: String,
+}
+
+/// Receives progress events.
+pub type Events<'a> = &'a (dyn Fn(&Event) + Send + Sync);
+
+/// Retrying a start while the pod's host has no free GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitForGpu {
+    /// Pause between attempts.
+    pub interval: Duration,
+    /// Give up after this long.
+    pub deadline: Duration,
+}
+
+/// How sessions are set up and run. Defaults match a RunPod pod.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionSettings {
+    /// The persistent volume on the pod. Default: `/runpod`.
+    pub pod_root: String,
+    /// Extra environment for the pod-side scripts (the local pod sets paths and ports here).
+    pub pod_env: BTreeMap<String, String>,
+    /// Pod-side ports of the MCP socket, VNC and noVNC. Default: 9876, 5900, 6080.
+    pub remote_ports: TunnelPorts,
+    /// Local ports of the tunnel (0 picks a free one). Default: 9876, 5900, 6080.
+    pub local_ports: TunnelPorts,
+    /// The VNC password, sent to the pod over SSH standard input only.
+    pub vnc_password: SecretString,
+    /// Leave a pod this call started running when a later step fails. Default: `false`.
+    pub keep_pod_on_failure: bool,
+    /// Deadline for `RUNNING` with an SSH endpoint. Default: 10 min.
+    pub ready_timeout: Duration,
+    /// Deadline for an SSH banner once the API says running (stale ports). Default: 3 min.
+    pub ssh_timeout: Duration,
+    /// Deadline for Blender and noVNC to answer through the tunnel. Default: 3 min.
+    pub services_timeout: Duration,
+    /// Deadline of the setup script (it may download Blender). Default: 30 min.
+    pub setup_timeout: Duration,
+    /// Deadline of the session script. Default: 5 min.
+    pub session_timeout: Duration,
+    /// Deadline for `EXITED` after a stop. Default: 5 min.
+    pub stop_timeout: Duration,
+    /// First pause between status polls; it grows to 5 s. Default: 1 s.
+    pub poll_interval: Duration,
+    /// Retry starts while the host has no free GPU. Default: off.
+    pub wait_for_gpu: Option<WaitForGpu>,
+}
+
+impl SessionSettings {
+    /// Settings with the given VNC password and every other value at its default.
+    pub fn new(vnc_password: SecretString) -> Self {
+        Self {
+            pod_root: "/runpod".into(),
+            pod_env: BTreeMap::new(),
+            remote_ports: TunnelPorts {
+                mcp: 9876,
+                vnc: 5900,
+                novnc: 6080,
+            },
+            local_ports: TunnelPorts {
+                mcp: 9876,
+                vnc: 5900,
+                novnc: 6080,
+            },
+            vnc_password,
+            keep_pod_on_failure: false,
+            ready_timeout: Duration::from_secs(600),
+            ssh_timeout: Duration::from_secs(180),
+            services_timeout: Duration::from_secs(180),
+            setup_timeout: Duration::from_secs(1800),
+            session_timeout: Duration::from_secs(300),
+            stop_timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            wait_for_gpu: None,
+        }
+    }
+
+    pub(crate) fn rpb_home(&self) -> String {
+        format!("{}/rpb", self.pod_root.trim_end_matches('/'))
+    }
+
+    /// The command line that runs the installed `session.sh` with this environment; its
+    /// subcommand and arguments follow.
+    pub(crate) fn session_script(&self) -> String {
+        format!(
+            "{} bash {}",
+            self.env_prefix(),
+            shell::quote(&format!("{}/bin/session.sh", self.rpb_home()))
+        )
+    }
+
+    /// The environment prefix for pod-side commands (no secrets: those go through stdin).
+    pub(super) fn env_prefix(&self) -> String {
+        let mut env = self.pod_env.clone();
+        env.insert("RPB_POD_ROOT".into(), self.pod_root.clone());
+        env.insert("RPB_MCP_PORT".into(), self.remote_ports.mcp.to_string());
+        env.insert("RPB_VNC_PORT".into(), self.remote_ports.vnc.to_string());
+        env.insert("RPB_NOVNC_PORT".into(), self.remote_ports.novnc.to_string());
+        let mut prefix = String::from("env");
+        for (key, value) in env {
+            prefix.push(' ');
+            // Arguments of `env`, never assignments: the two halves are quoted on their own.
+            let _ = write!(prefix, "{}={}", shell::quote(&key), shell::quote(&value));
+        }
+        prefix
+    }
+}
+
+/// A running session: the tunnel and what the session script reported.
+pub struct Session {
+    /// The pod.
+    pub pod_id: String,
+    /// The SSH endpoint in use.
+    pub endpoint: SshAddr,
+    /// The local tunnel ports.
+    pub ports: TunnelPorts,
+    /// What the session script reported.
+    pub report: SessionReport,
+    /// Whether this start started the pod.
+    pub started_pod: bool,
+    pub(super) host: Arc<dyn RemoteHost>,
+    pub(super) tunnel: Option<Box<dyn TunnelHandle>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("pod_id", &self.pod_id)
+            .field("endpoint", &self.endpoint)
+            .field("ports", &self.ports)
+            .field("started_pod", &self.started_pod)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The noVNC page through the tunnel (the password is typed in the page, never put in the
+    /// URL).
+    pub fn novnc_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/vnc.html?autoconnect=1&resize=scale",
+            self.ports.novnc
+        )
+    }
+
+    /// The MCP address through the tunnel.
+    pub fn mcp_address(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.mcp)
+    }
+
+    /// A connected MCP client through the tunnel.
+    ///
+    /// # Errors
+    ///
+    /// When Blender's socket does not answer.
+    pub async fn mcp(&self) -> Result<mcp::Client> {
+        Ok(mcp::Client::connect(self.mcp_address()).await?)
+    }
+
+    /// The tunnel's state (`Closed` for a session opened without a tunnel).
+    pub fn tunnel_state(&self) -> TunnelState {
+        self.tunnel
+            .as_ref()
+            .map_or(TunnelState::Closed { error: None }, |tunnel| tunnel.state())
+    }
+
+    /// A receiver of the tunnel's state changes; `None` for a session opened without a tunnel.
+    pub fn tunnel_state_changes(&self) -> Option<tokio::sync::watch::Receiver<TunnelState>> {
+        self.tunnel.as_ref().map(|tunnel| tunnel.state_changes())
+    }
+
+    /// Bytes moved through this session's tunnel so far (0 without a tunnel).
+    pub fn traffic_bytes(&self) -> u64 {
+        self.tunnel
+            .as_ref()
+            .map_or(0, |tunnel| tunnel.traffic_bytes())
+    }
+
+    /// The SSH connection to the pod, for commands and transfers.
+    pub fn host(&self) -> &Arc<dyn RemoteHost> {
+        &self.host
+    }
+
+    /// Closes the tunnel.
+    ///
+    /// # Errors
+    ///
+    /// When the tunnel reports an error while closing.
+    pub async fn close(mut self) -> Result<()> {
+        match self.tunnel.take() {
+            Some(tunnel) => tunnel.close().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The state of a pod and its session, from one API request and local probes.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SessionStatus {
+    /// The pod as the API reports it.
+    pub pod: PodView,
+    /// Estimated cost since the container started, in USD (uptime × cost per hour).
+    pub cost_since_start: f64,
+    /// The tunnel's state, when a session is open.
+    pub tunnel: Option<TunnelState>,
+    /// Whether Blender's MCP socket answers through the tunnel.
+    pub mcp_answers: bool,
+    /// Whether noVNC answers through the tunnel.
+    pub novnc_answers: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_env_prefix_holds_paths_and_ports_but_never_the_password() {
+        let mut settings = SessionSettings::new(SecretString::from("hunter22"));
+        settings.pod_env.insert("RPB_DISPLAY".into(), "201".into());
+        let prefix = settings.env_prefix();
+        assert!(
+            prefix.starts_with("env RPB_DISPLAY=201 RPB_MCP_PORT=9876"),
+            "{prefix}"
+        );
+        assert!(prefix.contains("RPB_POD_ROOT=/runpod"));
+        assert!(!prefix.contains("hunter22"));
+    }
+
+    #[test]
+    fn env_prefix_values_are_quoted_for_the_shell() {
+        let mut settings = SessionSettings::new(SecretString::from("hunter22"));
+        settings
+            .pod_env
+            .insert("RPB_NOTE".into(), "it's $(two) words".into());
+        let prefix = settings.env_prefix();
+        assert!(
+            prefix.contains(r"RPB_NOTE='it'\''s $(two) words'"),
+            "{prefix}"
+        );
+    }
+}
