@@ -36,11 +36,26 @@ def modules(src):
     return found
 
 
-def imports(name, text, known):
+def reexports(found):
+    """Maps items the crate root re-exports (`pub use error::{Error, Result};`) to their module,
+    so `crate::Error` counts as a use of `error`."""
+    mapping = {}
+    _, root = found.get("", (None, ""))
+    for module, names in re.findall(r"pub use ([a-z_][a-z0-9_]*)::\{?([^;]*?)\}?;", root):
+        for item in re.split(r"[,\s]+", names):
+            if item and item[0].isupper():
+                mapping[item] = module
+    return mapping
+
+
+def imports(name, text, known, exported):
     text = re.split(r"#\[cfg\(test\)\]\s*mod tests", text)[0]
     text = "\n".join(l for l in text.split("\n") if not l.strip().startswith("//"))
     parts = name.split("::") if name else []
     wanted = set(re.findall(r"crate::((?:[a-z_][a-z0-9_]*::)*[a-z_][a-z0-9_]*)", text))
+    for item, module in exported.items():
+        if re.search(r"crate::(\{[^}]*\b|)" + item + r"\b", text):
+            wanted.add(module)
     base = parts[:-1] if parts else []
     for match in re.findall(r"(?:super::)+[a-z_][a-z0-9_]*", text):
         ups = match.count("super::")
@@ -94,7 +109,8 @@ def main():
     problems = []
     for crate in ALL_CRATES:
         found = modules(os.path.join(crate, "src"))
-        graph = {name: imports(name, text, found) for name, (_, text) in found.items()}
+        exported = reexports(found)
+        graph = {name: imports(name, text, found, exported) for name, (_, text) in found.items()}
         for component in cycles(graph):
             problems.append(f"{crate}: modules import each other in a cycle: {', '.join(component)}")
         if crate not in LIBRARY_CRATES:

@@ -215,7 +215,7 @@ impl Profile {
 
     /// The spec of a new pod named `name` from these settings (`RUNPOD_IMAGE`,
     /// `RUNPOD_GPU_TYPE`, `RUNPOD_GPU_COUNT`, `RUNPOD_CLOUD_TYPE`, `RUNPOD_VOLUME_GB`,
-    /// `RUNPOD_CONTAINER_DISK_GB`, the pod root), with [`PodSpec::new`]'s defaults for the rest.
+    /// `RUNPOD_CONTAINER_DISK_GB`, the pod root), with [`PodSpec::new`](crate::seams::PodSpec::new)'s defaults for the rest.
     pub fn pod_spec(&self, name: impl Into<String>) -> crate::seams::PodSpec {
         let config = &self.config;
         let defaults = crate::seams::PodSpec::new(name).pod_root(self.pod_root.clone());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use crate::project::InvalidName;
+use crate::name::InvalidName;
 
 /// Everything that can go wrong in `project-store`.
 ///

@@ -69,6 +69,7 @@ pub mod config;
 pub mod dotenv;
 mod error;
 mod fsutil;
+mod name;
 pub mod project;
 mod store;
 

@@ -10,7 +10,7 @@
 //! ```no_run
 //! use blender_session::daemon::{Liveness, TunnelRecord, record_path};
 //!
-//! # fn demo() -> blender_session::Result<()> {
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = project_store::Store::open("/home/me/blender-files/runpod")?;
 //! let path = record_path(&store.state_dir());
 //! match TunnelRecord::read(&path)? {
