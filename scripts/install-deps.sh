@@ -11,6 +11,7 @@ packages=(
     git ca-certificates pkg-config libssl-dev   # building libssh2/openssl-sys, git for project-store
     shellcheck                      # lints the pod-side and CI shell scripts
     procps                          # kill(1): tests pause and resume sshd by PID
+    python3                         # scripts/check-shape.py, in .ci/run
 )
 
 missing=()
