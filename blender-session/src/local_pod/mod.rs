@@ -122,6 +122,15 @@ const RELAY_BUFFER: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The local pod runs on Linux only (Xvfb, `/proc`, Debian's packages).
+    #[error(
+        "the local pod runs on Linux only (it needs Xvfb, x11vnc, websockify, sshd and Blender \
+         from Debian, and /proc); this is {os}. Use a RunPod pod, or run the demo in a Linux VM"
+    )]
+    UnsupportedOs {
+        /// This OS (`std::env::consts::OS`).
+        os: &'static str,
+    },
     /// Programs the local pod needs are not installed.
     #[error(
         "the local pod needs {missing}: install them with \
@@ -300,13 +309,18 @@ impl LocalPodBuilder {
     /// watcher, on the current tokio runtime.
     ///
     /// # Errors
-    /// [`Error::MissingPackages`] naming the Debian packages to install; [`Error::Prepare`],
+    /// [`Error::UnsupportedOs`] off Linux; [`Error::MissingPackages`] naming the Debian packages to install; [`Error::Prepare`],
     /// [`Error::UnsupportedPath`], [`Error::Assets`] and [`Error::Keygen`] for the state
     /// directory; [`Error::UnknownUser`]; [`Error::NoFree`] and [`Error::Bind`] for ports and
     /// the display; [`Error::Sshd`] when sshd does not answer in time; [`Error::Simulator`].
     /// Whatever was started before the failure is stopped again.
     #[tracing::instrument(level = "debug", skip(self), fields(state_dir = ?self.state_dir))]
     pub async fn start(mut self) -> Result<LocalPod> {
+        if !cfg!(target_os = "linux") {
+            return Err(Error::UnsupportedOs {
+                os: std::env::consts::OS,
+            });
+        }
         require_programs()?;
         let (temporary, state_dir) = if let Some(dir) = &self.state_dir {
             create_private_dir(dir)?;
