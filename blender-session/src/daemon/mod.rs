@@ -37,7 +37,8 @@ mod process;
 mod supervisor;
 
 pub use process::{
-    Down, Liveness, TunnelStatus, liveness, parse_stat, process_start_time, spawn, status, stop,
+    Down, Liveness, ProcStat, TunnelStatus, liveness, parse_stat, process_start_time, spawn,
+    status, stop,
 };
 pub use supervisor::{Ending, SupervisorOptions, run_background_tunnel};
 

@@ -230,17 +230,42 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rustix::process::test_kill_process(pid).ok().map(|()| 0)
 }
 
+/// The fields of a `/proc/<pid>/stat` line this crate reads (one parser for the whole crate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcStat {
+    /// The state letter (`R`, `S`, `Z`, ...).
+    pub state: char,
+    /// The parent's PID (field 4).
+    pub ppid: u32,
+    /// The start time in clock ticks since boot (field 22).
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// Parses a line; `None` when it is malformed. Pure. The command name (field 2) is in
+    /// parentheses and may hold spaces and `)`, so fields are counted after the last `)`.
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = line.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(Self {
+            state: fields.first()?.chars().next()?,
+            ppid: fields.get(1)?.parse().ok()?,
+            start_time: fields.get(19)?.parse().ok()?,
+        })
+    }
+
+    /// Whether the process is a zombie (or dead): gone, for every purpose here.
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
 /// Field 22 of a `/proc/<pid>/stat` line, `None` for a zombie or a malformed line. Pure.
 pub fn parse_stat(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may hold spaces and ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    // `rest` starts at field 3 (state); field 22 is 19 further.
-    fields.nth(18)?.parse().ok()
+    ProcStat::parse(stat)
+        .filter(|fields| !fields.is_zombie())
+        .map(|fields| fields.start_time)
 }
 
 /// Whether `pid` runs with `start_time`.

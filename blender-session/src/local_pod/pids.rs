@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use crate::daemon::ProcStat;
+
 pub(super) fn kill(pid: u32) {
     if let Some(pid) = i32::try_from(pid)
         .ok()
@@ -22,18 +24,10 @@ fn process_table() -> Vec<(u32, u32, u64)> {
         .filter_map(|entry| {
             let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
             let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let (parent, started) = parse_stat(&stat)?;
-            Some((pid, parent, started))
+            let fields = ProcStat::parse(&stat)?;
+            Some((pid, fields.ppid, fields.start_time))
         })
         .collect()
-}
-
-/// Parent PID and start time (fields 4 and 22) of a `/proc/PID/stat` line. The command name
-/// (field 2) may hold spaces and parentheses: fields are counted after the last `)`.
-fn parse_stat(stat: &str) -> Option<(u32, u64)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 
 /// Every live process descended from `root`.
@@ -101,10 +95,11 @@ mod tests {
     fn stat_lines_with_odd_command_names_parse() {
         let stat = "4242 (my (odd) prog) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
                     987654 1000 100 18446744073709551615";
-        assert_eq!(parse_stat(stat), Some((17, 987_654)));
-        assert_eq!(parse_stat("garbage"), None);
+        let fields = ProcStat::parse(stat).expect("parses");
+        assert_eq!((fields.ppid, fields.start_time), (17, 987_654));
+        assert_eq!(ProcStat::parse("garbage"), None);
         let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let (parent, _) = parse_stat(&own).unwrap();
-        assert_eq!(parent, std::os::unix::process::parent_id());
+        let fields = ProcStat::parse(&own).unwrap();
+        assert_eq!(fields.ppid, std::os::unix::process::parent_id());
     }
 }
