@@ -28,7 +28,7 @@ fn provider_error(operation: String, source: runpod_api::Error) -> Error {
 /// as the current user, not `root`).
 pub(crate) fn view(pod: &runpod_api::Pod, user_override: Option<&str>) -> PodView {
     PodView {
-        id: pod.id.to_string(),
+        id: pod.id.clone(),
         name: pod.name.clone(),
         status: pod.status.clone(),
         ssh: pod.ssh_endpoint().map(|target| SshAddr {

@@ -36,7 +36,7 @@ impl fmt::Display for SshAddr {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodView {
     /// Pod id.
-    pub id: String,
+    pub id: runpod_api::PodId,
     /// Pod name.
     pub name: String,
     /// Observed status.

@@ -51,11 +51,11 @@ pub async fn start_local_session(vnc_password: &str) -> anyhow::Result<LocalSess
     let created = orchestrator
         .create(&spec, pod.ssh_public_key(), &show)
         .await?;
-    let session = orchestrator.start(&created.id, &show).await?;
+    let session = orchestrator.start(created.id.as_str(), &show).await?;
     Ok(LocalSession {
         pod,
         orchestrator,
-        pod_id: created.id,
+        pod_id: created.id.to_string(),
         session,
         _state: state,
     })

@@ -55,7 +55,7 @@ impl Orchestrator {
             // Recorded before anything else can fail, so the pod is never lost track of.
             let id = pod.id.clone();
             let recorded = tokio::task::spawn_blocking(move || {
-                store.set_config(project_store::ConfigKey::PodId, &id)
+                store.set_config(project_store::ConfigKey::PodId, id.as_str())
             })
             .await;
             match recorded {
@@ -63,20 +63,20 @@ impl Orchestrator {
                 Ok(Err(error)) => {
                     let error =
                         Error::store(format!("saving RUNPOD_POD_ID={} in .env", pod.id))(error);
-                    return Err(self.fail_after_starting(&pod.id, error).await);
+                    return Err(self.fail_after_starting(pod.id.as_str(), error).await);
                 }
                 Err(join) => {
                     let error = Error::Task {
                         operation: format!("saving RUNPOD_POD_ID={} in .env", pod.id),
                         source: join,
                     };
-                    return Err(self.fail_after_starting(&pod.id, error).await);
+                    return Err(self.fail_after_starting(pod.id.as_str(), error).await);
                 }
             }
         }
-        match self.set_up(&pod.id, &clock).await {
-            Ok(()) => self.provider.pod(&pod.id).await,
-            Err(error) => Err(self.fail_after_starting(&pod.id, error).await),
+        match self.set_up(pod.id.as_str(), &clock).await {
+            Ok(()) => self.provider.pod(pod.id.as_str()).await,
+            Err(error) => Err(self.fail_after_starting(pod.id.as_str(), error).await),
         }
     }
 

@@ -103,7 +103,7 @@ impl Flow<'_> {
         let created = orchestrator
             .create(&spec, self.pod.ssh_public_key(), &sink)
             .await?;
-        let pod_id = created.id;
+        let pod_id = created.id.to_string();
         let session = orchestrator.start(&pod_id, &sink).await?;
         let result = self.ready(&orchestrator, &store, &session).await;
         let document = match result {

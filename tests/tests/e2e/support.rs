@@ -90,7 +90,7 @@ impl Rig {
             .orchestrator
             .create(&Self::spec(), self.pod.ssh_public_key(), &sink)
             .await?;
-        Ok(pod.id)
+        Ok(pod.id.to_string())
     }
 
     /// PIDs recorded in the pod root's PID files.
