@@ -63,18 +63,11 @@ pub(crate) fn describe(status: &TunnelStatus) -> String {
 /// `tunnel status --json`.
 pub(crate) fn status_json(status: &TunnelStatus) -> serde_json::Value {
     match status {
-        TunnelStatus::Running(record) => json!({
-            "state": "running",
-            "pid": record.pid,
-            "pod_id": record.pod_id,
-            "mcp_port": record.mcp_port,
-            "vnc_port": record.vnc_port,
-            "novnc_port": record.novnc_port,
-            "novnc_url": record.novnc_url(),
-            "started_at": record.started_at,
-            "max_hours": record.guard.max_hours,
-            "idle_stop_minutes": record.guard.idle_stop_minutes,
-        }),
+        TunnelStatus::Running(record) => {
+            let mut document = record_json(record);
+            document["state"] = json!("running");
+            document
+        }
         TunnelStatus::Stale(record, liveness) => json!({
             "state": "stale",
             "pid": record.pid,
@@ -280,6 +273,7 @@ impl GuardArgs {
     }
 }
 
+/// The tunnel record as `start`, `tunnel up` and `tunnel status` print it.
 pub(crate) fn record_json(record: &TunnelRecord) -> serde_json::Value {
     json!({
         "pid": record.pid,
