@@ -75,8 +75,13 @@ fn a_store_failure_names_the_operation_and_keeps_the_store_error() {
         blender_session::profile::Profile::resolve(&store, &[], |_| None).expect("profile");
     let error = profile.client().expect_err("no API key anywhere");
     assert!(
-        error.to_string().contains("RUNPOD_API_KEY"),
-        "names the setting: {error}"
+        error.to_string().contains("creating the RunPod API client"),
+        "names the operation: {error}"
+    );
+    let source = error.source().expect("the store's error").to_string();
+    assert!(
+        source.contains("RUNPOD_API_KEY"),
+        "names the setting: {source}"
     );
     assert!(error.store_error().is_some(), "{error:?}");
     assert!(in_chain::<project_store::Error>(&error).is_some());
