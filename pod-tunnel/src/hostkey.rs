@@ -263,7 +263,7 @@ fn base64(data: &[u8], pad: bool) -> String {
     out
 }
 
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let mut acc = 0_u32;
     let mut bits = 0;

@@ -62,6 +62,8 @@
 
 mod connect;
 mod error;
+#[cfg(feature = "sshd-fixture")]
+pub mod fixture;
 mod hostkey;
 mod link;
 mod output;

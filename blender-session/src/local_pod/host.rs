@@ -1,19 +1,14 @@
-//! What the local pod takes from this machine: the programs it needs, SSH keys made with
-//! `ssh-keygen`, the current user's login name, free ports and X displays, a random API key.
+//! What the local pod takes from this machine: the programs it needs, free ports and X
+//! displays, a random API key.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
 use secrecy::SecretString;
-use tokio::process::Command;
-use tokio::time::timeout;
 
 use super::{BLENDER, Error, NOVNC_WEB, Result, SSHD};
 
@@ -58,98 +53,6 @@ fn is_executable(path: &Path) -> bool {
 fn which(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program)))
-    })
-}
-
-/// Generates an ed25519 key pair at `path` (no passphrase) unless one is there already.
-pub(super) async fn ensure_key(path: &Path, comment: &str) -> Result<()> {
-    if path.is_file() && path.with_extension("pub").is_file() {
-        return Ok(());
-    }
-    let _ = std::fs::remove_file(path);
-    let _ = std::fs::remove_file(path.with_extension("pub"));
-    let output = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = timeout(Duration::from_secs(30), output)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "ssh-keygen took over 30 s"))
-        .and_then(|result| result)
-        .map_err(|source| Error::Keygen {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Keygen {
-            path: path.to_path_buf(),
-            source: io::Error::other(format!(
-                "ssh-keygen exited with {}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            )),
-        })
-    }
-}
-
-/// The `SHA256:…` fingerprint of a public key file, from `ssh-keygen -l`.
-pub(super) async fn fingerprint(public_key: &Path) -> Result<String> {
-    let keygen_error = |source| Error::Keygen {
-        path: public_key.to_path_buf(),
-        source,
-    };
-    let output = timeout(
-        Duration::from_secs(30),
-        Command::new("ssh-keygen")
-            .args(["-l", "-E", "sha256", "-f"])
-            .arg(public_key)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .map_err(|_| {
-        keygen_error(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "ssh-keygen -l took over 30 s",
-        ))
-    })?
-    .map_err(keygen_error)?;
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .nth(1)
-        .filter(|field| field.starts_with("SHA256:"))
-        .map(str::to_owned)
-        .ok_or_else(|| keygen_error(io::Error::other("ssh-keygen -l printed no fingerprint")))
-}
-
-/// The current user's login name: the effective uid's entry in `/etc/passwd`, else `USER` or
-/// `LOGNAME`.
-pub(super) fn current_user() -> Result<String> {
-    let uid = rustix::process::geteuid().as_raw();
-    let from_passwd = std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|text| user_from_passwd(&text, uid));
-    from_passwd
-        .or_else(|| std::env::var("USER").ok().filter(|name| !name.is_empty()))
-        .or_else(|| {
-            std::env::var("LOGNAME")
-                .ok()
-                .filter(|name| !name.is_empty())
-        })
-        .ok_or(Error::UnknownUser { uid })
-}
-
-fn user_from_passwd(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let entry_uid = fields.nth(1)?.parse::<u32>().ok()?;
-        (entry_uid == uid && !name.is_empty()).then(|| name.to_owned())
     })
 }
 
@@ -206,14 +109,6 @@ pub(super) fn free_display() -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn users_come_from_passwd() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\nme:x:1000:1000::/home/me:/bin/sh\nbad\n";
-        assert_eq!(user_from_passwd(passwd, 0).as_deref(), Some("root"));
-        assert_eq!(user_from_passwd(passwd, 1000).as_deref(), Some("me"));
-        assert_eq!(user_from_passwd(passwd, 7), None);
-    }
 
     #[test]
     fn free_ports_and_displays_are_never_handed_out_twice() {

@@ -83,19 +83,13 @@ mod relay;
 mod sshd;
 
 use boot::stop_session;
-use host::{
-    current_user, ensure_key, fingerprint, free_display, free_port, random_api_key,
-    require_programs,
-};
-use paths::{
-    Paths, check_config_safe, create_private_dir, pod_env, read_trimmed, sshd_config, write_file,
-};
+use host::{free_display, free_port, random_api_key, require_programs};
+use paths::{Paths, create_private_dir, pod_env, read_trimmed};
 use pids::{descendants, has_pid_files, kill_recorded};
 use processes::Processes;
-use sshd::Sshd;
 
 /// The OpenSSH server binary (sshd refuses to run from a relative path).
-pub const SSHD: &str = "/usr/sbin/sshd";
+pub const SSHD: &str = pod_tunnel::fixture::SSHD;
 /// The Blender the local pod's sessions run (Debian package `blender`).
 pub const BLENDER: &str = "/usr/bin/blender";
 /// noVNC's web folder (Debian package `novnc`).
@@ -340,18 +334,13 @@ impl LocalPodBuilder {
             path: state_dir.clone(),
             source,
         })?;
-        check_config_safe(&state_dir)?;
+        // sshd_config names files in the state directory.
+        pod_tunnel::fixture::check_path(&state_dir).map_err(|_| Error::UnsupportedPath {
+            path: state_dir.clone(),
+        })?;
         let paths = Paths::new(&state_dir);
         paths.create()?;
         assets::write_to(&paths.assets).map_err(|error| Error::Assets(Box::new(error)))?;
-        let host_key = paths.host_keys.join("ssh_host_ed25519_key");
-        ensure_key(&host_key, "rpb-local-pod-host").await?;
-        ensure_key(&paths.client_key, "rpb-local-pod-client").await?;
-        let public_key = read_trimmed(&paths.client_key.with_extension("pub"))?;
-        let host_public_key = read_trimmed(&host_key.with_extension("pub"))?;
-        write_file(&paths.authorized_keys, &format!("{public_key}\n"), 0o600)?;
-        let host_key_fingerprint = fingerprint(&host_key.with_extension("pub")).await?;
-        let user = current_user()?;
 
         let display = free_display()?;
         let ports = SessionPorts {
@@ -368,34 +357,36 @@ impl LocalPodBuilder {
             }
             kill_recorded(&paths.run_dir());
         }
-        write_file(&paths.sshd_config, &sshd_config(&paths, &env), 0o600)?;
-        if rustix::process::geteuid().is_root() {
-            // sshd's privilege separation needs this folder when it runs as root.
-            std::fs::create_dir_all("/run/sshd").map_err(|source| Error::Prepare {
-                path: "/run/sshd".into(),
-                source,
-            })?;
-        }
+        // The fixture stops sshd when dropped, so a failure below leaves nothing running.
+        let sshd = sshd::start(&paths, &env, self.start_timeout).await?;
+        let public_key = read_trimmed(&paths.client_key.with_extension("pub"))?;
 
         let api_key = self.api_key.take().unwrap_or_else(random_api_key);
         // From here on, `LocalPod`'s Drop cleans up whatever was started if a step fails.
         let mut pod = LocalPod {
             api_key,
-            user,
+            user: sshd.user.clone(),
             public_key,
-            host_public_key,
-            host_key_fingerprint,
+            host_public_key: sshd.host_public_key.clone(),
+            host_key_fingerprint: sshd.host_key_fingerprint.clone(),
             env,
             ports,
             display,
             paths,
             state_dir,
-            start_timeout: self.start_timeout,
             processes: None,
             _temporary: temporary,
         };
-        pod.processes =
-            Some(Processes::start(&pod.paths, &pod.env, pod.api_key.expose_secret(), &self).await?);
+        pod.processes = Some(
+            Processes::start(
+                &pod.paths,
+                &pod.env,
+                pod.api_key.expose_secret(),
+                &self,
+                sshd,
+            )
+            .await?,
+        );
         tracing::info!(
             api = %pod.api_url(),
             sshd = %pod.sshd_address(),
@@ -422,7 +413,6 @@ pub struct LocalPod {
     display: u32,
     paths: Paths,
     state_dir: PathBuf,
-    start_timeout: Duration,
     processes: Option<Processes>,
     /// Declared last: removed after everything else is dropped.
     _temporary: Option<tempfile::TempDir>,
@@ -629,7 +619,7 @@ impl LocalPod {
         self.processes
             .as_ref()
             .map_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), |running| {
-                running.sshd.address
+                running.sshd_address
             })
     }
 
@@ -637,7 +627,8 @@ impl LocalPod {
     pub fn sshd_pid(&self) -> Option<u32> {
         self.processes
             .as_ref()
-            .and_then(|running| running.sshd.child.id())
+            .map(|running| running.sshd_pid.load(Ordering::SeqCst))
+            .filter(|pid| *pid != 0)
     }
 
     /// The PIDs of sshd and every process it forked (the SSH connections and sessions), for
@@ -653,7 +644,7 @@ impl LocalPod {
     pub async fn kill_sshd(&mut self) {
         if let Some(running) = self.processes.as_mut() {
             running.sshd_pid.store(0, Ordering::SeqCst);
-            running.sshd.stop().await;
+            sshd::stop(&running.sshd).await;
         }
     }
 
@@ -668,19 +659,8 @@ impl LocalPod {
         let Some(running) = self.processes.as_mut() else {
             return Ok(());
         };
-        let address = running.sshd.address;
-        let log = self.paths.logs.join("sshd.log");
-        let sshd = Sshd::spawn(&self.paths, address, &log, self.start_timeout)
-            .await
-            .map_err(|source| Error::Sshd {
-                address,
-                log,
-                source,
-            })?;
-        running
-            .sshd_pid
-            .store(sshd.child.id().unwrap_or(0), Ordering::SeqCst);
-        running.sshd = sshd;
+        let pid = sshd::restart(&running.sshd, running.sshd_address, &self.paths).await?;
+        running.sshd_pid.store(pid, Ordering::SeqCst);
         Ok(())
     }
 

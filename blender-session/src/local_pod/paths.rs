@@ -1,5 +1,5 @@
-//! Where the local pod keeps its state, and the files it writes there: the pod environment,
-//! `sshd_config`, private folders and files.
+//! Where the local pod keeps its state, and what it writes there: the pod environment and
+//! private folders. (sshd's own files are pod-tunnel's fixture's.)
 
 use std::collections::BTreeMap;
 use std::io;
@@ -17,9 +17,6 @@ pub(super) struct Paths {
     pub(super) sshd_dir: PathBuf,
     pub(super) host_keys: PathBuf,
     pub(super) client_key: PathBuf,
-    pub(super) authorized_keys: PathBuf,
-    pub(super) sshd_config: PathBuf,
-    pub(super) sshd_pid: PathBuf,
     pub(super) debs: PathBuf,
     pub(super) assets: PathBuf,
     pub(super) logs: PathBuf,
@@ -36,9 +33,6 @@ impl Paths {
             pod_root,
             host_keys: sshd_dir.join("host-keys"),
             client_key: sshd_dir.join("client").join("id_ed25519"),
-            authorized_keys: sshd_dir.join("authorized_keys"),
-            sshd_config: sshd_dir.join("sshd_config"),
-            sshd_pid: sshd_dir.join("sshd.pid"),
             sshd_dir,
             debs: state.join("debs"),
             assets: state.join("assets"),
@@ -106,57 +100,6 @@ pub(super) fn pod_env(
     .collect()
 }
 
-/// The sshd configuration: loopback only, keys only, forwarding and SFTP on, the pod
-/// environment set in every session. Paths were checked by [`check_config_safe`].
-pub(super) fn sshd_config(paths: &Paths, env: &BTreeMap<String, String>) -> String {
-    let set_env = env
-        .iter()
-        .map(|(name, value)| format!("{name}=\"{value}\""))
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!(
-        "# Written by rpb's local pod; regenerated at every start.\n\
-         ListenAddress 127.0.0.1\n\
-         HostKey \"{host_key}\"\n\
-         PidFile \"{pid}\"\n\
-         AuthorizedKeysFile \"{authorized}\"\n\
-         PubkeyAuthentication yes\n\
-         PasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\n\
-         PermitRootLogin prohibit-password\n\
-         UsePAM no\n\
-         StrictModes no\n\
-         AllowTcpForwarding yes\n\
-         X11Forwarding no\n\
-         Subsystem sftp internal-sftp\n\
-         MaxSessions 64\n\
-         MaxStartups 64\n\
-         PrintMotd no\n\
-         LogLevel INFO\n\
-         SetEnv {set_env}\n",
-        host_key = paths.host_keys.join("ssh_host_ed25519_key").display(),
-        pid = paths.sshd_pid.display(),
-        authorized = paths.authorized_keys.display(),
-    )
-}
-
-/// Refuses paths that an `sshd_config` line (or its `SetEnv` quoting) cannot hold.
-pub(super) fn check_config_safe(path: &Path) -> Result<()> {
-    let ok = path.is_absolute()
-        && path.to_str().is_some_and(|text| {
-            !text.chars().any(|c| {
-                c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '%')
-            })
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::UnsupportedPath {
-            path: path.to_path_buf(),
-        })
-    }
-}
-
 pub(super) fn create_private_dir(dir: &Path) -> Result<()> {
     let prepare = || -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -164,19 +107,6 @@ pub(super) fn create_private_dir(dir: &Path) -> Result<()> {
     };
     prepare().map_err(|source| Error::Prepare {
         path: dir.to_path_buf(),
-        source,
-    })
-}
-
-pub(super) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    let write = || -> io::Result<()> {
-        let temporary = path.with_extension("rpb-tmp");
-        std::fs::write(&temporary, contents)?;
-        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))?;
-        std::fs::rename(&temporary, path)
-    };
-    write().map_err(|source| Error::Prepare {
-        path: path.to_path_buf(),
         source,
     })
 }
@@ -195,27 +125,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_sshd_config_cannot_hold_are_refused() {
-        assert!(check_config_safe(Path::new("/tmp/rpb-local-pod-x1")).is_ok());
-        for bad in [
-            "relative/dir",
-            "/tmp/with space",
-            "/tmp/q\"uote",
-            "/tmp/100%",
-            "/tmp/a\\b",
-        ] {
-            assert!(
-                matches!(
-                    check_config_safe(Path::new(bad)),
-                    Err(Error::UnsupportedPath { .. })
-                ),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_sshd_config_is_private_and_sets_the_pod_env() {
+    fn the_pod_env_points_into_the_state_directory() {
         let paths = Paths::new(Path::new("/state"));
         let ports = SessionPorts {
             mcp: 21_001,
@@ -228,20 +138,8 @@ mod tests {
         assert_eq!(env["RPB_DISPLAY"], "321");
         assert_eq!(env["RPB_SSH_DIR"], "/state/sshd/host-keys");
         assert_eq!(env["BLENDER_BIN"], BLENDER);
-        let config = sshd_config(&paths, &env);
-        for line in [
-            "ListenAddress 127.0.0.1\n",
-            "PasswordAuthentication no\n",
-            "UsePAM no\n",
-            "StrictModes no\n",
-            "AllowTcpForwarding yes\n",
-            "Subsystem sftp internal-sftp\n",
-            "HostKey \"/state/sshd/host-keys/ssh_host_ed25519_key\"\n",
-            "PidFile \"/state/sshd/sshd.pid\"\n",
-        ] {
-            assert!(config.contains(line), "{line:?} in\n{config}");
-        }
-        assert!(config.contains(" RPB_PACKAGES=\"xvfb x11vnc novnc websockify\""));
-        assert!(config.contains(" RPB_MCP_PORT=\"21001\""));
+        assert_eq!(env["RPB_PACKAGES"], "xvfb x11vnc novnc websockify");
+        assert_eq!(env["RPB_MCP_PORT"], "21001");
+        assert_eq!(env["HOME"], "/state/home");
     }
 }

@@ -16,13 +16,16 @@ use super::boot::{container_life, stop_session, watch_pods};
 use super::paths::Paths;
 use super::pids::kill_recorded;
 use super::relay::{Relay, relay, reserve};
-use super::sshd::Sshd;
+use super::sshd::{self, SharedSshd, Started};
 use super::{Error, LocalPodBuilder, Result, SESSION_STOP_TIMEOUT};
 
 /// Everything running: simulator, sshd, relays, watcher.
 pub(super) struct Processes {
     pub(super) simulator: Arc<Simulator>,
-    pub(super) sshd: Sshd,
+    /// The private sshd; dropping the last handle kills it (by PID, without waiting).
+    pub(super) sshd: SharedSshd,
+    /// sshd's address, the same across restarts.
+    pub(super) sshd_address: SocketAddr,
     /// sshd's PID for the container task, which outlives a restart of sshd.
     pub(super) sshd_pid: Arc<AtomicU32>,
     pub(super) relay_ports: Vec<u16>,
@@ -39,8 +42,8 @@ impl Processes {
         env: &BTreeMap<String, String>,
         api_key: &str,
         options: &LocalPodBuilder,
+        sshd: Started,
     ) -> Result<Self> {
-        let sshd = Sshd::start(paths, options.start_timeout).await?;
         let mut reserved = Vec::with_capacity(options.relays);
         for _ in 0..options.relays {
             reserved.push(reserve(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?);
@@ -83,7 +86,7 @@ impl Processes {
             })
             .collect();
         let (container_tx, container_rx) = mpsc::channel(1);
-        let sshd_pid = Arc::new(AtomicU32::new(sshd.child.id().unwrap_or(0)));
+        let sshd_pid = Arc::new(AtomicU32::new(sshd.pid));
         let container = tokio::spawn(container_life(
             container_rx,
             simulator.clone(),
@@ -101,7 +104,8 @@ impl Processes {
         ));
         Ok(Self {
             simulator,
-            sshd,
+            sshd: sshd.sshd,
+            sshd_address: sshd.address,
             sshd_pid,
             relay_ports,
             relays,
@@ -118,7 +122,7 @@ impl Processes {
     ) -> Result<()> {
         let Self {
             simulator,
-            mut sshd,
+            sshd,
             relays,
             stop_watcher,
             watcher,
@@ -140,7 +144,7 @@ impl Processes {
             relay.abort();
             let _ = relay.await;
         }
-        sshd.stop().await;
+        sshd::stop(&sshd).await;
         let result = stop_session(paths, env).await;
         kill_recorded(&paths.run_dir());
         match Arc::try_unwrap(simulator) {
@@ -159,7 +163,8 @@ impl Processes {
             relay.abort();
         }
         kill_recorded(&paths.run_dir());
-        let mut sshd = self.sshd;
-        sshd.kill_now();
+        // The last handle: the fixture's Drop kills sshd and its connections by PID. A blocking
+        // task still holding one (a cancelled restart) drops it when it ends.
+        drop(self.sshd);
     }
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, reason = "tests panic on setup failures")]
 
 mod common;
+mod fixture;
 mod session;
 mod transfer;
 mod tunnel;
