@@ -79,28 +79,7 @@ pub fn alive(pid: u32) -> bool {
     })
 }
 
-/// Every live process descended from `root` (not `root` itself).
-pub fn descendants(root: u32) -> Vec<u32> {
-    let links: Vec<(u32, u32)> = all()
-        .into_iter()
-        .filter(|stat| !stat.is_zombie())
-        .map(|stat| (stat.pid, stat.ppid))
-        .collect();
-    let mut found = vec![root];
-    let mut index = 0;
-    // Bounded: a process table cannot hold a tree this large in a test.
-    while index < found.len() && found.len() < 10_000 {
-        let parent = found[index];
-        for &(pid, ppid) in &links {
-            if ppid == parent && !found.contains(&pid) {
-                found.push(pid);
-            }
-        }
-        index += 1;
-    }
-    found.remove(0);
-    found
-}
+pub use pod_tunnel::fixture::descendants;
 
 /// Live members of process group `group`.
 pub fn group_members(group: u32) -> Vec<u32> {

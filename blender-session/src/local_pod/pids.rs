@@ -30,21 +30,7 @@ fn process_table() -> Vec<(u32, u32, u64)> {
         .collect()
 }
 
-/// Every live process descended from `root`.
-pub(super) fn descendants(root: u32) -> Vec<u32> {
-    let table = process_table();
-    let mut found = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for &(pid, ppid, _) in &table {
-            if ppid == parent && pid != root && !found.contains(&pid) {
-                found.push(pid);
-                frontier.push(pid);
-            }
-        }
-    }
-    found
-}
+pub(super) use pod_tunnel::fixture::descendants;
 
 /// SIGKILL to each process a session PID file names (`PID STARTTIME`, as `session.sh` writes
 /// them) when that PID still has that start time, and to its descendants.
