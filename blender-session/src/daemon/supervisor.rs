@@ -109,10 +109,15 @@ pub async fn run_background_tunnel(
     let hours_limit = guard
         .max_duration()
         .and_then(|limit| started.checked_add(limit));
+    // Resolves once, with the limit that was reached: the loop breaks on it, so it is never
+    // polled again after completing.
     let hours_reached = async {
-        match hours_limit {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending().await,
+        match (hours_limit, guard.max_hours) {
+            (Some(deadline), Some(hours)) => {
+                tokio::time::sleep_until(deadline).await;
+                GuardReason::MaxHours { hours }
+            }
+            _ => std::future::pending().await,
         }
     };
     let mut traffic_tick = tokio::time::interval(options.traffic_check);
@@ -137,11 +142,7 @@ pub async fn run_background_tunnel(
                     break Ending::TunnelGaveUp { error };
                 }
             }
-            () = &mut hours_reached => {
-                if let Some(reason) = guard.decide(started.elapsed(), last_traffic.elapsed()) {
-                    break Ending::Guard(reason);
-                }
-            }
+            reason = &mut hours_reached => break Ending::Guard(reason),
             _ = traffic_tick.tick(), if idle_armed => {
                 let bytes = session.traffic_bytes();
                 if bytes != last_bytes {
