@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use blender_session::daemon::{self};
+use blender_session::daemon;
 use blender_session::profile::Profile;
 use blender_session::seams::TunnelPorts;
 use blender_session::{Event, Orchestrator, Session};
