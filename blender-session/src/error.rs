@@ -139,6 +139,17 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// Blender is not reachable: no tunnel to this pod is open (a session attached over SSH
+    /// alone has none).
+    #[error(
+        "no tunnel to pod {pod_id} is open, so its Blender cannot be reached; open the tunnel \
+         to this pod first"
+    )]
+    NoTunnel {
+        /// The pod.
+        pod_id: String,
+    },
+
     /// The background tunnel process could not be started or stopped.
     #[error("background tunnel: {detail}")]
     TunnelProcess {

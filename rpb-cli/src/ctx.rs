@@ -153,15 +153,42 @@ pub(crate) async fn attach(
 ) -> anyhow::Result<(Orchestrator, Session)> {
     let profile = ctx.profile_with(&pod.explicit())?;
     let pod_id = pod_id_of(&profile)?;
-    let ports = match daemon::status(&ctx.store.state_dir())? {
-        daemon::TunnelStatus::Running(record) if record.pod_id == pod_id => TunnelPorts {
-            mcp: record.mcp_port,
-            vnc: record.vnc_port,
-            novnc: record.novnc_port,
-        },
-        _ => profile.local_ports,
+    // Blender only through this workspace's tunnel to this very pod: never a default port,
+    // where another pod's tunnel (or another program) may listen. Without one the session
+    // has SSH only, and commands that need Blender fail with `Error::NoTunnel`.
+    let ports = match blender_ports(ctx, &pod_id) {
+        Ok(ports) => ports,
+        Err(why) => {
+            tracing::info!("{why:#}");
+            TunnelPorts {
+                mcp: 0,
+                vnc: 0,
+                novnc: 0,
+            }
+        }
     };
     let orchestrator = profile.orchestrator_with(&ctx.store, loose_settings(&profile))?;
     let session = orchestrator.attach(&pod_id, ports, &sink(progress)).await?;
     Ok((orchestrator, session))
+}
+
+/// The local ports of this workspace's background tunnel when it serves `pod_id`; an error
+/// saying what to do otherwise (no tunnel, or one to another pod).
+pub(crate) fn blender_ports(ctx: &Ctx, pod_id: &str) -> anyhow::Result<TunnelPorts> {
+    match daemon::status(&ctx.store.state_dir())? {
+        daemon::TunnelStatus::Running(record) if record.pod_id == pod_id => Ok(TunnelPorts {
+            mcp: record.mcp_port,
+            vnc: record.vnc_port,
+            novnc: record.novnc_port,
+        }),
+        daemon::TunnelStatus::Running(record) => anyhow::bail!(
+            "the background tunnel serves pod {}, not pod {pod_id}; run `rpb tunnel down`, then \
+             `rpb tunnel up --pod-id {pod_id}`",
+            record.pod_id
+        ),
+        _ => anyhow::bail!(
+            "no background tunnel to pod {pod_id} runs, so its Blender cannot be reached; run \
+             `rpb start` or `rpb tunnel up`"
+        ),
+    }
 }

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 
 use crate::assets::SessionReport;
 use crate::seams::{PodView, RemoteHost, SshAddr, TunnelHandle, TunnelPorts, TunnelState};
-use crate::{Result, mcp};
+use crate::{Error, Result, mcp};
 
 /// A step of the lifecycle, for progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,8 +237,15 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// When Blender's socket does not answer.
+    /// [`Error::NoTunnel`] for a session attached without a tunnel to this pod (port 0: never
+    /// whatever else listens on a default port); an MCP error when Blender's socket does not
+    /// answer.
     pub async fn mcp(&self) -> Result<mcp::Client> {
+        if self.ports.mcp == 0 {
+            return Err(Error::NoTunnel {
+                pod_id: self.pod_id.clone(),
+            });
+        }
         Ok(mcp::Client::connect(self.mcp_address()).await?)
     }
 

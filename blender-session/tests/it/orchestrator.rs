@@ -771,6 +771,26 @@ async fn every_pod_side_command_gets_the_whole_environment_and_no_secret() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_session_attached_without_a_tunnel_never_reaches_a_default_port() {
+    let provider = FakeProvider::with(PodStatus::Running);
+    let connector = FakeConnector::healthy(assets::version());
+    let none = TunnelPorts {
+        mcp: 0,
+        vnc: 0,
+        novnc: 0,
+    };
+    let session = orchestrator(&provider, &connector, settings())
+        .attach("pod1", none, &|_: &Event| {})
+        .await
+        .expect("attached over SSH");
+    let error = session.mcp().await.expect_err("no tunnel");
+    assert!(
+        matches!(&error, Error::NoTunnel { pod_id } if pod_id == "pod1"),
+        "{error:?}"
+    );
+}
+
 mod supervisor {
     //! The background tunnel's supervisor (`daemon::run_background_tunnel`) on the fakes, under
     //! paused time: each way it ends, and what it leaves in the state folder.

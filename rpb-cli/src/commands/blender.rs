@@ -10,7 +10,7 @@ use clap::Args;
 use pod_tunnel::shell;
 use serde_json::json;
 
-use crate::ctx::{Ctx, PodArgs, attach};
+use crate::ctx::{Ctx, PodArgs, attach, blender_ports, pod_id_of};
 use crate::output::Outcome;
 
 #[derive(Debug, Clone, Args)]
@@ -81,10 +81,7 @@ pub(crate) async fn py(ctx: &Ctx, args: PyArgs) -> anyhow::Result<Outcome> {
         (None, None) => bail!("give the code or --file"),
     };
     let profile = ctx.profile_with(&args.pod.explicit())?;
-    let port = match daemon::status(&ctx.store.state_dir())? {
-        daemon::TunnelStatus::Running(record) => record.mcp_port,
-        _ => profile.local_ports.mcp,
-    };
+    let port = blender_ports(ctx, &pod_id_of(&profile)?)?.mcp;
     let mut client = blender_session::mcp::Client::connect(format!("127.0.0.1:{port}"))
         .await
         .with_context(|| {

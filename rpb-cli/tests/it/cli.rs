@@ -305,3 +305,44 @@ async fn init_registers_the_ssh_key_when_it_has_an_api_key() {
     assert_eq!(again.json()["ssh_key_registered"], false);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn py_reaches_blender_only_through_this_pods_own_tunnel() {
+    // Something listens where the default MCP port points: it must never receive the code.
+    let bystander = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    bystander.set_nonblocking(true).expect("nonblocking");
+    let port = bystander.local_addr().expect("addr").port();
+    let ws = Workspace::new();
+    ws.write_env(&[
+        ("RUNPOD_POD_ID", "poda".into()),
+        ("RPB_MCP_PORT", port.to_string()),
+    ]);
+    let no_tunnel = ws.rpb(&["py", "print(1)"]).await;
+    assert_eq!(no_tunnel.code, 1, "{no_tunnel:?}");
+    assert!(
+        no_tunnel
+            .stderr
+            .contains("no background tunnel to pod poda"),
+        "{}",
+        no_tunnel.stderr
+    );
+
+    // A live tunnel record (this test process stands in for it) of another pod, on that port.
+    let own = test_support::process::stat(std::process::id()).expect("own stat");
+    let record = serde_json::json!({
+        "pid": own.pid, "start_time": own.start_time, "pod_id": "podb",
+        "mcp_port": port, "vnc_port": 2, "novnc_port": 3, "started_at": 0, "log": "/dev/null",
+    });
+    std::fs::write(ws.state_dir().join("tunnel.json"), record.to_string()).expect("record");
+    let other_pod = ws.rpb(&["py", "--pod-id", "poda", "print(1)"]).await;
+    assert_eq!(other_pod.code, 1, "{other_pod:?}");
+    assert!(
+        other_pod.stderr.contains("serves pod podb, not pod poda"),
+        "{}",
+        other_pod.stderr
+    );
+    assert!(
+        matches!(bystander.accept(), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock),
+        "nothing connected to the default port"
+    );
+}
