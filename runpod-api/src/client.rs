@@ -221,6 +221,17 @@ fn parse_base_url(raw: &str) -> Result<Url> {
             reason: format!("the base URL {raw:?} must use http or https"),
         });
     }
+    if url.scheme() == "http" && !is_loopback(&url) {
+        // The API key goes in every request's header: over plain http to another machine
+        // anyone on the path reads it (a `.env` in a cloned repository could point here).
+        return Err(Error::Config {
+            reason: format!(
+                "the base URL {raw:?} uses plain http to another machine, which would send the \
+                 API key unencrypted; use https (http is accepted for 127.0.0.1, ::1 and \
+                 localhost only)"
+            ),
+        });
+    }
     if !url.username().is_empty() || url.password().is_some() {
         // Never echo credentials back: name the problem, not the URL.
         return Err(Error::Config {
@@ -234,6 +245,16 @@ fn parse_base_url(raw: &str) -> Result<Url> {
         });
     }
     Ok(url)
+}
+
+/// Whether the URL's host is this machine (a loopback address or `localhost`).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 /// Which failures of a request may be retried.
@@ -669,6 +690,32 @@ mod tests {
             .build()
             .expect_err("scheme");
         assert!(scheme.to_string().contains("http or https"));
+        for plain in [
+            "http://api.runpod.io/v2",
+            "http://attacker.example/v2",
+            "http://10.0.0.1:8080/v2",
+            "http://127.0.0.1.example.com/v2",
+        ] {
+            let error = Client::builder()
+                .api_key("k")
+                .base_url(plain)
+                .build()
+                .expect_err("plain http off this machine");
+            assert!(error.to_string().contains("use https"), "{plain}: {error}");
+        }
+        for local in [
+            "http://127.0.0.1:8765/v2",
+            "http://127.3.4.5/v2",
+            "http://[::1]:8765/v2",
+            "http://localhost:8765/v2",
+            "https://api.runpod.io/v2",
+        ] {
+            Client::builder()
+                .api_key("k")
+                .base_url(local)
+                .build()
+                .unwrap_or_else(|error| panic!("{local}: {error}"));
+        }
     }
 
     #[test]

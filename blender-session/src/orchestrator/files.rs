@@ -31,6 +31,14 @@ impl Orchestrator {
         project: &project_store::ProjectName,
         name: &str,
     ) -> Result<project_store::FileEntry> {
+        // Checked before the name goes into any path here or on the pod (`../..` never does).
+        project_store::project::validate_name(name).map_err(|source| Error::Store {
+            operation: format!("saving the scene of pod {} as {name:?}", session.pod_id),
+            source: project_store::Error::InvalidStem {
+                stem: name.to_owned(),
+                source,
+            },
+        })?;
         let remote = format!("{}/{name}.blend", self.remote_project_dir(project));
         let mut client = session.mcp().await?;
         client.save_blend(&remote).await?;

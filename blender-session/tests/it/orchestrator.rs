@@ -791,6 +791,43 @@ async fn a_session_attached_without_a_tunnel_never_reaches_a_default_port() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_version_name_is_checked_before_it_reaches_any_path() {
+    let provider = FakeProvider::with(PodStatus::Running);
+    let connector = FakeConnector::healthy(assets::version());
+    let orchestrator = orchestrator(&provider, &connector, settings());
+    let session = orchestrator
+        .start("pod1", &|_: &Event| {})
+        .await
+        .expect("started");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = project_store::Store::open(dir.path()).expect("store");
+    let project = project_store::ProjectName::new("chair").expect("name");
+    let commands_before = connector.remote().commands.len();
+    for name in ["../../escape", "a/b", "", ".hidden"] {
+        let error = orchestrator
+            .save(&session, &store, &project, name)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(
+                error.store_error(),
+                Some(project_store::Error::InvalidStem { stem, .. }) if stem == name
+            ),
+            "{name:?}: {error:?}"
+        );
+    }
+    assert_eq!(
+        connector.remote().commands.len(),
+        commands_before,
+        "nothing ran on the pod"
+    );
+    assert!(
+        !dir.path().join("projects").exists(),
+        "nothing was created locally"
+    );
+}
+
 mod supervisor {
     //! The background tunnel's supervisor (`daemon::run_background_tunnel`) on the fakes, under
     //! paused time: each way it ends, and what it leaves in the state folder.
