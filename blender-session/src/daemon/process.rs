@@ -102,7 +102,7 @@ pub async fn stop(state_dir: &Path, grace: Duration) -> Result<Down> {
             ),
         })?;
     tracing::info!(pid = record.pid, "stopping the background tunnel");
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    signal_recorded(&record, pid, rustix::process::Signal::TERM);
     let deadline = Instant::now() + grace;
     while record.liveness() == Liveness::Running {
         if Instant::now() >= deadline {
@@ -110,16 +110,38 @@ pub async fn stop(state_dir: &Path, grace: Duration) -> Result<Down> {
                 pid = record.pid,
                 "the background tunnel ignored SIGTERM; sending SIGKILL"
             );
-            // Checked again right before the signal: the PID is still the recorded process.
-            if record.liveness() == Liveness::Running {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
+            signal_recorded(&record, pid, rustix::process::Signal::KILL);
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     TunnelRecord::remove(&record_path(state_dir))?;
     Ok(Down::Stopped)
+}
+
+/// Sends `signal` to the recorded process only. On Linux through a pidfd: the descriptor pins
+/// one process, and the start time is checked after it was opened, so a PID reused between
+/// the check and the signal cannot receive it. Elsewhere the check comes right before the
+/// signal (a small window remains; the README says so).
+fn signal_recorded(
+    record: &TunnelRecord,
+    pid: rustix::process::Pid,
+    signal: rustix::process::Signal,
+) {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        else {
+            return; // gone already
+        };
+        if record.liveness() == Liveness::Running {
+            let _ = rustix::process::pidfd_send_signal(&pidfd, signal);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    if record.liveness() == Liveness::Running {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
 }
 
 /// Starts `command` (a program that runs [`super::run_background_tunnel`], with its arguments
