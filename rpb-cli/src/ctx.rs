@@ -68,7 +68,8 @@ impl Ctx {
 
     pub(crate) fn state_dir(&self) -> anyhow::Result<PathBuf> {
         let dir = self.store.state_dir();
-        std::fs::create_dir_all(&dir)
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&dir)
             .with_context(|| format!("creating the state folder {}", dir.display()))?;
         Ok(dir)
     }

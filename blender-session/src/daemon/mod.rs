@@ -312,22 +312,72 @@ impl GuardStop {
     }
 }
 
+/// Refuses a state folder that another user owns or that others may write into (they could
+/// replace the tunnel record, and with it the PID that `stop` signals).
+///
+/// # Errors
+///
+/// [`Error::Io`] when it cannot be read, [`Error::TunnelProcess`] naming the folder and the fix.
+pub fn check_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(dir).map_err(|source| Error::Io {
+        operation: "read",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let uid = rustix::process::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(Error::TunnelProcess {
+            detail: format!(
+                "the state folder {} belongs to uid {}, not to you (uid {uid}); remove it or \
+                 choose another workspace",
+                dir.display(),
+                meta.uid()
+            ),
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Error::TunnelProcess {
+            detail: format!(
+                "the state folder {} is writable by others (mode {:o}); run `chmod 700 {}`",
+                dir.display(),
+                meta.mode() & 0o777,
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn write_private_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let io = |source| Error::Io {
         operation: "write",
         path: path.to_owned(),
         source,
     };
+    if let Some(dir) = path.parent() {
+        check_private_dir(dir)?;
+    }
     let temp = path.with_extension(format!("{}.tmp", std::process::id()));
     let json =
         serde_json::to_vec_pretty(value).map_err(|error| io(std::io::Error::other(error)))?;
     let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
+        // A new file, never an existing one: a planted file or symlink at the temporary name
+        // is removed (not followed) and the create is exclusive.
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+        };
+        let mut file = match open() {
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&temp)?;
+                open()?
+            }
+            other => other?,
+        };
         file.write_all(&json)?;
         file.sync_all()?;
         std::fs::rename(&temp, path)
@@ -385,6 +435,40 @@ mod tests {
             None
         );
         assert!(!CostGuard::default().is_armed());
+    }
+
+    #[test]
+    fn a_shared_state_folder_and_a_planted_temporary_file_are_refused_or_ignored() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("state");
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let record = TunnelRecord::for_current_process(
+            "pod1",
+            crate::seams::TunnelPorts {
+                mcp: 1,
+                vnc: 2,
+                novnc: 3,
+            },
+            CostGuard::default(),
+            "log",
+        )
+        .expect("record");
+        let path = record_path(&state);
+        let error = record.write(&path).expect_err("world-writable");
+        assert!(error.to_string().contains("chmod 700"), "{error}");
+        assert!(!path.exists());
+
+        // A symlink planted at the temporary name is replaced, never followed.
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").expect("victim");
+        let temp = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &temp).expect("plant");
+        record.write(&path).expect("written");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep me");
+        assert_eq!(TunnelRecord::read(&path).expect("read"), Some(record));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The background tunnel as a process: starting it detached, finding out whether the recorded
 //! PID is still ours, and ending it by that PID only after checking.
 
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -161,11 +161,16 @@ pub async fn spawn(
     state_dir: &Path,
     limit: Duration,
 ) -> Result<TunnelRecord> {
-    std::fs::create_dir_all(state_dir).map_err(|source| Error::Io {
-        operation: "create",
-        path: state_dir.to_owned(),
-        source,
-    })?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(|source| Error::Io {
+            operation: "create",
+            path: state_dir.to_owned(),
+            source,
+        })?;
+    super::check_private_dir(state_dir)?;
     let log = log_path(state_dir);
     let open_log = || {
         std::fs::OpenOptions::new()
