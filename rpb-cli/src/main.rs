@@ -122,17 +122,36 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let code = exit_code_of(&error);
+            let hint = hint_of(&error);
             if json {
-                let document = serde_json::json!({
+                let mut document = serde_json::json!({
                     "error": format!("{error:#}"),
                     "exit_code": code,
                 });
+                if let Some(hint) = &hint {
+                    document["hint"] = serde_json::json!(hint);
+                }
                 println!("{document}");
             }
             eprintln!("error: {error:#}");
+            if let Some(hint) = hint {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::from(code)
         }
     }
+}
+
+/// What to run next, for library errors whose fix is an rpb command.
+fn hint_of(error: &anyhow::Error) -> Option<String> {
+    error.chain().find_map(
+        |cause| match cause.downcast_ref::<blender_session::Error>()? {
+            blender_session::Error::NoTunnel { pod_id } => Some(format!(
+                "open the tunnel first: `rpb tunnel up --pod-id {pod_id}` (or `rpb start`)"
+            )),
+            _ => None,
+        },
+    )
 }
 
 /// The exit code for an error: distinct codes for "not ready in time" and "no GPU on host".

@@ -279,6 +279,17 @@ async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
     })
     .await;
     assert!(std::net::TcpStream::connect(("127.0.0.1", mcp)).is_err());
+    // Without the tunnel, a command that needs Blender says so and what to run.
+    let untunnelled = ws
+        .rpb_within(SLOW, &["save", "--project", "chair", "--json"])
+        .await;
+    assert_eq!(untunnelled.code, 1, "{untunnelled:?}");
+    assert!(
+        untunnelled.stderr.contains("no tunnel to pod")
+            && untunnelled.stderr.contains("rpb tunnel up --pod-id"),
+        "{}",
+        untunnelled.stderr
+    );
 
     // A busy local port: the tunnel cannot come up, and says why.
     let blocker = std::net::TcpListener::bind(("127.0.0.1", mcp)).expect("occupy the port");
