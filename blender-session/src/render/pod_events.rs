@@ -11,17 +11,8 @@ use super::manifest::{Accepted, FailedFrame, FrameEntry, JobState, RenderManifes
 #[derive(Debug, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub(super) enum PodEvent {
-    Accepted {
-        blender_version: String,
-        engine: String,
-        device: String,
-        samples: Option<u32>,
-        scene: String,
-        camera: String,
-        size: (u32, u32),
-        #[serde(default)]
-        notes: Vec<String>,
-    },
+    /// The driver's findings, in the shape the manifest keeps them.
+    Accepted(Accepted),
     Done {
         frame: i64,
         file: String,
@@ -77,26 +68,7 @@ pub(super) fn apply_pod_event(
     events: RenderEvents<'_>,
 ) {
     match event {
-        PodEvent::Accepted {
-            blender_version,
-            engine,
-            device,
-            samples,
-            scene,
-            camera,
-            size,
-            notes,
-        } => {
-            let accepted = Accepted {
-                blender_version,
-                engine,
-                device,
-                samples,
-                scene,
-                camera,
-                size,
-                notes,
-            };
+        PodEvent::Accepted(accepted) => {
             events(&RenderEvent::Accepted(accepted.clone()));
             manifest.accepted = Some(accepted);
         }
