@@ -72,6 +72,23 @@ pub enum Error {
         known_hosts: PathBuf,
     },
 
+    /// A name for a `known_hosts` entry (a host alias such as a pod id) that could never match
+    /// its own line.
+    #[error("invalid known-hosts name {name:?}: {reason}")]
+    InvalidHostName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A public key line that is not `TYPE BASE64 [COMMENT]` with a matching key blob.
+    #[error("invalid ssh public key: {reason}")]
+    InvalidPublicKey {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The known-hosts file could not be read or written.
     #[error("failed to access known hosts file {path}")]
     KnownHosts {

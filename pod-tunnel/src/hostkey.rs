@@ -4,13 +4,12 @@
 //! UserKnownHostsFile=FILE` and `ssh-keygen -R '[host]:port' -f FILE` work on it too. Hashed
 //! entries and `@` markers are ignored.
 
-use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use crate::known_hosts::{Pinned, pin_blob, read_known_hosts, validate_name};
 
 /// How the server's host key is checked on every connect (and on every reconnect).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,17 +105,11 @@ pub(crate) fn verify(policy: &HostKeyPolicy, host: &str, port: u16, key_blob: &[
         }
         HostKeyPolicy::Strict { known_hosts, alias }
         | HostKeyPolicy::AcceptNew { known_hosts, alias } => {
+            if let Some(alias) = alias {
+                validate_name(alias)?;
+            }
             let lookup = alias.clone().unwrap_or_else(|| host_port.clone());
-            let text = match std::fs::read_to_string(known_hosts) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(source) => {
-                    return Err(Error::KnownHosts {
-                        path: known_hosts.clone(),
-                        source,
-                    });
-                }
-            };
+            let text = read_known_hosts(known_hosts)?;
             match check(&text, &lookup, key_blob) {
                 Check::Match => Ok(()),
                 Check::Mismatch { line, expected } => Err(Error::HostKeyMismatch {
@@ -125,25 +118,29 @@ pub(crate) fn verify(policy: &HostKeyPolicy, host: &str, port: u16, key_blob: &[
                     actual,
                     location: format!(" (line {line} of {})", known_hosts.display()),
                 }),
+                Check::NotFound if matches!(policy, HostKeyPolicy::Strict { .. }) => {
+                    Err(Error::HostKeyUnknown {
+                        host: lookup,
+                        actual,
+                        known_hosts: known_hosts.clone(),
+                    })
+                }
                 Check::NotFound => {
-                    if matches!(policy, HostKeyPolicy::Strict { .. }) {
-                        return Err(Error::HostKeyUnknown {
-                            host: lookup,
-                            actual,
-                            known_hosts: known_hosts.clone(),
-                        });
-                    }
-                    let mut names = host_port.clone();
+                    let mut names = vec![host_port.as_str()];
                     if let Some(alias) = alias {
-                        names = format!("{alias},{host_port}");
+                        names.insert(0, alias.as_str());
                     }
-                    record(known_hosts, &text, &names, key_blob)?;
-                    tracing::info!(
-                        host = %lookup,
-                        fingerprint = %actual,
-                        file = %known_hosts.display(),
-                        "recorded new host key (accept-new)"
-                    );
+                    // Checked again under the lock: another process may have recorded a key
+                    // for this name since the read above.
+                    match pin_blob(known_hosts, &names, key_blob)? {
+                        Pinned::Added => tracing::warn!(
+                            host = %lookup,
+                            fingerprint = %actual,
+                            file = %known_hosts.display(),
+                            "first contact: trusted and recorded a new host key (accept-new)"
+                        ),
+                        Pinned::Already => {}
+                    }
                     Ok(())
                 }
             }
@@ -205,36 +202,8 @@ fn check(text: &str, name: &str, key_blob: &[u8]) -> Check {
     first_mismatch.unwrap_or(Check::NotFound)
 }
 
-fn record(path: &Path, existing: &str, names: &str, key_blob: &[u8]) -> Result<()> {
-    let key_type = key_type(key_blob).unwrap_or_else(|| "unknown".to_owned());
-    let mut text = existing.to_owned();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    let _ = writeln!(text, "{names} {key_type} {}", base64(key_blob, true));
-    let err = |source| Error::KnownHosts {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).map_err(err)?;
-    file.write_all(text.as_bytes()).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
-}
-
 /// The algorithm name at the start of an SSH public key blob.
-fn key_type(blob: &[u8]) -> Option<String> {
+pub(crate) fn key_type(blob: &[u8]) -> Option<String> {
     let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
     let name = blob.get(4..4 + len)?;
     String::from_utf8(name.to_vec()).ok()
@@ -242,7 +211,7 @@ fn key_type(blob: &[u8]) -> Option<String> {
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn base64(data: &[u8], pad: bool) -> String {
+pub(crate) fn base64(data: &[u8], pad: bool) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [

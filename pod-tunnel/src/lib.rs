@@ -65,6 +65,8 @@ mod error;
 #[cfg(feature = "sshd-fixture")]
 pub mod fixture;
 mod hostkey;
+mod keypair;
+mod known_hosts;
 mod link;
 mod output;
 mod session;
@@ -78,6 +80,10 @@ pub use connect::{
 };
 pub use error::{BoxError, Error, Result};
 pub use hostkey::{HostKeyPolicy, fingerprint};
+pub use keypair::HostKeyPair;
+pub use known_hosts::{
+    KnownHost, Pinned, forget_host, known_host, parse_public_key, pin_host_key, validate_name,
+};
 pub use output::{ExecOutput, ExitStatus, OutputStream};
 pub use session::{Command, DEFAULT_EXEC_TIMEOUT, DEFAULT_MAX_OUTPUT, Session};
 pub use transfer::{Progress, Protocol, Transfer, TransferReport};

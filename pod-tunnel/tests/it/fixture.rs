@@ -232,3 +232,91 @@ async fn pause_stop_and_drop_reach_every_connection_process() {
     assert!(gone(&pids).await, "left running after drop: {pids:?}");
     assert!(!dir.exists(), "the temporary directory is removed");
 }
+
+/// A host key made by `HostKeyPair` is what `ssh-keygen` and `sshd` read, and pinning it before
+/// the first connection verifies that first contact: a server with another key at the same
+/// name (a man in the middle) is refused, under the strict and the accept-new policy alike.
+#[tokio::test]
+async fn a_host_key_made_here_is_pinned_before_first_contact_and_a_mitm_is_refused() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::process::Command;
+
+    use secrecy::ExposeSecret as _;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let pair = pod_tunnel::HostKeyPair::generate_ed25519("rpb-it-host").unwrap();
+    let host_key = scratch.path().join("host").join("ssh_host_ed25519_key");
+    std::fs::create_dir_all(host_key.parent().unwrap()).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&host_key)
+        .unwrap();
+    std::io::Write::write_all(&mut file, pair.private_key().expose_secret().as_bytes()).unwrap();
+    drop(file);
+    std::fs::write(
+        format!("{}.pub", host_key.display()),
+        format!("{}\n", pair.public_key()),
+    )
+    .unwrap();
+
+    let derived = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&host_key)
+        .output()
+        .expect("ssh-keygen (Debian package openssh-client)");
+    let derived = String::from_utf8_lossy(&derived.stdout);
+    let mut public_fields = pair.public_key().split_whitespace();
+    let expected_prefix = format!(
+        "{} {}",
+        public_fields.next().unwrap(),
+        public_fields.next().unwrap()
+    );
+    assert!(
+        derived.starts_with(&expected_prefix),
+        "ssh-keygen -y reads the private key: {derived:?}"
+    );
+
+    let server = LocalSshd::builder()
+        .dir(scratch.path().join("server"))
+        .host_key(&host_key)
+        .start()
+        .unwrap();
+    assert_eq!(server.host_key_fingerprint().unwrap(), pair.fingerprint());
+    let known_hosts = scratch.path().join("known_hosts");
+    pod_tunnel::pin_host_key(&known_hosts, &["pod-made-here"], pair.public_key()).unwrap();
+    let strict = HostKeyPolicy::strict(&known_hosts).with_alias("pod-made-here");
+    let connect_with = |sshd: &LocalSshd, policy: HostKeyPolicy| {
+        let key = sshd.client_key().unwrap().to_owned();
+        let builder = Session::builder()
+            .endpoint(Endpoint::new("127.0.0.1", sshd.port()))
+            .user(sshd.user())
+            .identity_file(key)
+            .host_key_policy(policy)
+            .connect_timeout(Duration::from_secs(5))
+            .io_timeout(Duration::from_secs(10));
+        async move { builder.build()?.connect().await }
+    };
+    let session = connect_with(&server, strict.clone()).await.unwrap();
+    assert_eq!(session.host_key_fingerprint(), pair.fingerprint());
+
+    let mitm = LocalSshd::builder()
+        .dir(scratch.path().join("mitm"))
+        .start()
+        .unwrap();
+    for policy in [
+        strict,
+        HostKeyPolicy::accept_new(&known_hosts).with_alias("pod-made-here"),
+    ] {
+        let error = connect_with(&mitm, policy).await.unwrap_err();
+        assert!(
+            matches!(error, Error::HostKeyMismatch { .. }),
+            "the man in the middle is refused: {error}"
+        );
+        assert!(error.to_string().contains(&pair.fingerprint()), "{error}");
+    }
+    let text = std::fs::read_to_string(&known_hosts).unwrap();
+    assert_eq!(text.lines().count(), 1, "nothing was recorded: {text}");
+}
