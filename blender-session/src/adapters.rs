@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use pod_tunnel::{Endpoint, Forward, HostKeyPolicy, Protocol, TunnelState};
 use runpod_api::models::{CreatePodRequest, GpuRequest, Mounts};
 use runpod_api::{ApiErrorKind, PodId};
+use secrecy::ExposeSecret as _;
 use tokio::io::AsyncReadExt as _;
 
 use crate::seams::{
@@ -42,6 +43,7 @@ pub(crate) fn view(pod: &runpod_api::Pod, user_override: Option<&str>) -> PodVie
             .gpu
             .as_ref()
             .map(|gpu| format!("{} ×{}", gpu.id, gpu.count)),
+        host_public_key: pod.env.get(crate::assets::HOST_PUBLIC_KEY_ENV).cloned(),
     }
 }
 
@@ -87,7 +89,7 @@ impl PodProvider for RunpodProvider {
     }
 
     async fn create(&self, spec: &PodSpec) -> Result<PodView> {
-        let request = CreatePodRequest::new(&spec.name)
+        let mut request = CreatePodRequest::new(&spec.name)
             .image(&spec.image)
             .gpu(GpuRequest::new(&spec.gpu_type).count(spec.gpu_count))
             .cloud(spec.cloud.clone())
@@ -96,6 +98,15 @@ impl PodProvider for RunpodProvider {
             .port("22/tcp")
             .args(&spec.start_command)
             .start_ssh(true);
+        if let Some(pair) = &spec.host_key {
+            let private = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                pair.private_key().expose_secret(),
+            );
+            request = request
+                .env(crate::assets::HOST_KEY_ENV, private)
+                .env(crate::assets::HOST_PUBLIC_KEY_ENV, pair.public_key());
+        }
         let pod =
             self.client.create_pod(&request).await.map_err(|source| {
                 provider_error(format!("creating pod {:?}", spec.name), source)
@@ -171,15 +182,34 @@ impl SshConnector {
         self
     }
 
-    fn connector(&self, addr: &SshAddr, pod_id: &str) -> Result<pod_tunnel::Connector> {
+    /// The connector for `pod_id`: strict when its key is pinned, else trust on first use
+    /// (the orchestrator pins rpb's own pods before connecting and reports a first contact).
+    async fn connector(&self, addr: &SshAddr, pod_id: &str) -> Result<pod_tunnel::Connector> {
+        let policy = if self.pinned_host_key(pod_id).await?.is_some() {
+            HostKeyPolicy::strict(&self.known_hosts).with_alias(pod_id)
+        } else {
+            HostKeyPolicy::accept_new(&self.known_hosts).with_alias(pod_id)
+        };
         pod_tunnel::Session::builder()
             .endpoint(Endpoint::new(&addr.host, addr.port))
             .user(&addr.user)
             .identity_file(&self.identity_file)
-            .host_key_policy(HostKeyPolicy::accept_new(&self.known_hosts).with_alias(pod_id))
+            .host_key_policy(policy)
             .connect_timeout(self.connect_timeout)
             .build()
             .map_err(|source| remote_error("configuring ssh", pod_id, source))
+    }
+}
+
+fn host_key_error(
+    pod_id: &str,
+    operation: &str,
+    known_hosts: &Path,
+    source: Box<pod_tunnel::Error>,
+) -> Error {
+    Error::HostKey {
+        operation: format!("{operation} of pod {pod_id} in {}", known_hosts.display()),
+        source,
     }
 }
 
@@ -211,7 +241,8 @@ impl HostConnector for SshConnector {
 
     async fn connect(&self, addr: &SshAddr, pod_id: &str) -> Result<Arc<dyn RemoteHost>> {
         let session = self
-            .connector(addr, pod_id)?
+            .connector(addr, pod_id)
+            .await?
             .connect()
             .await
             .map_err(|source| remote_error("connecting over ssh", pod_id, source))?;
@@ -230,7 +261,8 @@ impl HostConnector for SshConnector {
         resolver: Resolver,
     ) -> Result<Box<dyn TunnelHandle>> {
         let tunnel = self
-            .connector(addr, pod_id)?
+            .connector(addr, pod_id)
+            .await?
             .tunnel()
             .forward(Forward::new(local.mcp, "127.0.0.1", remote.mcp))
             .forward(Forward::new(local.vnc, "127.0.0.1", remote.vnc))
@@ -254,6 +286,46 @@ impl HostConnector for SshConnector {
             novnc: port(2),
         };
         Ok(Box::new(SshTunnel::new(tunnel, ports, pod_id.into())))
+    }
+
+    async fn pinned_host_key(&self, pod_id: &str) -> Result<Option<String>> {
+        let known_hosts = self.known_hosts.clone();
+        let name = pod_id.to_owned();
+        let found = tokio::task::spawn_blocking(move || {
+            pod_tunnel::known_host(&known_hosts, &name).map_err(Box::new)
+        })
+        .await
+        .map_err(|source| Error::Task {
+            operation: format!("reading the host key pin of pod {pod_id}"),
+            source,
+        })?;
+        found
+            .map(|entry| entry.map(|entry| entry.fingerprint))
+            .map_err(|source| {
+                host_key_error(
+                    pod_id,
+                    "reading the host key pin",
+                    &self.known_hosts,
+                    source,
+                )
+            })
+    }
+
+    async fn pin_host_key(&self, pod_id: &str, public_key: &str) -> Result<()> {
+        let known_hosts = self.known_hosts.clone();
+        let name = pod_id.to_owned();
+        let key = public_key.to_owned();
+        let pinned = tokio::task::spawn_blocking(move || {
+            pod_tunnel::pin_host_key(&known_hosts, &[name.as_str()], &key).map_err(Box::new)
+        })
+        .await
+        .map_err(|source| Error::Task {
+            operation: format!("pinning the host key of pod {pod_id}"),
+            source,
+        })?;
+        pinned.map(drop).map_err(|source| {
+            host_key_error(pod_id, "pinning the host key", &self.known_hosts, source)
+        })
     }
 
     async fn mcp_answers(&self, port: u16) -> bool {

@@ -313,11 +313,33 @@ impl SetupReport {
     }
 }
 
-/// The pod start command: the boot hook when the volume holds it, else the image's own
-/// `/start.sh` (the very first boot, before setup ran).
+/// The pod environment variable that carries the pod's SSH host private key (base64 of the
+/// OpenSSH key file, one line) from [`crate::Orchestrator::create`] to the start command.
+pub const HOST_KEY_ENV: &str = "RPB_SSH_HOST_KEY";
+/// The pod environment variable with the matching public key line (`ssh-ed25519 AAAA…`): what
+/// a machine that never connected to the pod pins, read from the API.
+pub const HOST_PUBLIC_KEY_ENV: &str = "RPB_SSH_HOST_PUBLIC_KEY";
+
+/// The pod start command. First it installs the host key rpb made for the pod
+/// ([`HOST_KEY_ENV`], when set) into `$RPB_SSH_DIR` (default `/etc/ssh`), before any sshd
+/// starts, so the very first SSH contact is already verified against the pin; the key goes
+/// from the environment through standard input only, never into an argument. Then the boot
+/// hook when the volume holds it, else the image's own `/start.sh` (the very first boot,
+/// before setup ran). A failure to install the key is reported and the boot goes on: the
+/// client then refuses the unpinned key, which is safe.
 pub fn boot_command(pod_root: &str) -> String {
     let hook = format!("{}/rpb/bin/boot-hook.sh", pod_root.trim_end_matches('/'));
-    format!("bash -c '[ -f {hook} ] && exec bash {hook} /start.sh; exec /start.sh'")
+    let dir = "${RPB_SSH_DIR:-/etc/ssh}";
+    let key = format!("{dir}/ssh_host_ed25519_key");
+    format!(
+        "bash -c 'if [ -n \"${{{HOST_KEY_ENV}:-}}\" ]; then \
+         (umask 077 && mkdir -p \"{dir}\" \
+         && printf %s \"${HOST_KEY_ENV}\" | base64 -d > \"{key}.rpb-new\" \
+         && mv -f \"{key}.rpb-new\" \"{key}\" \
+         && printf \"%s\\n\" \"${{{HOST_PUBLIC_KEY_ENV}:-}}\" > \"{key}.pub\" && chmod 0644 \"{key}.pub\") \
+         || echo \"rpb: could not install the pod ssh host key\" >&2; fi; \
+         [ -f {hook} ] && exec bash {hook} /start.sh; exec /start.sh'"
+    )
 }
 
 #[cfg(test)]

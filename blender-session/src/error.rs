@@ -102,6 +102,16 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A pod's SSH host key could not be made, pinned or read from the known-hosts file.
+    #[error("{operation} failed")]
+    HostKey {
+        /// What was done, naming the pod and the file.
+        operation: String,
+        /// The SSH layer's error.
+        #[source]
+        source: BoxError,
+    },
+
     /// A pod-side script or command exited unsuccessfully.
     #[error("{what} on pod {pod_id} exited with {code}: {stderr_tail}")]
     RemoteCommand {
@@ -242,7 +252,7 @@ impl Error {
     /// [`Error::StartFailed`]), when the connector is `pod_tunnel`.
     pub fn ssh(&self) -> Option<&pod_tunnel::Error> {
         match self {
-            Self::Remote { source, .. } => source.downcast_ref(),
+            Self::Remote { source, .. } | Self::HostKey { source, .. } => source.downcast_ref(),
             Self::StartFailed { source, .. } => source.ssh(),
             _ => None,
         }

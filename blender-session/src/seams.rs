@@ -49,6 +49,11 @@ pub struct PodView {
     pub uptime_seconds: Option<u64>,
     /// The GPU type and count (`NVIDIA GeForce RTX 4090 ×1`), when the provider says.
     pub gpu: Option<String>,
+    /// The SSH host public key rpb gave the pod at creation ([`crate::assets::HOST_PUBLIC_KEY_ENV`]
+    /// in its environment), read from the provider's API: what a machine that has never
+    /// connected to the pod pins before its first connection. `None` for pods rpb did not
+    /// create.
+    pub host_public_key: Option<String>,
 }
 
 /// The image a pod gets unless told otherwise: RunPod's `PyTorch` image (CUDA 12.8, Ubuntu 24.04),
@@ -95,6 +100,11 @@ pub struct PodSpec {
     pub disk_gb: u32,
     /// The pod's start command (the boot hook with its fallback).
     pub start_command: String,
+    /// The pod's SSH host key. [`crate::Orchestrator::create`] makes one when it is `None`,
+    /// passes it in the pod's environment (the start command installs it before sshd starts)
+    /// and pins it before connecting, so even the first contact is verified. `Debug` shows
+    /// only its public half.
+    pub host_key: Option<pod_tunnel::HostKeyPair>,
 }
 
 impl PodSpec {
@@ -112,6 +122,7 @@ impl PodSpec {
             volume_path: DEFAULT_POD_ROOT.into(),
             disk_gb: DEFAULT_DISK_GB,
             start_command: crate::assets::boot_command(DEFAULT_POD_ROOT),
+            host_key: None,
         }
     }
 
@@ -290,8 +301,15 @@ pub trait TunnelHandle: Send + Sync {
 pub trait HostConnector: Send + Sync {
     /// Whether an SSH banner answers at `addr` within a short time.
     async fn banner(&self, addr: &SshAddr) -> bool;
-    /// Connects and authenticates, verifying the host key pinned for `pod_id`.
+    /// Connects and authenticates, verifying the host key pinned for `pod_id`. With no pin
+    /// yet (a pod rpb did not create, first contact from this machine), the key is trusted and
+    /// recorded; the orchestrator says so.
     async fn connect(&self, addr: &SshAddr, pod_id: &str) -> Result<Arc<dyn RemoteHost>>;
+    /// The `SHA256:…` fingerprint pinned for `pod_id`, if any.
+    async fn pinned_host_key(&self, pod_id: &str) -> Result<Option<String>>;
+    /// Pins `public_key` (`ssh-ed25519 AAAA…`) for `pod_id` before any connection. A pod that
+    /// already has this pin is left as it is; another pin is an error.
+    async fn pin_host_key(&self, pod_id: &str, public_key: &str) -> Result<()>;
     /// Opens a tunnel forwarding `local → remote` ports for (MCP, VNC, noVNC).
     async fn tunnel(
         &self,

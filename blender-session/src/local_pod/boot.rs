@@ -16,6 +16,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, timeout};
 
+use super::hostkeys::HostKeys;
 use super::paths::Paths;
 use super::pids::{descendants, has_pid_files, kill, kill_recorded};
 use super::{Error, Result, SESSION_STOP_TIMEOUT};
@@ -99,11 +100,21 @@ pub(super) async fn watch_pods(
     live: watch::Sender<BTreeSet<u16>>,
     container: mpsc::Sender<()>,
     interval: Duration,
+    mut host_keys: HostKeys,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut before = BTreeMap::new();
     loop {
         let now = observe(&simulator);
+        // A boot that just came up gets its host key before its SSH port opens.
+        for (id, boot) in &now {
+            let new_boot = before.get(id).is_none_or(|previous: &Boot| {
+                !matches!(previous, Boot::Running(number, _) if *number == boot.number())
+            });
+            if new_boot && matches!(boot, Boot::Running(..)) {
+                host_keys.serve_for(&simulator, id).await;
+            }
+        }
         let ports = ports_of(&now);
         live.send_if_modified(|current| {
             let changed = *current != ports;

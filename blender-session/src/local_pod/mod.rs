@@ -4,9 +4,11 @@
 //! [`LocalPod::start`] brings up, all on 127.0.0.1:
 //!
 //! - the `runpod-api` [`Simulator`], which keeps the pods and answers the REST v2 API;
-//! - a private OpenSSH `sshd`, run as the current user from generated keys (the host key is
-//!   made once per state directory, so it never changes across pod restarts, like a pod whose
-//!   boot hook restores its persisted keys);
+//! - a private OpenSSH `sshd`, run as the current user from generated keys (its own host key
+//!   is made once per state directory, so it never changes across pod restarts, like a pod
+//!   whose boot hook restores its persisted keys; a pod created with a host key in its
+//!   environment, as `Orchestrator::create` does, is served with that key from its first boot,
+//!   as its start command installs it on RunPod);
 //! - a few SSH relays, one port each: the simulator hands them out in turn as the pods'
 //!   `ssh.direct` endpoints, so every boot gets a new port as on RunPod. A relay listens only
 //!   while its port is the endpoint of a pod's *current* boot: the port of an ended boot
@@ -76,6 +78,7 @@ use crate::assets::{self, SessionPorts};
 
 mod boot;
 mod host;
+mod hostkeys;
 mod paths;
 mod pids;
 mod processes;
@@ -227,6 +230,7 @@ pub struct LocalPodBuilder {
     relays: usize,
     poll_interval: Duration,
     start_timeout: Duration,
+    pod_host_keys: bool,
 }
 
 impl fmt::Debug for LocalPodBuilder {
@@ -238,6 +242,7 @@ impl fmt::Debug for LocalPodBuilder {
             .field("relays", &self.relays)
             .field("poll_interval", &self.poll_interval)
             .field("start_timeout", &self.start_timeout)
+            .field("pod_host_keys", &self.pod_host_keys)
             .finish()
     }
 }
@@ -251,6 +256,7 @@ impl Default for LocalPodBuilder {
             relays: DEFAULT_RELAYS,
             poll_interval: DEFAULT_POLL_INTERVAL,
             start_timeout: DEFAULT_START_TIMEOUT,
+            pod_host_keys: true,
         }
     }
 }
@@ -290,6 +296,15 @@ impl LocalPodBuilder {
     /// `RUNNING` (until then it refuses, as a booting pod's sshd does).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval.max(Duration::from_millis(5));
+        self
+    }
+
+    /// Whether a pod created with a host key in its environment (as `Orchestrator::create`
+    /// makes) is served with that key, as its start command installs it on RunPod. Default:
+    /// `true`. `false` plays a host that serves another key at the pod's first contact (a man
+    /// in the middle, or an image that replaced the key), for tests that it is refused.
+    pub fn pod_host_keys(mut self, serve: bool) -> Self {
+        self.pod_host_keys = serve;
         self
     }
 
@@ -357,6 +372,11 @@ impl LocalPodBuilder {
             }
             kill_recorded(&paths.run_dir());
         }
+        // A pod's host key left installed by a run that did not shut down gives way to ours.
+        hostkeys::restore_own_key(&paths.host_keys).map_err(|source| Error::Prepare {
+            path: paths.host_keys.clone(),
+            source,
+        })?;
         // The fixture stops sshd when dropped, so a failure below leaves nothing running.
         let sshd = sshd::start(&paths, &env, self.start_timeout).await?;
         let public_key = read_trimmed(&paths.client_key.with_extension("pub"))?;

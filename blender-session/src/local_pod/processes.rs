@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 use super::boot::{container_life, stop_session, watch_pods};
+use super::hostkeys::HostKeys;
 use super::paths::Paths;
 use super::pids::kill_recorded;
 use super::relay::{Relay, relay, reserve};
@@ -95,11 +96,13 @@ impl Processes {
             env.clone(),
         ));
         let (stop_watcher, stop_rx) = watch::channel(false);
+        let host_keys = HostKeys::new(paths, sshd_pid.clone(), sshd.address, options.pod_host_keys);
         let watcher = tokio::spawn(watch_pods(
             simulator.clone(),
             live_tx,
             container_tx,
             options.poll_interval,
+            host_keys,
             stop_rx,
         ));
         Ok(Self {

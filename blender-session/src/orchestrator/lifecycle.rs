@@ -49,8 +49,33 @@ impl Orchestrator {
             Step::CreatePod,
             format!("{} on {}", spec.gpu_type, spec.cloud),
         );
-        let pod = self.provider.create(spec).await?;
+        let mut spec = spec.clone();
+        let host_key = if let Some(pair) = &spec.host_key {
+            pair.clone()
+        } else {
+            let pair =
+                pod_tunnel::HostKeyPair::generate_ed25519(&format!("rpb-host-key-{}", spec.name))
+                    .map_err(|source| Error::HostKey {
+                    operation: format!("making an ssh host key for pod {:?}", spec.name),
+                    source: Box::new(source),
+                })?;
+            spec.host_key = Some(pair.clone());
+            pair
+        };
+        let pod = self.provider.create(&spec).await?;
         clock.emit(Step::CreatePod, format!("created pod {}", pod.id));
+        // Pinned before anything connects: the first contact is verified too.
+        if let Err(error) = self
+            .connector
+            .pin_host_key(pod.id.as_str(), host_key.public_key())
+            .await
+        {
+            return Err(self.fail_after_starting(pod.id.as_str(), error).await);
+        }
+        clock.emit(
+            Step::CreatePod,
+            format!("pinned its ssh host key {}", host_key.fingerprint()),
+        );
         if let Some(store) = self.store.clone() {
             // Recorded before anything else can fail, so the pod is never lost track of.
             let id = pod.id.clone();
@@ -425,7 +450,20 @@ impl Orchestrator {
                 clock.emit(Step::WaitSsh, format!("trying {addr}"));
                 if self.connector.banner(&addr).await {
                     clock.emit(Step::Connect, format!("sshd answers at {addr}"));
+                    let first_contact = self.ensure_pin(pod_id, &pod, clock).await?;
                     let host = self.connector.connect(&addr, pod_id).await?;
+                    if first_contact {
+                        let recorded = self.connector.pinned_host_key(pod_id).await?;
+                        clock.emit(
+                            Step::Connect,
+                            format!(
+                                "first contact with pod {pod_id}, which rpb did not create: \
+                                 trusted its host key {} and recorded it; from now on only this \
+                                 key is accepted (`rpb trust --pod-id {pod_id}` shows or resets it)",
+                                recorded.as_deref().unwrap_or("(not recorded)")
+                            ),
+                        );
+                    }
                     return Ok((addr, host));
                 }
                 if started.elapsed() >= timeout {
@@ -447,6 +485,29 @@ impl Orchestrator {
             interval = interval.mul_f64(1.5).min(Duration::from_secs(5));
             pod = self.provider.pod(pod_id).await?;
         }
+    }
+
+    /// Makes sure the pod's host key is pinned before connecting: a pin already there is
+    /// kept; else the public key the pod was created with, read from the API, is pinned (a
+    /// machine that never met the pod verifies its first contact too). Returns `true` when
+    /// neither exists: a pod rpb did not create, trusted on this first contact.
+    async fn ensure_pin(&self, pod_id: &str, pod: &PodView, clock: &Clock<'_>) -> Result<bool> {
+        if self.connector.pinned_host_key(pod_id).await?.is_some() {
+            return Ok(false);
+        }
+        let Some(public_key) = &pod.host_public_key else {
+            return Ok(true);
+        };
+        self.connector.pin_host_key(pod_id, public_key).await?;
+        let fingerprint = pod_tunnel::parse_public_key(public_key).map_or_else(
+            || "(unreadable)".to_owned(),
+            |(_, blob)| pod_tunnel::fingerprint(&blob),
+        );
+        clock.emit(
+            Step::Connect,
+            format!("pinned the host key pod {pod_id} was created with: {fingerprint}"),
+        );
+        Ok(false)
     }
 
     /// Installs this build's pod-side assets when the pod holds another version (a session

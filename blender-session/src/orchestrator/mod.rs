@@ -124,11 +124,75 @@ pub(crate) fn create_dir(path: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Runs the start command as a container would (`sh -c`), with the pod root and the SSH
+    /// directory in a scratch folder and a boot hook that records its arguments.
+    fn boot(env: &[(&str, &str)]) -> (tempfile::TempDir, std::process::Output) {
+        let scratch = tempfile::tempdir().unwrap();
+        let bin = scratch.path().join("root/rpb/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(
+            bin.join("boot-hook.sh"),
+            format!("echo \"hook $*\" > {}/hook.out\n", scratch.path().display()),
+        )
+        .unwrap();
+        let command = boot_command(&format!("{}/root/", scratch.path().display()));
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .env("RPB_SSH_DIR", scratch.path().join("etc/ssh"))
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (scratch, output)
+    }
+
     #[test]
-    fn the_boot_command_falls_back_to_the_image_start_script() {
+    fn the_boot_command_installs_the_given_host_key_then_runs_the_hook() {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        use secrecy::ExposeSecret as _;
+
+        let pair = pod_tunnel::HostKeyPair::generate_ed25519("boot-test").unwrap();
+        let encoded = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            pair.private_key().expose_secret(),
+        );
+        let command = boot_command("/runpod");
+        assert!(
+            !command.contains(&encoded[..16]),
+            "no key material in the command"
+        );
+        let (scratch, output) = boot(&[
+            (crate::assets::HOST_KEY_ENV, encoded.as_str()),
+            (crate::assets::HOST_PUBLIC_KEY_ENV, pair.public_key()),
+        ]);
+        assert!(output.status.success(), "{output:?}");
+        let key = scratch.path().join("etc/ssh/ssh_host_ed25519_key");
         assert_eq!(
-            boot_command("/runpod/"),
-            "bash -c '[ -f /runpod/rpb/bin/boot-hook.sh ] && exec bash /runpod/rpb/bin/boot-hook.sh /start.sh; exec /start.sh'"
+            std::fs::read_to_string(&key).unwrap(),
+            pair.private_key().expose_secret()
+        );
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(scratch.path().join("etc/ssh/ssh_host_ed25519_key.pub"))
+                .unwrap(),
+            format!("{}\n", pair.public_key())
+        );
+        assert_eq!(
+            std::fs::read_to_string(scratch.path().join("hook.out")).unwrap(),
+            "hook /start.sh\n"
+        );
+    }
+
+    #[test]
+    fn without_a_key_the_boot_command_only_runs_the_hook() {
+        let (scratch, output) = boot(&[]);
+        assert!(output.status.success(), "{output:?}");
+        assert!(!scratch.path().join("etc/ssh").exists());
+        assert_eq!(
+            std::fs::read_to_string(scratch.path().join("hook.out")).unwrap(),
+            "hook /start.sh\n"
         );
     }
 }

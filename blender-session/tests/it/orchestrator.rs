@@ -39,6 +39,8 @@ struct World {
     boot_fails: bool,
     keys: Vec<String>,
     created: Vec<PodSpec>,
+    /// The host public key the API reports in the pod's environment.
+    api_host_key: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -84,12 +86,17 @@ impl PodProvider for FakeProvider {
             },
             uptime_seconds: running.then_some(7200),
             gpu: None,
+            host_public_key: world.api_host_key.clone(),
         })
     }
 
     async fn create(&self, spec: &PodSpec) -> Result<PodView> {
         let mut world = self.world();
         world.created.push(spec.clone());
+        world.api_host_key = spec
+            .host_key
+            .as_ref()
+            .map(|pair| pair.public_key().to_owned());
         world.current = Some(PodStatus::Provisioning);
         world
             .status
@@ -103,6 +110,7 @@ impl PodProvider for FakeProvider {
             cost_per_hour: 0.44,
             uptime_seconds: None,
             gpu: None,
+            host_public_key: None,
         })
     }
 
@@ -152,6 +160,9 @@ struct Remote {
     tunnels_open: u32,
     tunnels_closed: u32,
     connected_to: Vec<u16>,
+    /// Host-key pins by pod id, and the pin each connection found.
+    pins: BTreeMap<String, String>,
+    pins_at_connect: Vec<Option<String>>,
     /// The last tunnel's state, for tests that make it give up.
     tunnel_state: Option<tokio::sync::watch::Sender<TunnelState>>,
 }
@@ -284,9 +295,28 @@ impl HostConnector for FakeConnector {
         self.remote().live_ports.contains(&addr.port)
     }
 
-    async fn connect(&self, addr: &SshAddr, _pod_id: &str) -> Result<Arc<dyn RemoteHost>> {
-        self.remote().connected_to.push(addr.port);
+    async fn connect(&self, addr: &SshAddr, pod_id: &str) -> Result<Arc<dyn RemoteHost>> {
+        let mut remote = self.remote();
+        remote.connected_to.push(addr.port);
+        let pin = remote.pins.get(pod_id).cloned();
+        remote.pins_at_connect.push(pin);
+        drop(remote);
         Ok(Arc::new(self.clone()))
+    }
+
+    async fn pinned_host_key(&self, pod_id: &str) -> Result<Option<String>> {
+        Ok(self.remote().pins.get(pod_id).map(|key| {
+            let (_, blob) = pod_tunnel::parse_public_key(key).expect("a valid key");
+            pod_tunnel::fingerprint(&blob)
+        }))
+    }
+
+    async fn pin_host_key(&self, pod_id: &str, public_key: &str) -> Result<()> {
+        self.remote()
+            .pins
+            .entry(pod_id.to_owned())
+            .or_insert_with(|| public_key.to_owned());
+        Ok(())
     }
 
     async fn tunnel(
@@ -685,6 +715,83 @@ async fn create_registers_the_key_once_creates_and_sets_up() {
             .commands
             .iter()
             .any(|(c, _)| c.contains("setup.sh"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_makes_the_host_key_and_pins_it_before_the_first_connection() {
+    let provider = FakeProvider::with(PodStatus::Provisioning);
+    let connector = FakeConnector::healthy("none");
+    let (events, sink) = recorder();
+    orchestrator(&provider, &connector, settings())
+        .create(&spec(), "ssh-ed25519 NEW me", &sink)
+        .await
+        .expect("created");
+    let created = provider.world().created[0].clone();
+    let pair = created.host_key.expect("create made a host key");
+    assert!(
+        !format!("{pair:?}").contains("PRIVATE"),
+        "Debug shows only the public half"
+    );
+    let remote = connector.remote();
+    assert!(!remote.pins_at_connect.is_empty());
+    assert!(
+        remote
+            .pins_at_connect
+            .iter()
+            .all(|pin| pin.as_deref() == Some(pair.public_key())),
+        "every connection, the first included, found the pin: {:?}",
+        remote.pins_at_connect
+    );
+    let events = events.lock().expect("events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.detail.contains(&pair.fingerprint()) && e.detail.contains("pinned")),
+        "the pin is reported"
+    );
+    assert!(!events.iter().any(|e| e.detail.contains("first contact")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_without_a_pin_is_pinned_from_the_api_or_reported_as_a_first_contact() {
+    // A pod rpb created, seen from a machine that never met it: the API's key is pinned.
+    let provider = FakeProvider::with(PodStatus::Running);
+    let pair = pod_tunnel::HostKeyPair::generate_ed25519("api").unwrap();
+    provider.world().api_host_key = Some(pair.public_key().to_owned());
+    let connector = FakeConnector::healthy(assets::version());
+    let (events, sink) = recorder();
+    orchestrator(&provider, &connector, settings())
+        .start("pod1", &sink)
+        .await
+        .expect("started");
+    assert_eq!(
+        connector.remote().pins_at_connect[0].as_deref(),
+        Some(pair.public_key())
+    );
+    assert!(
+        events.lock().expect("events").iter().any(
+            |e| e.detail.contains("was created with") && e.detail.contains(&pair.fingerprint())
+        )
+    );
+
+    // A pod rpb did not create: no pin, no key in the API; the first contact is said aloud.
+    let provider = FakeProvider::with(PodStatus::Running);
+    let connector = FakeConnector::healthy(assets::version());
+    let (events, sink) = recorder();
+    orchestrator(&provider, &connector, settings())
+        .start("pod1", &sink)
+        .await
+        .expect("started");
+    assert_eq!(connector.remote().pins_at_connect[0], None);
+    assert!(
+        events
+            .lock()
+            .expect("events")
+            .iter()
+            .any(|e| e.detail.contains("first contact with pod pod1")
+                && e.detail.contains("rpb trust --pod-id pod1")),
+        "the first contact is reported"
     );
 }
 

@@ -188,6 +188,94 @@ async fn create_start_work_save_open_stop_and_see_blender_in_a_browser() -> anyh
     Ok(())
 }
 
+/// No trust on first use: the host key `create` made is pinned before the first connection and
+/// served by the pod from its first boot, so that first contact is verified. A pod that serves
+/// another key at its first contact (a man in the middle) is refused, and the new pod is
+/// stopped again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_contact_with_a_created_pod_is_verified_and_a_mitm_is_refused()
+-> anyhow::Result<()> {
+    let _serial = serial().await;
+    let rig = Rig::start().await?;
+    let pod_id = rig.create().await?;
+    let pod = rig.client.get_pod(&PodId::new(&pod_id)).await?;
+    let public = pod
+        .env
+        .get(blender_session::assets::HOST_PUBLIC_KEY_ENV)
+        .expect("the pod carries its host public key");
+    let (_, blob) = pod_tunnel::parse_public_key(public).expect("a valid public key");
+    let fingerprint = pod_tunnel::fingerprint(&blob);
+    let known_hosts = rig.store.state_dir().join("known_hosts");
+    let pin = pod_tunnel::known_host(&known_hosts, &pod_id)?.expect("pinned");
+    assert_eq!(pin.fingerprint, fingerprint);
+    assert_ne!(
+        fingerprint,
+        rig.pod.host_key_fingerprint(),
+        "the pod serves the key rpb made for it, not the machine's own"
+    );
+    {
+        let events = rig.events.lock().expect("events");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.detail.contains("pinned its ssh host key"))
+        );
+        assert!(!events.iter().any(|e| e.detail.contains("first contact")));
+    }
+    // The key stays across a restart (the start command installs it at every boot).
+    let sink = rig.sink();
+    let session = rig.orchestrator.start(&pod_id, &sink).await?;
+    rig.orchestrator.stop(&pod_id, Some(session), &sink).await?;
+    let session = rig.orchestrator.start(&pod_id, &sink).await?;
+    rig.orchestrator.stop(&pod_id, Some(session), &sink).await?;
+    rig.shutdown().await?;
+
+    let rig = Rig::start_on(
+        blender_session::local_pod::LocalPod::builder().pod_host_keys(false),
+        |_| {},
+    )
+    .await?;
+    let error = rig
+        .create()
+        .await
+        .expect_err("the man in the middle is refused");
+    let error = error
+        .downcast_ref::<Error>()
+        .expect("an orchestrator error");
+    assert!(
+        matches!(error.ssh(), Some(pod_tunnel::Error::HostKeyMismatch { .. })),
+        "{error:?}"
+    );
+    assert!(
+        matches!(
+            error,
+            Error::StartFailed {
+                stopped_again: true,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let pods = rig
+        .client
+        .list_pods(&runpod_api::params::ListPodsParams::default())
+        .await?;
+    assert_eq!(pods.len(), 1);
+    assert_eq!(
+        pods[0].status,
+        PodStatus::Exited,
+        "the new pod was stopped again"
+    );
+    let text = std::fs::read_to_string(rig.store.state_dir().join("known_hosts"))?;
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "only the pin, never the other key: {text}"
+    );
+    rig.shutdown().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_survive_stale_ports_and_a_host_without_gpus() -> anyhow::Result<()> {
     let _serial = serial().await;

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 pub(crate) use test_support::process::alive;
 
-use blender_session::local_pod::LocalPod;
+use blender_session::local_pod::{LocalPod, LocalPodBuilder};
 use blender_session::seams::PodSpec;
 use blender_session::{Event, Orchestrator, SessionSettings};
 use secrecy::SecretString;
@@ -36,7 +36,15 @@ impl Rig {
     pub(crate) async fn start_with(
         tweak: impl FnOnce(&mut SessionSettings),
     ) -> anyhow::Result<Self> {
-        let pod = LocalPod::builder().start().await?;
+        Self::start_on(LocalPod::builder(), tweak).await
+    }
+
+    /// A rig on a local pod built by `builder` (for its fault knobs).
+    pub(crate) async fn start_on(
+        builder: LocalPodBuilder,
+        tweak: impl FnOnce(&mut SessionSettings),
+    ) -> anyhow::Result<Self> {
+        let pod = builder.start().await?;
         let client = pod.client()?;
         let workspace = tempfile::tempdir()?;
         let store = project_store::Store::builder()
