@@ -25,7 +25,8 @@ pub enum LocalClients {
 }
 
 /// Whether the connection accepted from `peer` on our `local` address may be served.
-/// Reads the socket tables at most twice per batch of accepts (see [`Owners`]).
+/// The socket tables are read once per batch of accepts, and again only for a connection
+/// missing from the last read (see [`Owners`]).
 #[cfg(target_os = "linux")]
 pub(super) fn admit(
     owners: &mut Owners,
@@ -177,6 +178,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::linux::{owner, parse_address, parse_row};
+    use super::{Owners, admit};
 
     // Real lines from Debian 12 (x86_64): a listener on 127.0.0.1:41679, the server side of
     // two accepted connections, a TIME_WAIT left by an earlier connection, and a client of
@@ -260,5 +262,18 @@ mod tests {
             owner(TCP6, addr("[::1]:56223"), addr("[::1]:41602")),
             Some(0)
         );
+    }
+
+    #[test]
+    fn a_connection_of_this_process_is_admitted_and_an_unknown_one_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let local = listener.local_addr().expect("local address");
+        let _client = std::net::TcpStream::connect(local).expect("connect");
+        let (_server, peer) = listener.accept().expect("accept");
+        let mut owners = Owners::default();
+        assert!(admit(&mut owners, peer, local));
+        // No such socket: fail closed, even after re-reading the tables.
+        let unknown = addr("127.0.0.1:1");
+        assert!(!admit(&mut owners, unknown, local));
     }
 }
