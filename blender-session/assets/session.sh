@@ -38,6 +38,8 @@ VNC_PASSWD=$VNC_DIR/passwd
 SCRIPTS_DIR=$RPB_HOME/blender-scripts
 CONFIG_DIR=$RPB_HOME/blender-config
 STATUS_FILE=$RUN_DIR/blender-addon.json
+# websockify's Origin check (installed by setup.sh); RPB_NOVNC_ORIGINS is read by the plugin.
+NOVNC_ORIGIN_PLUGIN=$RPB_HOME/bin/rpb_novnc_origin.py
 DEFAULT_PACKAGES="xvfb x11vnc novnc websockify libgl1 libegl1 libxrender1 libxi6 libxxf86vm1 libxfixes3 libxkbcommon0 libsm6 libice6 libx11-xcb1"
 COMPONENTS="xvfb x11vnc websockify blender"
 
@@ -390,8 +392,12 @@ ensure_websockify() {
     require_free_port websockify "$RPB_NOVNC_PORT" RPB_NOVNC_PORT
     command -v websockify >/dev/null 2>&1 || die "websockify is not installed (Debian package websockify)"
     [[ -f $RPB_NOVNC_WEB/vnc.html ]] || die "no noVNC at $RPB_NOVNC_WEB (Debian package novnc, or set RPB_NOVNC_WEB)"
-    launch websockify websockify --web "$RPB_NOVNC_WEB" "127.0.0.1:$RPB_NOVNC_PORT" \
-        "127.0.0.1:$RPB_VNC_PORT"
+    [[ -f $NOVNC_ORIGIN_PLUGIN ]] || die "missing $NOVNC_ORIGIN_PLUGIN (run setup.sh)"
+    # Only a page on a loopback origin (the tunnel's) may open the WebSocket: another web page
+    # in the user's browser must not reach the desktop. See rpb_novnc_origin.py.
+    launch websockify env PYTHONPATH="${NOVNC_ORIGIN_PLUGIN%/*}${PYTHONPATH:+:$PYTHONPATH}" \
+        websockify --auth-plugin rpb_novnc_origin.LoopbackOrigin --web "$RPB_NOVNC_WEB" \
+        "127.0.0.1:$RPB_NOVNC_PORT" "127.0.0.1:$RPB_VNC_PORT"
     wait_for websockify "$RPB_SERVICE_TIMEOUT" novnc_answers "$RPB_NOVNC_PORT"
 }
 

@@ -51,7 +51,7 @@ install_file() {
 
 check_assets() {
     local name
-    for name in session.sh boot-hook.sh rpb_mcp.py assets-version; do
+    for name in session.sh boot-hook.sh rpb_mcp.py rpb_render.py rpb_novnc_origin.py assets-version; do
         [[ -f $RPB_ASSETS_DIR/$name ]] || die "missing $name in $RPB_ASSETS_DIR (set RPB_ASSETS_DIR to the folder of the rpb assets)"
     done
     [[ $RPB_HOME == /* ]] || die "RPB_HOME must be an absolute path, got '$RPB_HOME'"
@@ -64,6 +64,7 @@ install_assets() {
     install_file "$RPB_ASSETS_DIR/setup.sh" "$RPB_HOME/bin/setup.sh" 0755
     install_file "$RPB_ASSETS_DIR/rpb_mcp.py" "$RPB_HOME/blender-scripts/addons/rpb_mcp.py" 0644
     install_file "$RPB_ASSETS_DIR/rpb_render.py" "$RPB_HOME/bin/rpb_render.py" 0644
+    install_file "$RPB_ASSETS_DIR/rpb_novnc_origin.py" "$RPB_HOME/bin/rpb_novnc_origin.py" 0644
 }
 
 record() {

@@ -7,6 +7,7 @@
 //! | `boot-hook.sh` | at container start, before sshd | restores the persisted SSH host keys, then runs the image's own start command |
 //! | `rpb_mcp.py` | inside Blender | the blender-mcp–compatible socket server and the Cycles device setup |
 //! | `rpb_render.py` | inside `blender -b`, per render job | renders the job's frames that are not done yet, verifies each image, records it (see [`crate::render`]) |
+//! | `rpb_novnc_origin.py` | inside websockify, per WebSocket | admits only a page on a loopback origin (`http://127.0.0.1:PORT`, `localhost`, `[::1]`; or the exact origins in `RPB_NOVNC_ORIGINS`), so another web page in the user's browser cannot reach the desktop |
 //!
 //! The environment variables each script reads are listed in the crate's README.
 //!
@@ -78,12 +79,21 @@ pub const RENDER_DRIVER: Asset = Asset {
     mode: 0o644,
 };
 
-const ALL: [Asset; 5] = [
+/// The websockify auth plugin (module `rpb_novnc_origin`, class `LoopbackOrigin`) that checks
+/// a WebSocket's `Origin`; `session.sh` starts websockify with it.
+pub const NOVNC_ORIGIN_PLUGIN: Asset = Asset {
+    name: "rpb_novnc_origin.py",
+    contents: include_str!("../assets/rpb_novnc_origin.py"),
+    mode: 0o644,
+};
+
+const ALL: [Asset; 6] = [
     SETUP_SCRIPT,
     SESSION_SCRIPT,
     BOOT_HOOK,
     ADDON,
     RENDER_DRIVER,
+    NOVNC_ORIGIN_PLUGIN,
 ];
 
 /// Name of the file, next to the assets, that holds [`version`].

@@ -44,6 +44,8 @@
 //!   multiplexes every forwarded connection with `poll(2)`, with per-connection buffers and
 //!   backpressure. It sends keepalives, detects a dead peer, and reconnects (re-resolving the
 //!   endpoint through a caller-supplied function) while keeping its local listeners bound.
+//!   Its listeners are on 127.0.0.1 and, on Linux, serve only this user's processes
+//!   ([`LocalClients`]).
 //!
 //! # Shell quoting
 //!
@@ -87,4 +89,6 @@ pub use known_hosts::{
 pub use output::{ExecOutput, ExitStatus, OutputStream};
 pub use session::{Command, DEFAULT_EXEC_TIMEOUT, DEFAULT_MAX_OUTPUT, Session};
 pub use transfer::{Progress, Protocol, Transfer, TransferReport};
-pub use tunnel::{BoundForward, Forward, Tunnel, TunnelBuilder, TunnelState, TunnelStats};
+pub use tunnel::{
+    BoundForward, Forward, LocalClients, Tunnel, TunnelBuilder, TunnelState, TunnelStats,
+};

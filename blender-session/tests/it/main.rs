@@ -11,6 +11,7 @@ mod addon_python;
 mod error_chain;
 mod local_pod;
 mod mcp_client;
+mod novnc_origin;
 mod orchestrator;
 mod pod;
 mod session;

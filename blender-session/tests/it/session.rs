@@ -17,6 +17,7 @@ use blender_session::mcp::{Client, ComputeBackend};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use crate::novnc_origin::upgrade;
 use crate::pod::{Pod, alive, require_peers};
 
 const START_LIMIT: Duration = Duration::from_secs(240);
@@ -344,6 +345,24 @@ async fn step_vnc_and_novnc(pod: &Pod, report: &SessionReport) {
         "{page:.200}"
     );
     assert!(page.contains("noVNC"));
+    // Only a page on a loopback origin opens the WebSocket (rpb_novnc_origin.py); through it,
+    // x11vnc's RFB banner arrives as the first binary frame.
+    let novnc = report.ports.novnc;
+    let loopback = format!("http://127.0.0.1:{novnc}");
+    let (mut socket, status) = upgrade(novnc, Some(&loopback)).await;
+    assert!(status.starts_with("HTTP/1.1 101"), "{status:?}");
+    let mut frame = [0_u8; 14];
+    tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut frame))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&frame[..2], [0x82, 12]);
+    assert!(frame[2..].starts_with(b"RFB 003."), "{frame:?}");
+    drop(socket);
+    for origin in [Some("https://evil.example"), None] {
+        let (_, status) = upgrade(novnc, origin).await;
+        assert!(status.starts_with("HTTP/1.1 403"), "{origin:?}: {status:?}");
+    }
     // The password is in no process's arguments, and its file is private.
     let x11vnc = cmdline(report.pids.x11vnc);
     assert!(

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::link::{poll, socket_writable};
 
 use super::conn::{BUFFER_LIMIT, Conn, INITIAL_WINDOW, OPEN_TIMEOUT, Opened, pump_one, try_open};
+use super::peer::{self, LocalClients, Owners};
 use super::pool::{Dead, Pool, Sender};
 use super::state::{BoundForward, Command, Counters, Resolver, TunnelState};
 
@@ -50,6 +51,7 @@ pub(super) struct Actor {
     pub(super) next_id: u64,
     /// Whether the last poll saw a listener ready (accepting costs a syscall per listener).
     pub(super) accept_ready: bool,
+    pub(super) local_clients: LocalClients,
 }
 
 /// What the loop does next.
@@ -126,10 +128,18 @@ impl Actor {
     }
 
     fn accept(&mut self) {
+        let mut owners = Owners::default();
         for (index, listener) in self.listeners.iter().enumerate() {
             while self.conns.len() < MAX_CONNECTIONS {
                 match listener.accept() {
                     Ok((tcp, peer)) => {
+                        // Dropping the socket closes it before a byte moves or a channel opens.
+                        if self.local_clients == LocalClients::SameUser
+                            && !peer::admit(&mut owners, peer, self.forwards[index].local)
+                        {
+                            self.counters.denied.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         if tcp.set_nonblocking(true).is_err() {
                             continue;
                         }

@@ -15,11 +15,12 @@
 //!
 //! Layout: this module has the [`Tunnel`] handle and its builder; [`supervise`] runs the worker
 //! thread (first connect, reconnects, close), [`actor`] is one turn of its loop, [`pool`] holds
-//! its SSH sessions, [`conn`] one forwarded connection, and [`state`] what the handle and the
-//! worker share.
+//! its SSH sessions, [`conn`] one forwarded connection, [`peer`] who may connect, and [`state`]
+//! what the handle and the worker share.
 
 mod actor;
 mod conn;
+mod peer;
 mod pool;
 mod state;
 mod supervise;
@@ -40,6 +41,7 @@ use crate::connect::{Connector, Endpoint};
 use crate::error::{BoxError, Error, Result};
 
 use actor::Actor;
+pub use peer::LocalClients;
 pub use state::{BoundForward, Forward, TunnelState, TunnelStats};
 use state::{Command, Counters, Resolver};
 
@@ -52,6 +54,7 @@ pub struct TunnelBuilder {
     reconnect_attempts: u32,
     backoff_initial: Duration,
     backoff_max: Duration,
+    local_clients: LocalClients,
 }
 
 impl fmt::Debug for TunnelBuilder {
@@ -61,6 +64,7 @@ impl fmt::Debug for TunnelBuilder {
             .field("forwards", &self.forwards)
             .field("resolver", &self.resolver.is_some())
             .field("reconnect_attempts", &self.reconnect_attempts)
+            .field("local_clients", &self.local_clients)
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +85,16 @@ impl TunnelBuilder {
             reconnect_attempts: 20,
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            local_clients: LocalClients::SameUser,
         }
+    }
+
+    /// Which local processes may use the forwards. Default: [`LocalClients::SameUser`], so
+    /// another user of this machine cannot reach the remote side through the 127.0.0.1 ports
+    /// (on Linux; elsewhere the owner cannot be checked, see [`LocalClients::SameUser`]).
+    pub fn local_clients(mut self, clients: LocalClients) -> Self {
+        self.local_clients = clients;
+        self
     }
 
     /// Adds a forward.
@@ -187,6 +200,7 @@ impl TunnelBuilder {
             pending: VecDeque::new(),
             next_id: 0,
             accept_ready: true,
+            local_clients: self.local_clients,
         };
         supervise::spawn(actor, ready_tx).map_err(|source| Error::Bind { port: 0, source })?;
         ready_rx.await.map_err(|_| Error::SessionClosed)??;
@@ -238,6 +252,7 @@ impl Tunnel {
             connections_open: c.open.load(Ordering::Relaxed),
             connections_total: c.total.load(Ordering::Relaxed),
             connections_refused: c.refused.load(Ordering::Relaxed),
+            connections_denied: c.denied.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
             sessions: c.sessions.load(Ordering::Relaxed),
         }

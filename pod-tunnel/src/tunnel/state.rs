@@ -101,10 +101,13 @@ pub struct TunnelStats {
     pub bytes_from_remote: u64,
     /// Local connections currently open.
     pub connections_open: u64,
-    /// Local connections accepted in total.
+    /// Local connections accepted in total (not counting denied ones).
     pub connections_total: u64,
     /// Connections closed because the server could not reach (or refused) the target.
     pub connections_refused: u64,
+    /// Local connections closed unserved because another user opened them, or their owner
+    /// could not be found (see [`LocalClients::SameUser`](crate::LocalClients::SameUser)).
+    pub connections_denied: u64,
     /// Successful reconnects.
     pub reconnects: u64,
     /// SSH sessions (connections) the tunnel currently uses: one, plus extras (up to 4 in all)
@@ -119,6 +122,7 @@ pub(super) struct Counters {
     pub(super) open: AtomicU64,
     pub(super) total: AtomicU64,
     pub(super) refused: AtomicU64,
+    pub(super) denied: AtomicU64,
     pub(super) reconnects: AtomicU64,
     pub(super) sessions: AtomicU64,
     /// Sum of window growth beyond the initial size, over live connections.

@@ -9,6 +9,7 @@
 
 mod common;
 mod fixture;
+mod local_clients;
 mod session;
 mod transfer;
 mod tunnel;
