@@ -9,4 +9,5 @@ pub(crate) mod files;
 pub(crate) mod render;
 pub(crate) mod session;
 pub(crate) mod setup;
+pub(crate) mod trust;
 pub(crate) mod tunnel;

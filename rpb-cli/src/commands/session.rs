@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use blender_session::Event;
 use blender_session::daemon::{self, GuardStop};
 use clap::Args;
@@ -229,8 +229,21 @@ pub(crate) async fn ssh_info(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome
     };
     let key = profile.ssh_key()?;
     let known_hosts = ctx.store.state_dir().join("known_hosts");
+    // OpenSSH is told to check strictly, so the pin must be there: a pod rpb created carries
+    // its host key in the API, which is pinned here if this machine never met the pod.
+    if let Some(public_key) = status.pod.host_public_key.clone() {
+        let (file, name) = (known_hosts.clone(), pod_id.clone());
+        tokio::task::spawn_blocking(move || {
+            if pod_tunnel::known_host(&file, &name)?.is_none() {
+                pod_tunnel::pin_host_key(&file, &[name.as_str()], &public_key)?;
+            }
+            anyhow::Ok(())
+        })
+        .await?
+        .with_context(|| format!("pinning the host key of pod {pod_id}"))?;
+    }
     let command = format!(
-        "ssh -i {} -p {} -o UserKnownHostsFile={} -o HostKeyAlias={} {}@{}",
+        "ssh -i {} -p {} -o UserKnownHostsFile={} -o HostKeyAlias={} -o StrictHostKeyChecking=yes {}@{}",
         key.display(),
         addr.port,
         known_hosts.display(),

@@ -128,6 +128,85 @@ async fn a_host_without_a_free_gpu_exits_4() {
     sim.shutdown().await;
 }
 
+/// `rpb trust` shows the pin and what the API says the pod was created with, flags a pin that
+/// disagrees, and `--reset` forgets it; `ssh-info` pins the API's key for its strict `ssh`.
+#[tokio::test]
+async fn trust_shows_checks_and_resets_the_pin() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    let pair = pod_tunnel::HostKeyPair::generate_ed25519("cli-trust").unwrap();
+    let client = sim.client().expect("client");
+    let pod = client
+        .create_pod(
+            &CreatePodRequest::new("cli-trust")
+                .image("runpod/pytorch")
+                .gpu(GpuRequest::new("NVIDIA RTX A5000"))
+                .port("22/tcp")
+                .env(
+                    blender_session::assets::HOST_PUBLIC_KEY_ENV,
+                    pair.public_key(),
+                ),
+        )
+        .await
+        .expect("create");
+    let id = pod.id.to_string();
+    crate::support::eventually(Duration::from_secs(10), "pod running", || {
+        sim.pod(&id)
+            .is_some_and(|pod| pod.status == runpod_api::PodStatus::Running)
+    })
+    .await;
+    let known_hosts = ws.state_dir().join("known_hosts");
+
+    let before = ws
+        .rpb(&["trust", "--pod-id", &id, "--json"])
+        .await
+        .success();
+    let document = before.json();
+    assert_eq!(document["pinned"], serde_json::Value::Null, "{document}");
+    assert_eq!(document["api_fingerprint"], pair.fingerprint().as_str());
+
+    let info = ws.rpb(&["ssh-info", "--pod-id", &id]).await.success();
+    assert!(
+        info.stdout.contains("StrictHostKeyChecking=yes"),
+        "{}",
+        info.stdout
+    );
+    let pin = pod_tunnel::known_host(&known_hosts, &id)
+        .unwrap()
+        .expect("pinned");
+    assert_eq!(pin.fingerprint, pair.fingerprint());
+    let shown = ws.rpb(&["trust", "--pod-id", &id]).await.success();
+    assert!(
+        shown.stdout.contains(&pair.fingerprint()),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("(the pinned key)"),
+        "{}",
+        shown.stdout
+    );
+
+    // A pin that is not the key the pod was created with is called out.
+    pod_tunnel::forget_host(&known_hosts, &id).unwrap();
+    let other = pod_tunnel::HostKeyPair::generate_ed25519("other").unwrap();
+    pod_tunnel::pin_host_key(&known_hosts, &[id.as_str()], other.public_key()).unwrap();
+    let differs = ws.rpb(&["trust", "--pod-id", &id]).await.success();
+    assert!(
+        differs.stdout.contains("NOT the pinned key"),
+        "{}",
+        differs.stdout
+    );
+
+    let reset = ws
+        .rpb(&["trust", "--pod-id", &id, "--reset", "--json"])
+        .await
+        .success();
+    assert_eq!(reset.json()["removed"], 1);
+    assert!(pod_tunnel::known_host(&known_hosts, &id).unwrap().is_none());
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn status_ssh_info_and_doctor_json_shapes() {
     let sim = simulator().await;
