@@ -13,6 +13,7 @@ mod local_pod;
 mod mcp_client;
 mod orchestrator;
 mod pod;
+mod pod_image;
 mod session;
 mod session_errors;
 mod setup_script;
