@@ -3,8 +3,10 @@
 #
 #   setup.sh            (run from the folder holding the other rpb assets)
 #
-# Idempotent and safe to re-run. It installs Blender into $RPB_HOME (or records BLENDER_BIN),
-# installs the addon, the session script and the boot hook, caches the session's Debian
+# Idempotent and safe to re-run. It installs Blender into $RPB_HOME (or records BLENDER_BIN):
+# downloaded over https only and checked against RPB_BLENDER_SHA256, which the default version
+# has built in and any other version must be given. It installs the addon, the session script
+# and the boot hook, caches the session's Debian
 # packages as .deb files under $RPB_HOME/debs (so each start installs them from disk), persists
 # the SSH host keys under $RPB_HOME/ssh-host-keys (restored by the boot hook at every boot), and
 # records the assets version last, so an interrupted setup is simply run again. Progress goes to
@@ -15,10 +17,24 @@ umask 022
 RPB_POD_ROOT=${RPB_POD_ROOT:-/runpod}
 RPB_HOME=${RPB_HOME:-$RPB_POD_ROOT/rpb}
 RPB_ASSETS_DIR=${RPB_ASSETS_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
-RPB_BLENDER_VERSION=${RPB_BLENDER_VERSION:-4.5.3}
+# The default Blender and the SHA-256 of its linux-x64 archive, as published in Blender's
+# blender-4.5.3.sha256 (and the AUR blender-bin 4.5.3 PKGBUILD). The library embeds the same
+# pair (blender_session::assets::DEFAULT_BLENDER_VERSION, DEFAULT_BLENDER_SHA256); a unit test
+# keeps them equal.
+DEFAULT_BLENDER_VERSION=4.5.3
+DEFAULT_BLENDER_SHA256=975c58fcb244273838534bba771e64ad87739216b0f9b39a888531a49a72d845
+# RPB_BLENDER_SHA256 that installs a download unchecked: an explicit, hard-to-mistype opt-out.
+UNVERIFIED=unverified
+RPB_BLENDER_VERSION=${RPB_BLENDER_VERSION:-$DEFAULT_BLENDER_VERSION}
 RPB_BLENDER_SERIES=${RPB_BLENDER_VERSION%.*}
 RPB_BLENDER_URL=${RPB_BLENDER_URL:-https://download.blender.org/release/Blender$RPB_BLENDER_SERIES/blender-$RPB_BLENDER_VERSION-linux-x64.tar.xz}
 RPB_BLENDER_SHA256=${RPB_BLENDER_SHA256:-}
+if [[ -z $RPB_BLENDER_SHA256 && $RPB_BLENDER_VERSION == "$DEFAULT_BLENDER_VERSION" ]]; then
+    RPB_BLENDER_SHA256=$DEFAULT_BLENDER_SHA256
+fi
+# Tests only: lets setup.sh download from file:// and http:// URLs (a local fixture). Downloads
+# are https-only otherwise, redirects included.
+RPB_ALLOW_INSECURE_DOWNLOAD_FOR_TESTS=${RPB_ALLOW_INSECURE_DOWNLOAD_FOR_TESTS:-}
 RPB_DOWNLOAD_TIMEOUT=${RPB_DOWNLOAD_TIMEOUT:-1800}
 RPB_DEB_SOURCE=${RPB_DEB_SOURCE:-}
 RPB_SSH_DIR=${RPB_SSH_DIR:-/etc/ssh}
@@ -78,14 +94,38 @@ record() {
 }
 
 download() {
-    local url=$1 target=$2
+    local url=$1 target=$2 https_only=(--proto "=https" --proto-redir "=https") wget_https=(--https-only)
+    if [[ $RPB_ALLOW_INSECURE_DOWNLOAD_FOR_TESTS == 1 ]]; then
+        https_only=()
+        wget_https=()
+    elif [[ $url != https://* ]]; then
+        die "refusing to download $url: only https:// URLs are allowed"
+    fi
     if command -v curl >/dev/null 2>&1; then
-        curl -fL --retry 3 --connect-timeout 30 --max-time "$RPB_DOWNLOAD_TIMEOUT" -o "$target" "$url"
+        curl -fL "${https_only[@]}" --retry 3 --connect-timeout 30 --max-time "$RPB_DOWNLOAD_TIMEOUT" -o "$target" "$url"
     elif command -v wget >/dev/null 2>&1; then
-        timeout "$RPB_DOWNLOAD_TIMEOUT" wget -q -O "$target" "$url"
+        # wget cannot refuse a redirect to http: the checksum (required unless opted out)
+        # still rejects anything but the expected archive.
+        timeout "$RPB_DOWNLOAD_TIMEOUT" wget -q "${wget_https[@]}" -O "$target" "$url"
     else
         die "neither curl nor wget is installed to download $url"
     fi
+}
+
+# Refuses, before anything is downloaded, a Blender archive that could not be checked.
+check_blender_checksum_setting() {
+    case $RPB_BLENDER_SHA256 in
+    "$UNVERIFIED")
+        log "warning: RPB_BLENDER_SHA256=$UNVERIFIED: Blender $RPB_BLENDER_VERSION is installed without checking the download"
+        ;;
+    "")
+        die "no checksum for Blender $RPB_BLENDER_VERSION: set RPB_BLENDER_SHA256 to the SHA-256 of blender-$RPB_BLENDER_VERSION-linux-x64.tar.xz (listed in blender-$RPB_BLENDER_VERSION.sha256 next to it on download.blender.org), or to '$UNVERIFIED' to install it unchecked"
+        ;;
+    *)
+        [[ $RPB_BLENDER_SHA256 =~ ^[0-9a-fA-F]{64}$ ]] ||
+            die "RPB_BLENDER_SHA256 must be the 64 hex digits of the archive's SHA-256, or '$UNVERIFIED'"
+        ;;
+    esac
 }
 
 install_blender() {
@@ -106,14 +146,20 @@ install_blender() {
         log "Blender $RPB_BLENDER_VERSION is already installed in $dir"
         return 0
     fi
+    check_blender_checksum_setting
     mkdir -p "$root"
     local archive=$root/.download-$RPB_BLENDER_VERSION.tar.xz staging=$root/.staging-$RPB_BLENDER_VERSION
     log "downloading Blender $RPB_BLENDER_VERSION from $RPB_BLENDER_URL"
     rm -f "$archive.partial"
-    download "$RPB_BLENDER_URL" "$archive.partial" || die "could not download $RPB_BLENDER_URL (set RPB_BLENDER_URL, or BLENDER_BIN to an installed Blender)"
-    if [[ -n $RPB_BLENDER_SHA256 ]]; then
-        echo "$RPB_BLENDER_SHA256  $archive.partial" | sha256sum -c --quiet - >&2 ||
-            die "the Blender download does not match RPB_BLENDER_SHA256"
+    if ! download "$RPB_BLENDER_URL" "$archive.partial"; then
+        rm -f "$archive.partial"
+        die "could not download $RPB_BLENDER_URL (set RPB_BLENDER_URL, or BLENDER_BIN to an installed Blender)"
+    fi
+    if [[ $RPB_BLENDER_SHA256 != "$UNVERIFIED" ]] &&
+        ! echo "$RPB_BLENDER_SHA256  $archive.partial" | sha256sum -c --quiet - >&2; then
+        # Never keep bytes that failed the check, not even as a partial download.
+        rm -f "$archive.partial"
+        die "the Blender download does not match RPB_BLENDER_SHA256"
     fi
     mv -f "$archive.partial" "$archive"
     rm -rf "$staging"

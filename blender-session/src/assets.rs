@@ -352,6 +352,138 @@ pub fn boot_command(pod_root: &str) -> String {
     )
 }
 
+/// The Blender version `setup.sh` installs unless told otherwise (`RPB_BLENDER_VERSION`).
+/// `setup.sh` carries the same default; a unit test keeps the two equal.
+pub const DEFAULT_BLENDER_VERSION: &str = "4.5.3";
+
+/// SHA-256 of `blender-4.5.3-linux-x64.tar.xz`, the archive of [`DEFAULT_BLENDER_VERSION`] on
+/// download.blender.org. As published in Blender's `blender-4.5.3.sha256`, and as in the AUR
+/// `blender-bin` 4.5.3 PKGBUILD (`sha256sums`, mirrored at github.com/archlinux/aur, branch
+/// `blender-bin`). `setup.sh` carries the same value.
+pub const DEFAULT_BLENDER_SHA256: &str =
+    "975c58fcb244273838534bba771e64ad87739216b0f9b39a888531a49a72d845";
+
+/// The `RPB_BLENDER_SHA256` value that installs a download without checking it. Spelled out so
+/// nobody sets it by accident.
+pub const UNVERIFIED: &str = "unverified";
+
+/// `RPB_BLENDER_VERSION`.
+pub const BLENDER_VERSION_KEY: &str = "RPB_BLENDER_VERSION";
+/// `RPB_BLENDER_SHA256`.
+pub const BLENDER_SHA256_KEY: &str = "RPB_BLENDER_SHA256";
+
+/// How `setup.sh` checks the Blender archive it downloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Checksum {
+    /// The archive must have this SHA-256 (64 lowercase hex digits).
+    Sha256(String),
+    /// Install whatever the download gives (`RPB_BLENDER_SHA256=unverified`).
+    Unverified,
+}
+
+impl Checksum {
+    /// The `RPB_BLENDER_SHA256` value.
+    pub fn as_setting(&self) -> &str {
+        match self {
+            Self::Sha256(hex) => hex,
+            Self::Unverified => UNVERIFIED,
+        }
+    }
+}
+
+/// The Blender release `setup.sh` downloads when the pod has none (`BLENDER_BIN` unset), and
+/// the checksum its archive must match. [`Default`] is [`DEFAULT_BLENDER_VERSION`] with
+/// [`DEFAULT_BLENDER_SHA256`].
+///
+/// ```
+/// use blender_session::assets::{BlenderRelease, Checksum};
+///
+/// assert_eq!(BlenderRelease::from_settings(None, None)?, BlenderRelease::default());
+/// let unchecked = BlenderRelease::from_settings(Some("4.5.2"), Some("unverified"))?;
+/// assert_eq!(unchecked.checksum, Checksum::Unverified);
+/// // Another version needs its checksum (or the explicit opt-out).
+/// assert!(BlenderRelease::from_settings(Some("4.5.2"), None).is_err());
+/// # Ok::<(), blender_session::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BlenderRelease {
+    /// `RPB_BLENDER_VERSION`, e.g. `4.5.3`.
+    pub version: String,
+    /// `RPB_BLENDER_SHA256`.
+    pub checksum: Checksum,
+}
+
+impl Default for BlenderRelease {
+    fn default() -> Self {
+        Self {
+            version: DEFAULT_BLENDER_VERSION.to_owned(),
+            checksum: Checksum::Sha256(DEFAULT_BLENDER_SHA256.to_owned()),
+        }
+    }
+}
+
+impl BlenderRelease {
+    /// The release from the `RPB_BLENDER_VERSION` and `RPB_BLENDER_SHA256` settings (`None`
+    /// for unset): unset, the default; the default version without a checksum gets
+    /// [`DEFAULT_BLENDER_SHA256`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Settings`] naming the setting: another version without `RPB_BLENDER_SHA256`,
+    /// a version that is not digits, letters and dots, or a checksum that is neither 64 hex
+    /// digits nor `unverified`.
+    pub fn from_settings(version: Option<&str>, sha256: Option<&str>) -> Result<Self> {
+        let version = version.map_or(DEFAULT_BLENDER_VERSION, str::trim);
+        let well_formed = version.starts_with(|c: char| c.is_ascii_digit())
+            && version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.');
+        if !well_formed {
+            return Err(Error::Settings(format!(
+                "{BLENDER_VERSION_KEY} must be a Blender version such as {DEFAULT_BLENDER_VERSION}, \
+                 not {version:?}"
+            )));
+        }
+        let checksum = match sha256.map(str::trim) {
+            Some(UNVERIFIED) => Checksum::Unverified,
+            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Checksum::Sha256(hex.to_ascii_lowercase())
+            }
+            Some(_) => {
+                return Err(Error::Settings(format!(
+                    "{BLENDER_SHA256_KEY} must be the 64 hex digits of the Blender archive's \
+                     SHA-256, or `{UNVERIFIED}`"
+                )));
+            }
+            None if version == DEFAULT_BLENDER_VERSION => {
+                Checksum::Sha256(DEFAULT_BLENDER_SHA256.to_owned())
+            }
+            None => {
+                return Err(Error::Settings(format!(
+                    "{BLENDER_VERSION_KEY}={version} needs {BLENDER_SHA256_KEY}: set it to the \
+                     SHA-256 of blender-{version}-linux-x64.tar.xz (listed in \
+                     blender-{version}.sha256 next to it on download.blender.org), or to \
+                     `{UNVERIFIED}` to install it unchecked"
+                )));
+            }
+        };
+        Ok(Self {
+            version: version.to_owned(),
+            checksum,
+        })
+    }
+
+    /// The environment `setup.sh` reads for this release.
+    pub fn env(&self) -> [(&'static str, &str); 2] {
+        [
+            (BLENDER_VERSION_KEY, &self.version),
+            (BLENDER_SHA256_KEY, self.checksum.as_setting()),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,5 +562,84 @@ mod tests {
             SessionReport::parse("nothing"),
             Err(Error::ParseReport { source: None })
         ));
+    }
+    /// The value of `NAME=value` on its own line in `script`.
+    fn script_default(script: &str, name: &str) -> String {
+        let prefix = format!("{name}=");
+        script
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("setup.sh sets {name}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn setup_sh_defaults_to_the_same_blender_release_as_the_library() {
+        let script = SETUP_SCRIPT.contents;
+        assert_eq!(
+            script_default(script, "DEFAULT_BLENDER_VERSION"),
+            DEFAULT_BLENDER_VERSION
+        );
+        assert_eq!(
+            script_default(script, "DEFAULT_BLENDER_SHA256"),
+            DEFAULT_BLENDER_SHA256
+        );
+        assert_eq!(script_default(script, "UNVERIFIED"), UNVERIFIED);
+    }
+
+    #[test]
+    fn the_default_release_carries_its_checksum() {
+        let release = BlenderRelease::default();
+        assert_eq!(
+            release.env(),
+            [
+                ("RPB_BLENDER_VERSION", "4.5.3"),
+                ("RPB_BLENDER_SHA256", DEFAULT_BLENDER_SHA256)
+            ]
+        );
+        assert_eq!(BlenderRelease::from_settings(None, None).unwrap(), release);
+        assert_eq!(
+            BlenderRelease::from_settings(Some("4.5.3"), None).unwrap(),
+            release
+        );
+    }
+
+    #[test]
+    fn another_version_needs_its_checksum_or_the_explicit_opt_out() {
+        let message = BlenderRelease::from_settings(Some("4.5.2"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("RPB_BLENDER_VERSION=4.5.2 needs RPB_BLENDER_SHA256")
+                && message.contains("unverified"),
+            "{message}"
+        );
+        let hex = "AB".repeat(32);
+        let pinned = BlenderRelease::from_settings(Some("4.5.2"), Some(&hex)).unwrap();
+        assert_eq!(pinned.checksum, Checksum::Sha256("ab".repeat(32)));
+        let unchecked = BlenderRelease::from_settings(Some("4.5.2"), Some("unverified")).unwrap();
+        assert_eq!(unchecked.env()[1], ("RPB_BLENDER_SHA256", "unverified"));
+    }
+
+    #[test]
+    fn malformed_versions_and_checksums_name_their_setting() {
+        for bad in ["yes", "0", &"g".repeat(64), "Unverified", "none"] {
+            let message = BlenderRelease::from_settings(None, Some(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("RPB_BLENDER_SHA256 must be"),
+                "{bad}: {message}"
+            );
+        }
+        for bad in ["", "latest", "4.5.3; rm -rf /", "../4.5"] {
+            let message = BlenderRelease::from_settings(Some(bad), Some(UNVERIFIED))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("RPB_BLENDER_VERSION must be"),
+                "{bad}: {message}"
+            );
+        }
     }
 }

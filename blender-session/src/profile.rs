@@ -10,6 +10,8 @@
 //! | `RPB_SSH_USER` | log in as this user instead of the one the API reports | the API's (`root`) |
 //! | `RPB_POD_ROOT` | the pod's persistent volume | `/runpod` |
 //! | `RPB_POD_MCP_PORT`, `RPB_POD_VNC_PORT`, `RPB_POD_NOVNC_PORT` | pod-side ports of the session | 9876, 5900, 6080 |
+//! | `RPB_BLENDER_VERSION` | the Blender setup installs on a new pod | [`DEFAULT_BLENDER_VERSION`](crate::assets::DEFAULT_BLENDER_VERSION) |
+//! | `RPB_BLENDER_SHA256` | the SHA-256 its archive must match, or `unverified`; required with another version | the default version's, embedded |
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,6 +35,7 @@ use project_store::{Config, ConfigKey, Store};
 use secrecy::SecretString;
 
 use crate::adapters::{RunpodProvider, SshConnector};
+use crate::assets::{BLENDER_SHA256_KEY, BLENDER_VERSION_KEY, BlenderRelease};
 use crate::seams::TunnelPorts;
 use crate::{Error, Orchestrator, Result, SessionSettings};
 
@@ -54,7 +57,7 @@ pub const POD_NOVNC_PORT: &str = "RPB_POD_NOVNC_PORT";
 pub const TUNNEL_RECONNECTS: &str = "RPB_TUNNEL_RECONNECTS";
 
 /// The keys a profile reads beyond [`ConfigKey`].
-pub const EXTRA_KEYS: [&str; 7] = [
+pub const EXTRA_KEYS: [&str; 9] = [
     API_URL,
     SSH_USER,
     POD_ROOT,
@@ -62,6 +65,8 @@ pub const EXTRA_KEYS: [&str; 7] = [
     POD_VNC_PORT,
     POD_NOVNC_PORT,
     TUNNEL_RECONNECTS,
+    BLENDER_VERSION_KEY,
+    BLENDER_SHA256_KEY,
 ];
 
 /// The resolved settings.
@@ -83,6 +88,8 @@ pub struct Profile {
     /// `RPB_TUNNEL_RECONNECTS`, when set (`unlimited` is [`u32::MAX`]). Unset, tunnels use
     /// [`SshConnector`]'s default; a caller that keeps a tunnel for hours may raise it.
     pub tunnel_reconnects: Option<u32>,
+    /// `RPB_BLENDER_VERSION` and `RPB_BLENDER_SHA256`: the Blender setup installs.
+    pub blender: BlenderRelease,
 }
 
 impl fmt::Debug for Profile {
@@ -95,6 +102,7 @@ impl fmt::Debug for Profile {
             .field("remote_ports", &self.remote_ports)
             .field("local_ports", &self.local_ports)
             .field("tunnel_reconnects", &self.tunnel_reconnects)
+            .field("blender", &self.blender)
             .finish()
     }
 }
@@ -106,7 +114,8 @@ impl Profile {
     /// # Errors
     ///
     /// [`Error::Store`] when the `.env` exists and cannot be read, [`Error::Settings`] for a
-    /// value that does not parse (naming the key).
+    /// value that does not parse (naming the key), and for an `RPB_BLENDER_VERSION` other than
+    /// the default without `RPB_BLENDER_SHA256`.
     pub fn resolve(
         store: &Store,
         explicit: &[(&str, String)],
@@ -175,6 +184,10 @@ impl Profile {
                     }),
             })
             .transpose()?;
+        let blender = BlenderRelease::from_settings(
+            text(BLENDER_VERSION_KEY).as_deref(),
+            text(BLENDER_SHA256_KEY).as_deref(),
+        )?;
         Ok(Self {
             api_url: text(API_URL),
             ssh_user: text(SSH_USER),
@@ -182,6 +195,7 @@ impl Profile {
             remote_ports,
             local_ports,
             tunnel_reconnects,
+            blender,
             config,
         })
     }
@@ -233,7 +247,7 @@ impl Profile {
         }
     }
 
-    /// Session settings from this profile (pod root, ports, VNC password).
+    /// Session settings from this profile (pod root, ports, VNC password, Blender release).
     ///
     /// # Errors
     ///
@@ -247,6 +261,7 @@ impl Profile {
         settings.pod_root.clone_from(&self.pod_root);
         settings.remote_ports = self.remote_ports;
         settings.local_ports = self.local_ports;
+        settings.blender.clone_from(&self.blender);
         Ok(settings)
     }
 
@@ -380,5 +395,42 @@ mod tests {
         let error = Profile::resolve(&store, &[(POD_MCP_PORT, "x".into())], |_| None)
             .expect_err("bad port");
         assert!(error.to_string().contains("RPB_POD_MCP_PORT"), "{error}");
+    }
+    #[test]
+    fn the_blender_release_reaches_the_session_settings_and_needs_a_checksum() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::builder()
+            .root(dir.path())
+            .ignore_environment()
+            .build()
+            .expect("store");
+        let hex = "cd".repeat(32);
+        std::fs::write(
+            store.env_file(),
+            format!("VNC_PASSWORD=pw123456\nRPB_BLENDER_VERSION=4.5.2\nRPB_BLENDER_SHA256={hex}\n"),
+        )
+        .expect("write");
+        let profile = Profile::resolve(&store, &[], |_| None).expect("profile");
+        let settings = profile.session_settings().expect("settings");
+        assert_eq!(settings.blender.version, "4.5.2");
+        assert_eq!(settings.blender.checksum.as_setting(), hex);
+
+        std::fs::write(store.env_file(), "RPB_BLENDER_VERSION=5.0.0\n").expect("write");
+        let error = Profile::resolve(&store, &[], |_| None).expect_err("no checksum for 5.0.0");
+        assert!(
+            error
+                .to_string()
+                .contains("RPB_BLENDER_VERSION=5.0.0 needs RPB_BLENDER_SHA256"),
+            "{error}"
+        );
+        let unchecked =
+            Profile::resolve(&store, &[(BLENDER_SHA256_KEY, "unverified".into())], |_| {
+                None
+            })
+            .expect("explicit opt-out");
+        assert_eq!(
+            unchecked.blender.checksum,
+            crate::assets::Checksum::Unverified
+        );
     }
 }

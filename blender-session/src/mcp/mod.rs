@@ -51,6 +51,21 @@ pub use types::{
 /// The port blender-mcp uses unless told otherwise.
 pub const DEFAULT_PORT: u16 = 9876;
 
+/// The upstream `blender-mcp` MCP server rpb is tested with, pinned (a pip requirement), so an
+/// `.mcp.json` runs this release and not whatever the package index serves today.
+///
+/// 1.8.0 is the newest release whose server sends only commands rpb's addon serves
+/// (`get_scene_info`, `get_object_info`, `execute_code`, `get_viewport_screenshot`,
+/// `get_telemetry_consent` and the asset integrations' `get_*_status`, which the addon reports
+/// as disabled). From 1.8.1 the server runs a `get_addon_info` handshake that expects the
+/// upstream addon's protocol numbering (rpb's addon reports its own, 1, and would be called
+/// outdated, with advice to install the upstream addon) and asks for world-state snapshots the
+/// addon does not serve; 2.0.0 only wraps another package (`mcp-for-blender`).
+pub const SERVER_REQUIREMENT: &str = "blender-mcp==1.8.0";
+
+/// The `uvx` arguments that run [`SERVER_REQUIREMENT`]: `uvx --from blender-mcp==… blender-mcp`.
+pub const UVX_ARGS: [&str; 3] = ["--from", SERVER_REQUIREMENT, "blender-mcp"];
+
 /// Default connect timeout: 10 seconds.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

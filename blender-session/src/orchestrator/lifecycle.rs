@@ -567,7 +567,7 @@ impl Orchestrator {
         }
         let command = format!(
             "{} bash {}",
-            self.settings.env_prefix(),
+            self.settings.setup_env_prefix(),
             shell::quote(&format!("{staging}/setup.sh"))
         );
         let stdout = self

@@ -9,7 +9,7 @@ use std::time::Duration;
 use pod_tunnel::shell;
 use secrecy::SecretString;
 
-use crate::assets::SessionReport;
+use crate::assets::{BlenderRelease, SessionReport};
 use crate::seams::{PodView, RemoteHost, SshAddr, TunnelHandle, TunnelPorts, TunnelState};
 use crate::{Error, Result, mcp};
 
@@ -105,6 +105,11 @@ pub struct SessionSettings {
     pub pod_root: String,
     /// Extra environment for the pod-side scripts (the local pod sets paths and ports here).
     pub pod_env: BTreeMap<String, String>,
+    /// The Blender the setup script downloads when the pod has none, with the checksum its
+    /// archive must match (`RPB_BLENDER_VERSION`, `RPB_BLENDER_SHA256`). Default:
+    /// [`DEFAULT_BLENDER_VERSION`](crate::assets::DEFAULT_BLENDER_VERSION) with its embedded
+    /// SHA-256.
+    pub blender: BlenderRelease,
     /// Pod-side ports of the MCP socket, VNC and noVNC. Default: 9876, 5900, 6080.
     pub remote_ports: TunnelPorts,
     /// Local ports of the tunnel (0 picks a free one). Default: 9876, 5900, 6080.
@@ -137,6 +142,7 @@ impl SessionSettings {
         Self {
             pod_root: "/runpod".into(),
             pod_env: BTreeMap::new(),
+            blender: BlenderRelease::default(),
             remote_ports: TunnelPorts {
                 mcp: 9876,
                 vnc: 5900,
@@ -176,11 +182,24 @@ impl SessionSettings {
 
     /// The environment prefix for pod-side commands (no secrets: those go through stdin).
     pub(super) fn env_prefix(&self) -> String {
+        self.env_prefix_with(&[])
+    }
+
+    /// The environment prefix for the setup script: [`Self::env_prefix`] plus the Blender
+    /// release and its checksum, on every pod.
+    pub(super) fn setup_env_prefix(&self) -> String {
+        self.env_prefix_with(&self.blender.env())
+    }
+
+    fn env_prefix_with(&self, extra: &[(&str, &str)]) -> String {
         let mut env = self.pod_env.clone();
         env.insert("RPB_POD_ROOT".into(), self.pod_root.clone());
         env.insert("RPB_MCP_PORT".into(), self.remote_ports.mcp.to_string());
         env.insert("RPB_VNC_PORT".into(), self.remote_ports.vnc.to_string());
         env.insert("RPB_NOVNC_PORT".into(), self.remote_ports.novnc.to_string());
+        for (key, value) in extra {
+            env.insert((*key).to_owned(), (*value).to_owned());
+        }
         let mut prefix = String::from("env");
         for (key, value) in env {
             prefix.push(' ');
@@ -330,5 +349,34 @@ mod tests {
             prefix.contains(r"RPB_NOTE='it'\''s $(two) words'"),
             "{prefix}"
         );
+    }
+    #[test]
+    fn the_setup_script_gets_the_blender_release_and_its_checksum() {
+        let mut settings = SessionSettings::new(SecretString::from("hunter22"));
+        let prefix = settings.setup_env_prefix();
+        assert!(
+            prefix.starts_with(&format!(
+                "env RPB_BLENDER_SHA256={} RPB_BLENDER_VERSION={} ",
+                crate::assets::DEFAULT_BLENDER_SHA256,
+                crate::assets::DEFAULT_BLENDER_VERSION
+            )),
+            "{prefix}"
+        );
+        assert!(prefix.contains("RPB_POD_ROOT=/runpod"));
+        // The settings win over a stray pod_env entry.
+        settings
+            .pod_env
+            .insert("RPB_BLENDER_SHA256".into(), "unverified".into());
+        settings.blender =
+            BlenderRelease::from_settings(Some("4.5.2"), Some(&"ab".repeat(32))).expect("release");
+        let prefix = settings.setup_env_prefix();
+        assert!(
+            prefix.contains(&format!("RPB_BLENDER_SHA256={}", "ab".repeat(32)))
+                && prefix.contains("RPB_BLENDER_VERSION=4.5.2")
+                && !prefix.contains("unverified"),
+            "{prefix}"
+        );
+        // Sessions do not need it.
+        assert!(!settings.env_prefix().contains("RPB_BLENDER_VERSION"));
     }
 }

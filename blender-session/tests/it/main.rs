@@ -14,6 +14,7 @@ mod mcp_client;
 mod novnc_origin;
 mod orchestrator;
 mod pod;
+mod pod_image;
 mod session;
 mod session_errors;
 mod setup_script;

@@ -709,13 +709,20 @@ async fn create_registers_the_key_once_creates_and_sets_up() {
         ["ssh-ed25519 OLD other", "ssh-ed25519 NEW me"]
     );
     assert_eq!(provider.world().created.len(), 1);
-    assert!(
-        connector
-            .remote()
-            .commands
-            .iter()
-            .any(|(c, _)| c.contains("setup.sh"))
-    );
+    let remote = connector.remote();
+    let setup = remote
+        .commands
+        .iter()
+        .map(|(command, _)| command)
+        .find(|command| command.contains("setup.sh"))
+        .expect("setup ran");
+    // A new pod downloads Blender: the script gets the version and the checksum to verify.
+    for expected in [
+        format!("RPB_BLENDER_VERSION={}", assets::DEFAULT_BLENDER_VERSION),
+        format!("RPB_BLENDER_SHA256={}", assets::DEFAULT_BLENDER_SHA256),
+    ] {
+        assert!(setup.contains(&expected), "{expected} missing in {setup}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -2,7 +2,12 @@
 //! temporary SSH folder. No Blender is started.
 
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use blender_session::assets::{self, SetupReport};
 
@@ -181,31 +186,67 @@ async fn command_output(program: &str, args: &[&str], dir: &std::path::Path) -> 
     String::from_utf8(output.stdout).expect("utf-8")
 }
 
-#[tokio::test]
-async fn setup_installs_blender_from_a_configured_url_verifies_it_and_downloads_once() {
-    assert!(
-        which("curl").is_some() || which("wget").is_some(),
-        "setup.sh downloads with curl or wget: install the Debian package curl"
-    );
+/// A fake Blender `version` packed as `<dir>/blender.tar.xz` the way download.blender.org packs
+/// it (one top folder holding `blender`); returns the archive and its SHA-256.
+async fn fake_blender_archive(dir: &Path, version: &str) -> (PathBuf, String) {
     assert!(
         which("xz").is_some(),
         "unpacking Blender needs xz: install the Debian package xz-utils"
     );
+    let name = format!("blender-{version}-linux-x64");
+    let top = dir.join(&name);
+    std::fs::create_dir_all(&top).expect("archive folder");
+    std::fs::write(
+        top.join("blender"),
+        format!("#!/bin/sh\necho 'Blender {version}'\n"),
+    )
+    .expect("fake blender");
+    std::fs::set_permissions(top.join("blender"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    command_output("tar", &["-cJf", "blender.tar.xz", &name], dir).await;
+    let sum = command_output("sha256sum", &["blender.tar.xz"], dir).await;
+    let sum = sum.split_whitespace().next().expect("a sum").to_owned();
+    (dir.join("blender.tar.xz"), sum)
+}
+
+fn require_a_downloader() {
+    assert!(
+        which("curl").is_some() || which("wget").is_some(),
+        "setup.sh downloads with curl or wget: install the Debian package curl"
+    );
+}
+
+/// What is in the pod's Blender folder (empty when there is none).
+fn blender_folder(pod: &Pod) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(pod.home().join("blender"))
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// An empty `.deb` folder: the package cache stays offline.
+fn empty_debs(pod: &Pod) -> String {
+    let debs = pod.dir.path().join("debs");
+    std::fs::create_dir_all(&debs).expect("debs folder");
+    debs.display().to_string()
+}
+
+/// The escape that lets setup.sh read the `file://` and `http://` fixtures below.
+const INSECURE_FOR_TESTS: (&str, &str) = ("RPB_ALLOW_INSECURE_DOWNLOAD_FOR_TESTS", "1");
+
+#[tokio::test]
+async fn setup_installs_blender_from_a_configured_url_verifies_it_and_downloads_once() {
+    require_a_downloader();
     let pod = Pod::new().unwrap();
     let work = pod.dir.path().join("tarball");
-    let top = work.join("blender-9.9.9-linux-x64");
-    std::fs::create_dir_all(&top).unwrap();
-    std::fs::write(top.join("blender"), "#!/bin/sh\necho 'Blender 9.9.9'\n").unwrap();
-    std::fs::set_permissions(top.join("blender"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    command_output(
-        "tar",
-        &["-cJf", "blender.tar.xz", "blender-9.9.9-linux-x64"],
-        &work,
-    )
-    .await;
-    let sum = command_output("sha256sum", &["blender.tar.xz"], &work).await;
-    let sum = sum.split_whitespace().next().unwrap().to_owned();
-    let url = format!("file://{}", work.join("blender.tar.xz").display());
+    std::fs::create_dir_all(&work).unwrap();
+    let (archive, sum) = fake_blender_archive(&work, "9.9.9").await;
+    let url = format!("file://{}", archive.display());
     let debs = pod.dir.path().join("debs");
     std::fs::create_dir_all(&debs).unwrap();
     let debs = debs.display().to_string();
@@ -217,6 +258,7 @@ async fn setup_installs_blender_from_a_configured_url_verifies_it_and_downloads_
         ("RPB_BLENDER_SHA256", wrong.as_str()),
         ("RPB_DEB_SOURCE", debs.as_str()),
         ("RPB_SSH_DIR", "/nonexistent"),
+        INSECURE_FOR_TESTS,
     ];
 
     let refused = pod.run(&setup, &[], &env, "", LIMIT).await.unwrap();
@@ -226,7 +268,11 @@ async fn setup_installs_blender_from_a_configured_url_verifies_it_and_downloads_
         stderr.contains("does not match RPB_BLENDER_SHA256"),
         "{stderr}"
     );
-    assert!(!pod.home().join("blender/blender-9.9.9").exists());
+    assert_eq!(
+        blender_folder(&pod),
+        Vec::<String>::new(),
+        "no Blender and no partial download kept"
+    );
     assert!(!pod.home().join("assets-version").exists());
 
     env[2].1 = sum.as_str();
@@ -236,22 +282,253 @@ async fn setup_installs_blender_from_a_configured_url_verifies_it_and_downloads_
     assert_eq!(first.blender_bin, installed.display().to_string());
     assert_eq!(first.host_keys, "none");
     assert_eq!(mode(&installed), 0o755);
-    let leftovers: Vec<_> = std::fs::read_dir(pod.home().join("blender"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
     assert_eq!(
-        leftovers,
+        blender_folder(&pod),
         ["blender-9.9.9"],
         "no partial download or staging folder left"
     );
 
     // The tarball is gone: a re-run must not download again.
-    std::fs::remove_file(work.join("blender.tar.xz")).unwrap();
+    std::fs::remove_file(&archive).unwrap();
     let second = pod.run_ok(&setup, &[], &env, "", LIMIT).await.unwrap();
     assert_eq!(
         SetupReport::parse(&second).unwrap().changed,
         Vec::<String>::new()
+    );
+
+    // Another version whose download fails the check leaves the installed one in use.
+    fake_blender_archive(&work, "9.9.8").await;
+    let env_998 = [
+        ("RPB_BLENDER_VERSION", "9.9.8"),
+        ("RPB_BLENDER_URL", url.as_str()),
+        ("RPB_BLENDER_SHA256", wrong.as_str()),
+        ("RPB_DEB_SOURCE", debs.as_str()),
+        ("RPB_SSH_DIR", "/nonexistent"),
+        INSECURE_FOR_TESTS,
+    ];
+    let refused = pod.run(&setup, &[], &env_998, "", LIMIT).await.unwrap();
+    assert!(!refused.status.success(), "{refused:?}");
+    assert_eq!(blender_folder(&pod), ["blender-9.9.9"]);
+    assert_eq!(
+        std::fs::read_to_string(pod.home().join("blender-bin"))
+            .unwrap()
+            .trim(),
+        installed.display().to_string()
+    );
+}
+
+#[tokio::test]
+async fn the_default_blender_is_checked_against_the_embedded_checksum() {
+    require_a_downloader();
+    let pod = Pod::new().unwrap();
+    let work = pod.dir.path().join("tarball");
+    std::fs::create_dir_all(&work).unwrap();
+    // Served where 4.5.3 is expected, but not 4.5.3's bytes; no checksum is configured.
+    let (archive, _) = fake_blender_archive(&work, "4.5.3").await;
+    let url = format!("file://{}", archive.display());
+    let output = pod
+        .run(
+            &pod.assets().join("setup.sh"),
+            &[],
+            &[
+                ("RPB_BLENDER_URL", url.as_str()),
+                ("RPB_DEB_SOURCE", "/nonexistent"),
+                INSECURE_FOR_TESTS,
+            ],
+            "",
+            LIMIT,
+        )
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("does not match RPB_BLENDER_SHA256"),
+        "{stderr}"
+    );
+    assert_eq!(blender_folder(&pod), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn another_version_without_a_checksum_is_refused_before_any_download() {
+    require_a_downloader();
+    let pod = Pod::new().unwrap();
+    let work = pod.dir.path().join("tarball");
+    std::fs::create_dir_all(&work).unwrap();
+    let (archive, _) = fake_blender_archive(&work, "9.9.9").await;
+    let url = format!("file://{}", archive.display());
+    let debs = empty_debs(&pod);
+    let mut env = vec![
+        ("RPB_BLENDER_VERSION", "9.9.9"),
+        ("RPB_BLENDER_URL", url.as_str()),
+        ("RPB_DEB_SOURCE", debs.as_str()),
+        ("RPB_SSH_DIR", "/nonexistent"),
+        INSECURE_FOR_TESTS,
+    ];
+    let setup = pod.assets().join("setup.sh");
+    let refused = pod.run(&setup, &[], &env, "", LIMIT).await.unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("no checksum for Blender 9.9.9: set RPB_BLENDER_SHA256")
+            && stderr.contains("'unverified'"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("downloading"), "{stderr}");
+    assert!(!pod.home().join("blender").exists());
+
+    // The explicit opt-out installs it, with a warning.
+    env.push(("RPB_BLENDER_SHA256", "unverified"));
+    let output = pod.run(&setup, &[], &env, "", LIMIT).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .contains("RPB_BLENDER_SHA256=unverified: Blender 9.9.9 is installed without checking"),
+        "{stderr}"
+    );
+    let report = SetupReport::parse(&String::from_utf8_lossy(&output.stdout)).unwrap();
+    assert!(
+        report
+            .blender_bin
+            .ends_with("blender/blender-9.9.9/blender")
+    );
+}
+
+/// Serves `body` over plain HTTP on loopback; counts the requests.
+async fn http_server(body: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&requests);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (port, requests)
+}
+
+#[tokio::test]
+async fn downloads_are_https_only_unless_the_test_escape_is_set() {
+    require_a_downloader();
+    let pod = Pod::new().unwrap();
+    let work = pod.dir.path().join("tarball");
+    std::fs::create_dir_all(&work).unwrap();
+    let (archive, sum) = fake_blender_archive(&work, "9.9.9").await;
+    let (port, requests) = http_server(std::fs::read(&archive).unwrap()).await;
+    let http = format!("http://127.0.0.1:{port}/blender.tar.xz");
+    let file = format!("file://{}", archive.display());
+    let setup = pod.assets().join("setup.sh");
+    for url in [&http, &file] {
+        let env = [
+            ("RPB_BLENDER_VERSION", "9.9.9"),
+            ("RPB_BLENDER_URL", url.as_str()),
+            ("RPB_BLENDER_SHA256", sum.as_str()),
+            ("RPB_DEB_SOURCE", "/nonexistent"),
+            ("no_proxy", "127.0.0.1"),
+        ];
+        let refused = pod.run(&setup, &[], &env, "", LIMIT).await.unwrap();
+        assert!(!refused.status.success(), "{url}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "refusing to download {url}: only https:// URLs are allowed"
+            )),
+            "{stderr}"
+        );
+        assert!(!pod.home().join("blender/blender-9.9.9").exists());
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 0, "never contacted");
+
+    // The same plain-http fixture with the escape: downloaded, checked, installed.
+    let debs = empty_debs(&pod);
+    let env = [
+        ("RPB_BLENDER_VERSION", "9.9.9"),
+        ("RPB_BLENDER_URL", http.as_str()),
+        ("RPB_BLENDER_SHA256", sum.as_str()),
+        ("RPB_DEB_SOURCE", debs.as_str()),
+        ("RPB_SSH_DIR", "/nonexistent"),
+        ("no_proxy", "127.0.0.1"),
+        INSECURE_FOR_TESTS,
+    ];
+    let stdout = pod.run_ok(&setup, &[], &env, "", LIMIT).await.unwrap();
+    assert!(
+        SetupReport::parse(&stdout)
+            .unwrap()
+            .blender_bin
+            .ends_with("blender/blender-9.9.9/blender")
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn curl_may_follow_redirects_to_https_only() {
+    // A stand-in curl records its arguments: a redirect from https to http cannot be staged
+    // without a TLS server, so this checks what setup.sh asks of curl.
+    let pod = Pod::new().unwrap();
+    let bin = pod.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let args = pod.dir.path().join("curl-args");
+    std::fs::write(
+        bin.join("curl"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nexit 22\n",
+            args.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("curl"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = pod
+        .run(
+            &pod.assets().join("setup.sh"),
+            &[],
+            &[
+                ("PATH", path.as_str()),
+                ("RPB_BLENDER_URL", "https://blender.invalid/blender.tar.xz"),
+                ("RPB_DEB_SOURCE", "/nonexistent"),
+            ],
+            "",
+            LIMIT,
+        )
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("could not download"), "{stderr}");
+    let args = std::fs::read_to_string(&args).expect("curl ran");
+    assert!(
+        args.contains("--proto\n=https\n--proto-redir\n=https\n"),
+        "{args}"
+    );
+    assert!(
+        blender_folder(&pod).is_empty(),
+        "{:?}",
+        blender_folder(&pod)
     );
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use blender_session::daemon::{self};
+use blender_session::mcp;
 use clap::Args;
 use pod_tunnel::shell;
 use serde_json::json;
@@ -125,19 +126,20 @@ pub(crate) fn mcp_config(ctx: &Ctx, args: &McpConfigArgs) -> anyhow::Result<Outc
     Ok(Outcome::new(
         json!({"path": path, "mcp_port": port, "config": document}),
         format!(
-            "wrote {} (uvx blender-mcp → 127.0.0.1:{port})",
-            path.display()
+            "wrote {} (uvx {} → 127.0.0.1:{port})",
+            path.display(),
+            mcp::SERVER_REQUIREMENT
         ),
     ))
 }
 
-/// The `.mcp.json` document for `uvx blender-mcp` through the tunnel.
+/// The `.mcp.json` document for `uvx blender-mcp` (the pinned release) through the tunnel.
 pub(crate) fn mcp_json(port: u16) -> serde_json::Value {
     json!({
         "mcpServers": {
             "blender": {
                 "command": "uvx",
-                "args": ["blender-mcp"],
+                "args": mcp::UVX_ARGS,
                 "env": {"BLENDER_HOST": "127.0.0.1", "BLENDER_PORT": port.to_string()},
             }
         }

@@ -360,6 +360,11 @@ async fn demo_exit_after_ready_prints_one_json_document_and_cleans_up() {
     }
     assert_eq!(document["vnc_password_source"], "environment");
     assert_eq!(document["stopped"]["status"], "EXITED");
+    // The demo's .mcp.json runs the blender-mcp release rpb is tested with, not the newest.
+    assert_eq!(
+        document["mcp_config"]["mcpServers"]["blender"]["args"],
+        serde_json::json!(["--from", "blender-mcp==1.8.0", "blender-mcp"])
+    );
     let names: Vec<&str> = document["scene"]["objects"]
         .as_array()
         .expect("objects")
