@@ -8,7 +8,7 @@
 //! use project_store::{ConfigKey, OnExisting, ProjectName, Source, Store};
 //!
 //! # fn main() -> project_store::Result<()> {
-//! // ~/blender-files/runpod, or $RPB_HOME; `.env` from ./.env or the workspace.
+//! // ~/blender-files/runpod, or $RPB_HOME; its `.env` (never one in the current folder).
 //! let store = Store::builder().build()?;
 //! let report = store.init()?; // idempotent: creates only what is missing
 //! for warning in &report.warnings {

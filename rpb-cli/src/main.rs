@@ -33,8 +33,9 @@ Exit codes:
   5  rpb render: some frames failed every attempt (the others are local)
   6  rpb render: the job did not finish (cancelled, stopped with the pod, or detached)
 
-Configuration: flags, then environment variables, then the workspace .env
-(RUNPOD_API_KEY, RUNPOD_POD_ID, VNC_PASSWORD, RUNPOD_SSH_KEY, RUNPOD_API_URL, ...).";
+Configuration: flags, then environment variables, then the workspace .env or --env-file
+(RUNPOD_API_KEY, RUNPOD_POD_ID, VNC_PASSWORD, RUNPOD_SSH_KEY, RUNPOD_API_URL, ...).
+A .env in the current folder is never read unless given with --env-file.";
 
 /// Remote Blender on RunPod GPU pods, one command per job.
 #[derive(Debug, Parser)]

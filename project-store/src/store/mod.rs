@@ -231,10 +231,12 @@ impl StoreBuilder {
             if path.is_absolute() {
                 return Ok(path);
             }
-            match &current_dir {
-                Some(dir) => Ok(dir.join(path)),
-                None => std::path::absolute(&path).map_err(|source| Error::CurrentDir { source }),
-            }
+            // `absolute` also drops `.` components, so `--env-file ./.env` shows as `<dir>/.env`.
+            let joined = match &current_dir {
+                Some(dir) => dir.join(path),
+                None => path,
+            };
+            std::path::absolute(&joined).map_err(|source| Error::CurrentDir { source })
         };
         let (root, root_source) =
             resolve_root_with_source(self.root.as_deref(), rpb_home, home.as_deref())?;
