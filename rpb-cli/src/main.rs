@@ -72,7 +72,13 @@ enum Command {
     Save(commands::files::SaveArgs),
     /// Open a saved version in Blender (uploading it when needed).
     Open(commands::files::OpenArgs),
-    /// Run a shell command on the pod.
+    /// Run a program on the pod (each argument as given), or a shell line with --shell.
+    ///
+    /// `rpb exec -- PROGRAM ARG...` runs PROGRAM with exactly these arguments: spaces, quotes,
+    /// `$`, `;` and `*` in them reach it literally. `rpb exec --shell -- 'LINE'` runs LINE in the
+    /// pod's shell (several arguments are joined with spaces, as ssh does). A single argument
+    /// with spaces or shell characters needs --shell, so a command line written for older rpb
+    /// versions is never run differently by mistake.
     Exec(commands::blender::ExecArgs),
     /// Run Python inside Blender.
     Py(commands::blender::PyArgs),
@@ -99,6 +105,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Exec(args) = &cli.command
+        && let Err(message) = args.check()
+    {
+        <Cli as clap::CommandFactory>::command()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit();
+    }
     output::install_tracing(&cli.global, matches!(cli.command, Command::TunnelDaemon(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -84,7 +84,7 @@ async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
         .await
         .success();
     assert_eq!(exec.stdout.trim(), "hello from the pod");
-    let failing = ws.rpb(&["exec", "--", "exit 7"]).await;
+    let failing = ws.rpb(&["exec", "--shell", "--", "exit 7"]).await;
     assert_eq!(failing.code, 7, "exec passes the remote exit code on");
     let status = ws.rpb(&["status", "--json"]).await.success().json();
     assert_eq!(status["status"], "RUNNING");
@@ -455,4 +455,55 @@ async fn the_demo_never_reads_copies_or_writes_an_exported_api_key() {
         files_containing(&tmp, CANARY),
         Vec::<std::path::PathBuf>::new()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_passes_arguments_literally_and_runs_shell_lines_only_with_shell() {
+    let _serial = serial().await;
+    let pod = LocalPod::builder()
+        .start()
+        .await
+        .expect("the local pod starts (openssh-server, blender, xvfb, x11vnc, novnc, websockify)");
+    let mut ws = Workspace::new();
+    ws.write_env(&[
+        ("RUNPOD_API_URL", pod.api_url()),
+        ("RPB_SSH_USER", pod.ssh_user().to_owned()),
+        ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
+        ("RPB_POD_ROOT", path_string(pod.pod_root())),
+        ("VNC_PASSWORD", VNC.into()),
+    ]);
+    ws.set(
+        "RUNPOD_API_KEY",
+        secrecy::ExposeSecret::expose_secret(pod.api_key()).to_owned(),
+    );
+    // A pod set up by `rpb create` (no Blender session needed: exec only uses SSH).
+    ws.rpb_within(SLOW, &["create", "--json"]).await.success();
+    let pod_home = pod.pod_env()["HOME"].clone();
+
+    // argv: every argument arrives as it is, one per line from printf.
+    let literal = ["two words", "$HOME", "a;touch pwned", "'q'", "*"];
+    let mut args = vec!["exec", "--", "printf", "%s\\n"];
+    args.extend(literal);
+    let run = ws.rpb_within(SLOW, &args).await.success();
+    assert_eq!(run.stdout, format!("{}\n", literal.join("\n")));
+    let run = ws.rpb(&["exec", "--", "ls", &pod_home]).await.success();
+    assert!(!run.stdout.contains("pwned"), "`;` ran a command: {run:?}");
+
+    // --shell: one command line for the pod's shell, variables and `;` included.
+    let run = ws
+        .rpb(&["exec", "--shell", "--", "printf '%s\\n' \"$HOME\"; exit 7"])
+        .await;
+    assert_eq!(run.code, 7, "{run:?}");
+    assert_eq!(run.stdout, format!("{pod_home}\n"));
+    let run = ws
+        .rpb(&["exec", "-c", "--", "echo", "$HOME", "|", "wc", "-l"])
+        .await
+        .success();
+    assert_eq!(run.stdout.trim(), "1", "several arguments, joined: {run:?}");
+
+    // One argument a shell would split or expand: refused, saying how to run it.
+    let run = ws.rpb(&["exec", "--", "echo $HOME; exit 7"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("add --shell"), "{}", run.stderr);
+    pod.shutdown().await.expect("shutdown");
 }
