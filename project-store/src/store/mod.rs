@@ -100,18 +100,6 @@ pub enum EnvFileSource {
     DefaultRoot,
 }
 
-impl EnvFileSource {
-    /// A stable lowercase name (`explicit`, `explicit_root`, `rpb_home`, `default_root`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Explicit => "explicit",
-            Self::ExplicitRoot => "explicit_root",
-            Self::RpbHome => "rpb_home",
-            Self::DefaultRoot => "default_root",
-        }
-    }
-}
-
 /// What to do when creating something that already exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
