@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `RUNPOD_API_URL` | base URL of a RunPod REST v2 server (the simulator included) | `https://api.runpod.io/v2` |
 //! | `RPB_SSH_USER` | log in as this user instead of the one the API reports | the API's (`root`) |
-//! | `RPB_POD_ROOT` | the pod's persistent volume | `/runpod` |
+//! | `RPB_POD_ROOT` | the pod's persistent volume: an absolute path needing no shell quoting | `/runpod` |
 //! | `RPB_POD_MCP_PORT`, `RPB_POD_VNC_PORT`, `RPB_POD_NOVNC_PORT` | pod-side ports of the session | 9876, 5900, 6080 |
 //! | `RPB_BLENDER_VERSION` | the Blender setup installs on a new pod | [`DEFAULT_BLENDER_VERSION`](crate::assets::DEFAULT_BLENDER_VERSION) |
 //! | `RPB_BLENDER_SHA256` | the SHA-256 its archive must match, or `unverified`; required with another version | the default version's, embedded |
@@ -114,8 +114,9 @@ impl Profile {
     /// # Errors
     ///
     /// [`Error::Store`] when the `.env` exists and cannot be read, [`Error::Settings`] for a
-    /// value that does not parse (naming the key), and for an `RPB_BLENDER_VERSION` other than
-    /// the default without `RPB_BLENDER_SHA256`.
+    /// value that does not parse (naming the key), for an `RPB_POD_ROOT` that is not a plain
+    /// absolute path, and for an `RPB_BLENDER_VERSION` other than the default without
+    /// `RPB_BLENDER_SHA256`.
     pub fn resolve(
         store: &Store,
         explicit: &[(&str, String)],
@@ -191,7 +192,7 @@ impl Profile {
         Ok(Self {
             api_url: text(API_URL),
             ssh_user: text(SSH_USER),
-            pod_root: text(POD_ROOT).unwrap_or_else(|| "/runpod".into()),
+            pod_root: text(POD_ROOT).map_or_else(|| Ok("/runpod".into()), checked_pod_root)?,
             remote_ports,
             local_ports,
             tunnel_reconnects,
@@ -313,6 +314,18 @@ impl Profile {
     }
 }
 
+/// `RPB_POD_ROOT` ends up in remote command lines, some built as strings (the pod's start
+/// command among them), so it must be an absolute path that needs no shell quoting at all.
+fn checked_pod_root(value: String) -> Result<String> {
+    if value.starts_with('/') && pod_tunnel::shell::quote(&value) == value {
+        return Ok(value);
+    }
+    Err(Error::Settings(format!(
+        "{POD_ROOT} must be an absolute path of letters, digits and `_./:@%+=,-` (no spaces, \
+         quotes or other shell characters), not {value:?}"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use secrecy::ExposeSecret as _;
@@ -382,6 +395,47 @@ mod tests {
         assert_eq!(profile.local_ports.mcp, 1111);
         assert_eq!(profile.remote_ports.mcp, 9876);
         assert_eq!(profile.api_url, None);
+    }
+
+    #[test]
+    fn the_pod_root_is_an_absolute_path_without_shell_characters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::builder()
+            .root(dir.path())
+            .ignore_environment()
+            .build()
+            .expect("store");
+        let resolve = |value: &str| {
+            let value = value.to_owned();
+            Profile::resolve(&store, &[], move |key: &str| {
+                (key == POD_ROOT).then(|| value.clone())
+            })
+        };
+        for good in [
+            "/runpod",
+            "/workspace/",
+            "/tmp/.tmpAb3_x/runpod",
+            "/data/v1.2+x",
+        ] {
+            assert_eq!(resolve(good).expect(good).pod_root, good);
+        }
+        for bad in [
+            "/x'; touch /tmp/pwned; '",
+            "/x$(touch /tmp/pwned)",
+            "/my volume",
+            "/x`id`",
+            "/x\nid",
+            "/x;id",
+            "/x\"",
+            "runpod",
+            "~/runpod",
+        ] {
+            let error = resolve(bad).map(|_| ()).expect_err(bad).to_string();
+            assert!(
+                error.contains("RPB_POD_ROOT must be an absolute path"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -133,11 +133,9 @@ pub enum IssueKind {
     NotUtf8,
     /// The line does not start with a valid key.
     InvalidKey,
-    /// A key is not followed by `=`.
-    MissingEquals {
-        /// The key that was read.
-        key: String,
-    },
+    /// The line has no `=` after its first word, so it is not `KEY=VALUE`. The word is not
+    /// kept: a token pasted alone on a line looks just like a key.
+    MissingEquals,
     /// A quoted value has no closing quote on the same line.
     UnterminatedQuote {
         /// The key whose value is unterminated.
@@ -167,7 +165,10 @@ impl fmt::Display for IssueKind {
                 "expected KEY=VALUE with a key made of letters, digits, `_` or `.`; \
                  start the line with `#` to make it a comment",
             ),
-            Self::MissingEquals { key } => write!(f, "expected `=` after {key}"),
+            Self::MissingEquals => f.write_str(
+                "not KEY=VALUE; if it is a token, put it after RUNPOD_API_KEY=, \
+                 or start the line with `#` to make it a comment",
+            ),
             Self::UnterminatedQuote { key, quote } => write!(
                 f,
                 "the value of {key} has no closing {quote}; values cannot span lines, \
@@ -453,6 +454,10 @@ fn parse_line(text: &str) -> Parsed {
     {
         at = skip_blanks(bytes, at + "export".len());
     }
+    if !bytes[at..].contains(&b'=') {
+        // No `=` at all: maybe a pasted secret, whatever its characters.
+        return Parsed::Malformed(IssueKind::MissingEquals);
+    }
     let key_start = at;
     if !bytes
         .get(at)
@@ -467,11 +472,11 @@ fn parse_line(text: &str) -> Parsed {
     let key_end = at;
     at = skip_blanks(bytes, at);
     if bytes.get(at) != Some(&b'=') {
-        // `D-E=1`: a character that cannot be part of a key; `KEY value`: no `=` at all.
+        // `D-E=1`: a character that cannot be part of a key; `KEY value=1`: text before `=`.
         return if at == key_end && at < bytes.len() {
             Parsed::Malformed(IssueKind::InvalidKey)
         } else {
-            Parsed::Malformed(IssueKind::MissingEquals { key })
+            Parsed::Malformed(IssueKind::MissingEquals)
         };
     }
     let after_equals = at + 1;
@@ -612,7 +617,7 @@ mod tests {
         assert_eq!(
             kinds,
             vec![
-                (2, &IssueKind::MissingEquals { key: "no".into() }),
+                (2, &IssueKind::MissingEquals),
                 (
                     3,
                     &IssueKind::UnterminatedQuote {
@@ -633,6 +638,32 @@ mod tests {
                 (8, &IssueKind::InvalidKey),
             ]
         );
+    }
+
+    #[test]
+    fn a_token_alone_on_a_line_is_never_quoted_back() {
+        let token = "rpa_3F9QX7ZK2LMN8PV4";
+        for line in [
+            token.to_owned(),
+            format!("  {token}  "),
+            format!("export {token}"),
+            format!("{token} # my key"),
+            format!("{token} x=1"),
+            "rpa-3F9Q.X7ZK/2LMN+8PV4".to_owned(),
+        ] {
+            let doc = Document::parse(format!("A=1\n{line}\n").as_bytes());
+            let issues = doc.issues();
+            assert_eq!(issues.len(), 1, "{line}");
+            assert_eq!(issues[0].line, 2);
+            assert_eq!(issues[0].kind, IssueKind::MissingEquals, "{line}");
+            let shown = format!("{} {:?}", issues[0], issues[0]);
+            assert!(
+                !shown.contains("3F9Q") && !shown.contains("export"),
+                "{shown}"
+            );
+            assert!(shown.starts_with("line 2: not KEY=VALUE"), "{shown}");
+            assert!(shown.contains("RUNPOD_API_KEY="), "{shown}");
+        }
     }
 
     #[test]

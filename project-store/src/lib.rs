@@ -8,7 +8,7 @@
 //! use project_store::{ConfigKey, OnExisting, ProjectName, Source, Store};
 //!
 //! # fn main() -> project_store::Result<()> {
-//! // ~/blender-files/runpod, or $RPB_HOME; `.env` from ./.env or the workspace.
+//! // ~/blender-files/runpod, or $RPB_HOME; its `.env` (never one in the current folder).
 //! let store = Store::builder().build()?;
 //! let report = store.init()?; // idempotent: creates only what is missing
 //! for warning in &report.warnings {
@@ -47,8 +47,10 @@
 //!     └── scene-20261130-141502.blend
 //! ```
 //!
-//! The `.env` file is found in the original order: an explicit path
-//! ([`StoreBuilder::env_file`]), then `./.env`, then `<root>/.env`.
+//! The `.env` file is an explicit path ([`StoreBuilder::env_file`]), else `<root>/.env`. A
+//! `.env` in the current directory is never read implicitly (a cloned repository's `.env` could
+//! send the API key elsewhere); [`Store::ignored_env_file`] finds one to tell the user about,
+//! and [`Store::env_file_source`] says why the file in use was chosen.
 //!
 //! # Settings
 //!
@@ -77,9 +79,9 @@ pub use config::{CloudType, Config, ConfigKey, Ports, Warning};
 pub use error::{Error, Result};
 pub use project::{FileEntry, FileKind, InvalidName, Manifest, Project, ProjectName, Source};
 pub use store::{
-    DEFAULT_LOCK_TIMEOUT, DEFAULT_ROOT, ENV_FILE, GITIGNORE_ENTRIES, GitStatus, InitReport,
-    MAX_ENV_FILE_BYTES, OnExisting, PROJECTS_DIR, RPB_HOME, STATE_DIR, SaveVersion, Store,
-    StoreBuilder, discover_env_file, resolve_root,
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_ROOT, ENV_FILE, EnvFileSource, GITIGNORE_ENTRIES, GitStatus,
+    InitReport, MAX_ENV_FILE_BYTES, OnExisting, PROJECTS_DIR, RPB_HOME, STATE_DIR, SaveVersion,
+    Store, StoreBuilder, discover_env_file, resolve_root,
 };
 
 /// Re-exported so callers use the same `Timestamp` as [`FileEntry::saved_at`].

@@ -32,6 +32,17 @@ impl Ctx {
             builder = builder.env_file(env_file);
         }
         let store = builder.build().context("choosing the workspace")?;
+        if store.ignored_env_file().is_some() {
+            // A cloned repository's .env must not configure rpb; say so, once.
+            crate::output::hint(
+                &global,
+                &format!(
+                    "ignoring ./.env in the current folder; rpb reads {} (use --env-file ./.env \
+                     to use it)",
+                    store.env_file().display(),
+                ),
+            );
+        }
         Ok(Self { global, store })
     }
 

@@ -10,7 +10,7 @@ pub(crate) struct Global {
     /// The workspace folder [env: RPB_HOME; default: ~/blender-files/runpod].
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) workspace: Option<PathBuf>,
-    /// The .env file to use [default: ./.env if present, else .env in the workspace].
+    /// The .env file to use [default: .env in the workspace, never ./.env unless given here].
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) env_file: Option<PathBuf>,
     /// Print one JSON document on stdout instead of text.

@@ -33,8 +33,9 @@ Exit codes:
   5  rpb render: some frames failed every attempt (the others are local)
   6  rpb render: the job did not finish (cancelled, stopped with the pod, or detached)
 
-Configuration: flags, then environment variables, then the workspace .env
-(RUNPOD_API_KEY, RUNPOD_POD_ID, VNC_PASSWORD, RUNPOD_SSH_KEY, RUNPOD_API_URL, ...).";
+Configuration: flags, then environment variables, then the workspace .env or --env-file
+(RUNPOD_API_KEY, RUNPOD_POD_ID, VNC_PASSWORD, RUNPOD_SSH_KEY, RUNPOD_API_URL, ...).
+A .env in the current folder is never read unless given with --env-file.";
 
 /// Remote Blender on RunPod GPU pods, one command per job.
 #[derive(Debug, Parser)]
@@ -73,7 +74,13 @@ enum Command {
     Save(commands::files::SaveArgs),
     /// Open a saved version in Blender (uploading it when needed).
     Open(commands::files::OpenArgs),
-    /// Run a shell command on the pod.
+    /// Run a program on the pod (each argument as given), or a shell line with --shell.
+    ///
+    /// `rpb exec -- PROGRAM ARG...` runs PROGRAM with exactly these arguments: spaces, quotes,
+    /// `$`, `;` and `*` in them reach it literally. `rpb exec --shell -- 'LINE'` runs LINE in the
+    /// pod's shell (several arguments are joined with spaces, as ssh does). A single argument
+    /// with spaces or shell characters needs --shell, so a command line written for older rpb
+    /// versions is never run differently by mistake.
     Exec(commands::blender::ExecArgs),
     /// Run Python inside Blender.
     Py(commands::blender::PyArgs),
@@ -100,6 +107,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Exec(args) = &cli.command
+        && let Err(message) = args.check()
+    {
+        <Cli as clap::CommandFactory>::command()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit();
+    }
     output::install_tracing(&cli.global, matches!(cli.command, Command::TunnelDaemon(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -36,6 +36,14 @@ pub(crate) fn install_tracing(global: &Global, daemon: bool) {
         .try_init();
 }
 
+/// Prints a hint on stderr (as errors' hints are), unless `-q`.
+#[expect(clippy::print_stderr, reason = "hints for people go to stderr")]
+pub(crate) fn hint(global: &Global, text: &str) {
+    if !global.quiet {
+        eprintln!("hint: {text}");
+    }
+}
+
 /// What a command produced: a JSON document, the text for people, and the exit code.
 pub(crate) struct Outcome {
     pub(crate) json: serde_json::Value,

@@ -216,6 +216,13 @@ fn parse_base_url(raw: &str) -> Result<Url> {
     let url = Url::parse(raw).map_err(|error| Error::Config {
         reason: format!("the base URL {raw:?} is not a URL ({error})"),
     })?;
+    // First, since the later messages quote the URL: never echo credentials back.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::Config {
+            reason: "the base URL must not carry credentials; pass the API key to the builder"
+                .into(),
+        });
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::Config {
             reason: format!("the base URL {raw:?} must use http or https"),
@@ -230,13 +237,6 @@ fn parse_base_url(raw: &str) -> Result<Url> {
                  API key unencrypted; use https (http is accepted for 127.0.0.1, ::1 and \
                  localhost only)"
             ),
-        });
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        // Never echo credentials back: name the problem, not the URL.
-        return Err(Error::Config {
-            reason: "the base URL must not carry credentials; pass the API key to the builder"
-                .into(),
         });
     }
     if url.query().is_some() || url.fragment().is_some() || url.cannot_be_a_base() {
@@ -684,6 +684,18 @@ mod tests {
             .build()
             .expect_err("credentials in url");
         assert!(!creds.to_string().contains("hunter2"));
+        for url in [
+            "http://user:hunter2@attacker.example/v2",
+            "ftp://user:hunter2@example.com",
+            "https://user:hunter2@example.com/v2?x=1",
+        ] {
+            let error = Client::builder()
+                .api_key("k")
+                .base_url(url)
+                .build()
+                .expect_err("credentials in url");
+            assert!(!error.to_string().contains("hunter2"), "{url}: {error}");
+        }
         let scheme = Client::builder()
             .api_key("k")
             .base_url("ftp://example.com")

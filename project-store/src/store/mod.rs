@@ -58,33 +58,46 @@ pub fn resolve_root(
     rpb_home: Option<OsString>,
     home: Option<&Path>,
 ) -> Result<PathBuf> {
+    resolve_root_with_source(explicit, rpb_home, home).map(|(root, _)| root)
+}
+
+fn resolve_root_with_source(
+    explicit: Option<&Path>,
+    rpb_home: Option<OsString>,
+    home: Option<&Path>,
+) -> Result<(PathBuf, EnvFileSource)> {
     if let Some(root) = explicit {
-        return Ok(root.to_path_buf());
+        return Ok((root.to_path_buf(), EnvFileSource::ExplicitRoot));
     }
     if let Some(root) = rpb_home.filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(root));
+        return Ok((PathBuf::from(root), EnvFileSource::RpbHome));
     }
-    home.map(|home| home.join(DEFAULT_ROOT))
+    home.map(|home| (home.join(DEFAULT_ROOT), EnvFileSource::DefaultRoot))
         .ok_or(Error::NoWorkspaceRoot)
 }
 
-/// Chooses the `.env` file in the original order: `explicit`, else `<current_dir>/.env` if it
-/// exists, else `<root>/.env` (which may not exist yet).
-pub fn discover_env_file(
-    explicit: Option<&Path>,
-    current_dir: Option<&Path>,
-    root: &Path,
-) -> PathBuf {
-    if let Some(path) = explicit {
-        return path.to_path_buf();
-    }
-    if let Some(local) = current_dir
-        .map(|dir| dir.join(ENV_FILE))
-        .filter(|p| p.is_file())
-    {
-        return local;
-    }
-    root.join(ENV_FILE)
+/// Chooses the `.env` file: `explicit`, else `<root>/.env` (which may not exist yet).
+///
+/// A `.env` in the current directory is never chosen implicitly: run inside a cloned
+/// repository, its `.env` could point `RUNPOD_API_URL` (and so the API key) at another server,
+/// register another SSH key or change the pod root. Pass it explicitly to use it; see
+/// [`Store::ignored_env_file`] to tell the user about one.
+pub fn discover_env_file(explicit: Option<&Path>, root: &Path) -> PathBuf {
+    explicit.map_or_else(|| root.join(ENV_FILE), Path::to_path_buf)
+}
+
+/// Why a [`Store`] uses its `.env` file (see [`Store::env_file_source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnvFileSource {
+    /// The path was given explicitly ([`StoreBuilder::env_file`]).
+    Explicit,
+    /// `<root>/.env` of a root given explicitly ([`StoreBuilder::root`]).
+    ExplicitRoot,
+    /// `<root>/.env` of the root named by the `RPB_HOME` environment variable.
+    RpbHome,
+    /// `<root>/.env` of the default root, `~/blender-files/runpod`.
+    DefaultRoot,
 }
 
 /// What to do when creating something that already exists.
@@ -143,14 +156,16 @@ impl StoreBuilder {
         self
     }
 
-    /// An explicit `.env` file. Default: `./.env` if it exists, else `<root>/.env`.
+    /// An explicit `.env` file. Default: `<root>/.env`; a `.env` in the current directory is
+    /// never read unless it is given here (see [`discover_env_file`]).
     pub fn env_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.env_file = Some(path.into());
         self
     }
 
-    /// The directory searched for `./.env` and against which relative paths are resolved.
-    /// Default: the process's current directory.
+    /// The directory against which relative paths are resolved, and where
+    /// [`Store::ignored_env_file`] looks for a `.env` that is not read. Default: the process's
+    /// current directory.
     pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.current_dir = Some(dir.into());
         self
@@ -177,7 +192,7 @@ impl StoreBuilder {
         self
     }
 
-    /// Resolves the paths. Touches nothing on disk except checking whether `./.env` exists.
+    /// Resolves the paths. Touches nothing on disk.
     ///
     /// # Errors
     ///
@@ -204,24 +219,27 @@ impl StoreBuilder {
             if path.is_absolute() {
                 return Ok(path);
             }
-            match &current_dir {
-                Some(dir) => Ok(dir.join(path)),
-                None => std::path::absolute(&path).map_err(|source| Error::CurrentDir { source }),
-            }
+            // `absolute` also drops `.` components, so `--env-file ./.env` shows as `<dir>/.env`.
+            let joined = match &current_dir {
+                Some(dir) => dir.join(path),
+                None => path,
+            };
+            std::path::absolute(&joined).map_err(|source| Error::CurrentDir { source })
         };
-        let root = absolute(resolve_root(
-            self.root.as_deref(),
-            rpb_home,
-            home.as_deref(),
-        )?)?;
-        let env_file = absolute(discover_env_file(
-            self.env_file.as_deref(),
-            current_dir.as_deref(),
-            &root,
-        ))?;
+        let (root, root_source) =
+            resolve_root_with_source(self.root.as_deref(), rpb_home, home.as_deref())?;
+        let root = absolute(root)?;
+        let env_file = absolute(discover_env_file(self.env_file.as_deref(), &root))?;
+        let env_file_source = if self.env_file.is_some() {
+            EnvFileSource::Explicit
+        } else {
+            root_source
+        };
         Ok(Store {
             root,
             env_file,
+            env_file_source,
+            current_dir,
             home,
             lock_timeout: self.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
         })
@@ -246,6 +264,8 @@ impl StoreBuilder {
 pub struct Store {
     root: PathBuf,
     env_file: PathBuf,
+    env_file_source: EnvFileSource,
+    current_dir: Option<PathBuf>,
     home: Option<PathBuf>,
     lock_timeout: Duration,
 }
@@ -256,7 +276,7 @@ impl Store {
         StoreBuilder::default()
     }
 
-    /// A store for the workspace at `root`, with the `.env` discovered as usual.
+    /// A store for the workspace at `root`, with its `.env` (`<root>/.env`).
     ///
     /// # Errors
     ///
@@ -273,6 +293,25 @@ impl Store {
     /// The `.env` file in use.
     pub fn env_file(&self) -> &Path {
         &self.env_file
+    }
+
+    /// Why [`Store::env_file`] is the `.env` in use.
+    pub fn env_file_source(&self) -> EnvFileSource {
+        self.env_file_source
+    }
+
+    /// A `.env` file in the current directory ([`StoreBuilder::current_dir`]) that is not the
+    /// one in use, and so is ignored: worth telling the user, who may expect it to be read.
+    pub fn ignored_env_file(&self) -> Option<PathBuf> {
+        let local = self.current_dir.as_ref()?.join(ENV_FILE);
+        if !local.is_file() || local == self.env_file {
+            return None;
+        }
+        let same = match (fs::canonicalize(&local), fs::canonicalize(&self.env_file)) {
+            (Ok(local), Ok(used)) => local == used,
+            _ => false,
+        };
+        (!same).then_some(local)
     }
 
     /// The home directory, when known.
@@ -490,21 +529,57 @@ mod tests {
     }
 
     #[test]
-    fn env_discovery_order() {
-        let cwd = tempfile::tempdir().unwrap();
+    fn env_discovery_never_reads_the_current_directory() {
         let root = Path::new("/w");
+        assert_eq!(discover_env_file(None, root), Path::new("/w/.env"));
         assert_eq!(
-            discover_env_file(None, Some(cwd.path()), root),
-            Path::new("/w/.env")
-        );
-        fs::write(cwd.path().join(".env"), "").unwrap();
-        assert_eq!(
-            discover_env_file(None, Some(cwd.path()), root),
-            cwd.path().join(".env")
-        );
-        assert_eq!(
-            discover_env_file(Some(Path::new("/e/my.env")), Some(cwd.path()), root),
+            discover_env_file(Some(Path::new("/e/my.env")), root),
             Path::new("/e/my.env")
+        );
+    }
+
+    #[test]
+    fn a_local_env_is_ignored_and_reported_and_the_source_is_known() {
+        let cwd = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let local = cwd.path().join(ENV_FILE);
+        fs::write(&local, "RUNPOD_API_URL=http://attacker.example\n").unwrap();
+        let builder = || {
+            Store::builder()
+                .ignore_environment()
+                .current_dir(cwd.path())
+                .home_dir("/home/u")
+        };
+        let store = builder().root(root.path()).build().unwrap();
+        assert_eq!(store.env_file(), root.path().join(ENV_FILE));
+        assert_eq!(store.env_file_source(), EnvFileSource::ExplicitRoot);
+        assert_eq!(store.ignored_env_file(), Some(local.clone()));
+
+        let store = builder().env_file(".env").build().unwrap();
+        assert_eq!(store.env_file(), local);
+        assert_eq!(store.env_file_source(), EnvFileSource::Explicit);
+        assert_eq!(store.ignored_env_file(), None, "it is the one in use");
+
+        let store = builder().build().unwrap();
+        assert_eq!(
+            store.env_file(),
+            Path::new("/home/u/blender-files/runpod/.env")
+        );
+        assert_eq!(store.env_file_source(), EnvFileSource::DefaultRoot);
+
+        // The workspace is the current directory: its .env is the one in use.
+        let store = builder().root(cwd.path()).build().unwrap();
+        assert_eq!(store.env_file(), local);
+        assert_eq!(store.ignored_env_file(), None);
+    }
+
+    #[test]
+    fn rpb_home_is_named_as_the_source() {
+        let (root, source) =
+            resolve_root_with_source(None, Some("/y".into()), Some(Path::new("/h"))).unwrap();
+        assert_eq!(
+            (root.as_path(), source),
+            (Path::new("/y"), EnvFileSource::RpbHome)
         );
     }
 }

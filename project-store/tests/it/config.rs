@@ -123,6 +123,25 @@ fn loose_permissions_with_a_secret_warn_naming_the_file_and_fix() {
 }
 
 #[test]
+fn a_token_pasted_alone_on_a_line_is_not_echoed_in_warnings() {
+    let token = "rpa_Z8K2M4N6P8Q1R3S5T7";
+    let (_dir, store) =
+        workspace_with_env(format!("RUNPOD_POD_ID=p1\n{token}\nVNC_PASSWORD=v\n").as_bytes());
+    let config = store.load_config().unwrap();
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    let shown = config.warnings[0].to_string();
+    assert!(!shown.contains(token), "{shown}");
+    assert!(!format!("{:?}", config.warnings[0]).contains(token));
+    assert!(
+        shown.ends_with(
+            "/.env:2: not KEY=VALUE; if it is a token, put it after RUNPOD_API_KEY=, or start \
+             the line with `#` to make it a comment; the line is ignored"
+        ),
+        "{shown}"
+    );
+}
+
+#[test]
 fn malformed_lines_are_reported_with_line_numbers_and_the_rest_is_used() {
     let (_dir, store) = workspace_with_env(
         b"RUNPOD_POD_ID=good\nthis is not a setting\nVNC_PASSWORD=\"unterminated\nRPB_NOVNC_PORT=http\n\
@@ -156,10 +175,8 @@ fn malformed_lines_are_reported_with_line_numbers_and_the_rest_is_used() {
         !all.contains("unterminated") && !all.contains("rpa_ok"),
         "no values in warnings: {all}"
     );
-    assert!(
-        all.contains(":2: expected KEY=VALUE") || all.contains(":2: expected `=`"),
-        "{all}"
-    );
+    assert!(all.contains(":2: not KEY=VALUE"), "{all}");
+    assert!(!all.contains("this is"), "no text of the line: {all}");
 
     // Updating still works and keeps the malformed lines as they are.
     store.set_config(ConfigKey::PodId, "new").unwrap();
@@ -214,7 +231,7 @@ fn a_symlinked_env_is_updated_at_its_target() {
 }
 
 #[test]
-fn env_discovery_prefers_explicit_then_current_dir_then_workspace() {
+fn env_discovery_is_explicit_else_the_workspace_never_the_current_dir() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path().join("cwd");
     fs::create_dir_all(&cwd).unwrap();
@@ -229,10 +246,26 @@ fn env_discovery_prefers_explicit_then_current_dir_then_workspace() {
         builder.build().unwrap()
     };
     assert_eq!(build(None).env_file(), dir.path().join("ws/.env"));
-    fs::write(cwd.join(".env"), b"RUNPOD_POD_ID=local\n").unwrap();
-    assert_eq!(build(None).env_file(), cwd.join(".env"));
+    assert_eq!(build(None).ignored_env_file(), None);
+    // A repository's .env in the current folder is not read, only reported.
+    fs::write(
+        cwd.join(".env"),
+        b"RUNPOD_POD_ID=local\nRUNPOD_API_URL=http://attacker.example\n",
+    )
+    .unwrap();
+    let store = build(None);
+    assert_eq!(store.env_file(), dir.path().join("ws/.env"));
+    assert_eq!(store.ignored_env_file(), Some(cwd.join(".env")));
+    assert!(matches!(
+        store.load_config(),
+        Err(Error::ConfigNotFound { .. })
+    ));
+    // Given explicitly, it is read.
+    let store = build(Some("cwd/.env"));
+    assert_eq!(store.env_file(), cwd.join(".env"));
+    assert_eq!(store.ignored_env_file(), None);
     assert_eq!(
-        build(None).load_config().unwrap().pod_id.as_deref(),
+        store.load_config().unwrap().pod_id.as_deref(),
         Some("local")
     );
     assert_eq!(

@@ -21,21 +21,51 @@ pub(crate) struct ExecArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
-    /// The command and its arguments (after `--`).
-    #[arg(required = true, last = true)]
+    /// Run a shell command line instead: the arguments, joined with spaces, go to the pod's
+    /// shell as they are, so pipes, `;`, `$VAR` and globs work.
+    #[arg(long, short = 'c')]
+    shell: bool,
+    /// The program and its arguments (after `--`), each passed exactly as given.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 
+impl ExecArgs {
+    /// Refuses the one ambiguous form: a single argument that a shell would split or expand,
+    /// without `--shell`. It used to run as a shell line; now it would look for a program of
+    /// that name, so say how to keep the old meaning instead of guessing.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match self.command.as_slice() {
+            [only] if !self.shell && shell::quote(only) != *only => Err(
+                "`rpb exec -- PROGRAM ARG...` passes each argument as it is, and this single \
+                 argument has spaces or shell characters; to run it as a shell command line, \
+                 add --shell (`rpb exec --shell -- '...'`), or split the program from its \
+                 arguments"
+                    .to_owned(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The command line the pod's shell runs.
+    fn command_line(&self) -> String {
+        if self.shell {
+            self.command.join(" ")
+        } else {
+            shell::join(&self.command)
+        }
+    }
+}
+
 pub(crate) async fn exec(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<Outcome> {
+    if let Err(message) = args.check() {
+        bail!(message);
+    }
     let progress = ctx.progress().spinner("connecting");
     let attached = attach(ctx, &args.pod, &progress).await;
     progress.finish();
     let (_, session) = attached?;
-    let command = if args.command.len() == 1 {
-        args.command[0].clone()
-    } else {
-        shell::join(&args.command)
-    };
+    let command = args.command_line();
     let output = session
         .host()
         .run(&command, None, Duration::from_secs(args.timeout))

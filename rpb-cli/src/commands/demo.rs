@@ -45,11 +45,9 @@ pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<Outcome> {
         .prefix("rpb-demo-")
         .tempdir()
         .context("creating the demo's temporary folder")?;
-    let mut builder = LocalPod::builder();
-    if let Some(key) = from_env("RUNPOD_API_KEY") {
-        builder = builder.api_key(SecretString::from(key));
-    }
-    let pod = match builder.start().await {
+    // Always the builder's fresh random key: an exported RUNPOD_API_KEY is a real account's,
+    // and the demo writes its key into a temporary .env.
+    let pod = match LocalPod::builder().start().await {
         Ok(pod) => pod,
         Err(error) => {
             progress.finish();

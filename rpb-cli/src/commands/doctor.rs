@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use blender_session::profile::Profile;
+use project_store::EnvFileSource;
 use serde_json::json;
 
 use crate::ctx::Ctx;
@@ -20,6 +21,22 @@ struct Check {
 pub(crate) async fn doctor(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mut checks = Vec::new();
     let env_file = ctx.store.env_file().to_owned();
+    let (source, why) = env_file_source(ctx);
+    let ignored = ctx.store.ignored_env_file();
+    checks.push(Check {
+        name: "env file",
+        ok: true,
+        detail: format!(
+            "{} ({why}){}",
+            env_file.display(),
+            if ignored.is_some() {
+                "; ./.env in the current folder is ignored"
+            } else {
+                ""
+            }
+        ),
+        fix: None,
+    });
     let config = ctx.store.load_config();
     checks.push(match &config {
         Ok(config) => {
@@ -129,13 +146,32 @@ pub(crate) async fn doctor(ctx: &Ctx) -> anyhow::Result<Outcome> {
             json!({"check": check.name, "ok": check.ok, "detail": check.detail, "fix": check.fix})
         })
         .collect();
-    Ok(
-        Outcome::new(json!({"ok": failed == 0, "checks": rows}), human).with_code(if failed == 0 {
-            0
-        } else {
-            crate::output::EXIT_ERROR
-        }),
-    )
+    let document = json!({
+        "ok": failed == 0,
+        "env_file": {"path": env_file, "source": source, "ignored": ignored},
+        "checks": rows,
+    });
+    Ok(Outcome::new(document, human).with_code(if failed == 0 {
+        0
+    } else {
+        crate::output::EXIT_ERROR
+    }))
+}
+
+/// Why this `.env` is the one in use: a JSON name and the words for people.
+fn env_file_source(ctx: &Ctx) -> (&'static str, String) {
+    match ctx.store.env_file_source() {
+        EnvFileSource::Explicit => ("env_file_option", "given with --env-file".into()),
+        EnvFileSource::ExplicitRoot => (
+            "workspace_option",
+            format!("the .env of --workspace {}", ctx.store.root().display()),
+        ),
+        EnvFileSource::RpbHome => ("rpb_home", "the .env of the workspace in RPB_HOME".into()),
+        _ => (
+            "default_workspace",
+            "the .env of the default workspace".into(),
+        ),
+    }
 }
 
 fn found_fix(program: &str, package: &str) -> Option<String> {

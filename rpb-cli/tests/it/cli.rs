@@ -7,9 +7,9 @@ use runpod_api::sim::Simulator;
 
 use crate::support::{Workspace, alive, path_string};
 
-const KEY: &str = "cli-test-key";
+pub(crate) const KEY: &str = "cli-test-key";
 
-async fn simulator() -> Simulator {
+pub(crate) async fn simulator() -> Simulator {
     Simulator::builder()
         .api_key(KEY)
         .start()
@@ -18,7 +18,7 @@ async fn simulator() -> Simulator {
 }
 
 /// A workspace pointed at the simulator, with a key, a VNC password and an SSH key path.
-fn workspace_for(sim: &Simulator) -> Workspace {
+pub(crate) fn workspace_for(sim: &Simulator) -> Workspace {
     let ws = Workspace::new();
     ws.write_env(&[
         ("RUNPOD_API_KEY", KEY.into()),
@@ -33,7 +33,7 @@ fn workspace_for(sim: &Simulator) -> Workspace {
 }
 
 /// Creates a pod on the simulator and waits until it has the wanted status.
-async fn pod_in(sim: &Simulator, stopped: bool) -> String {
+pub(crate) async fn pod_in(sim: &Simulator, stopped: bool) -> String {
     let client = sim.client().expect("client");
     let pod = client
         .create_pod(

@@ -6,10 +6,16 @@ use std::time::Duration;
 use blender_session::local_pod::LocalPod;
 use runpod_api::PodId;
 
-use crate::support::{Workspace, alive, eventually, free_port, path_string, serial};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+
+use crate::support::{
+    Workspace, alive, eventually, files_containing, free_port, path_string, serial,
+};
 
 const VNC: &str = "cli-e2e-vnc";
 const SLOW: Duration = Duration::from_secs(400);
+/// Stands for a real account's key exported in the shell: the demo must never touch it.
+const CANARY: &str = "rpa_CANARY7Q2W9E4R1T6Y3U8I5O0P";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
@@ -78,7 +84,7 @@ async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
         .await
         .success();
     assert_eq!(exec.stdout.trim(), "hello from the pod");
-    let failing = ws.rpb(&["exec", "--", "exit 7"]).await;
+    let failing = ws.rpb(&["exec", "--shell", "--", "exit 7"]).await;
     assert_eq!(failing.code, 7, "exec passes the remote exit code on");
     let status = ws.rpb(&["status", "--json"]).await.success().json();
     assert_eq!(status["status"], "RUNNING");
@@ -348,12 +354,20 @@ async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
 async fn demo_exit_after_ready_prints_one_json_document_and_cleans_up() {
     let _serial = serial().await;
     let mut ws = Workspace::new();
+    let tmp = ws.dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    ws.set("TMPDIR", path_string(&tmp));
     ws.set("VNC_PASSWORD", "demo-test-vnc");
-    ws.set("RUNPOD_API_KEY", "demo-test-key");
+    ws.set("RUNPOD_API_KEY", CANARY);
     let run = ws
         .rpb_within(SLOW, &["demo", "--exit-after-ready", "--json"])
         .await
         .success();
+    assert!(!run.stdout.contains(CANARY) && !run.stderr.contains(CANARY));
+    assert_eq!(
+        files_containing(&tmp, CANARY),
+        Vec::<std::path::PathBuf>::new()
+    );
     let document = run.json();
     for key in ["novnc_url", "mcp_port", "vnc_port", "pod_id", "scene"] {
         assert!(!document[key].is_null(), "{key} in {document}");
@@ -378,4 +392,123 @@ async fn demo_exit_after_ready_prints_one_json_document_and_cleans_up() {
         std::net::TcpStream::connect(("127.0.0.1", u16::try_from(port).expect("port"))).is_err(),
         "the tunnel is closed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_never_reads_copies_or_writes_an_exported_api_key() {
+    let _serial = serial().await;
+    let mut ws = Workspace::new();
+    let tmp = ws.dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    ws.set("TMPDIR", path_string(&tmp));
+    ws.set("RUNPOD_API_KEY", CANARY);
+    let mut child = ws
+        .command(&["demo", "--json"])
+        .spawn()
+        .expect("spawn rpb demo");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    // While it waits for Ctrl-C, the demo has printed one pretty JSON document.
+    let mut document = String::new();
+    tokio::time::timeout(SLOW, async {
+        loop {
+            let mut line = String::new();
+            let read = stdout.read_line(&mut line).await.expect("read stdout");
+            assert!(read > 0, "the demo ended early: {document}");
+            document.push_str(&line);
+            if line == "}\n" {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the demo got ready in time");
+    let document: serde_json::Value = serde_json::from_str(&document).expect("json");
+    let workspace = document["workspace"].as_str().expect("workspace");
+    let env = std::fs::read_to_string(std::path::Path::new(workspace).join(".env")).expect(".env");
+    let key = env
+        .lines()
+        .find_map(|line| line.strip_prefix("RUNPOD_API_KEY="))
+        .expect("the demo's .env has the simulator's key");
+    assert!(!key.is_empty() && key != CANARY, "a fresh key of its own");
+    assert_eq!(
+        files_containing(&tmp, CANARY),
+        Vec::<std::path::PathBuf>::new(),
+        "no file of the demo (its .env, the local pod's logs and state) holds the exported key"
+    );
+
+    let pid = child.id().and_then(|pid| i32::try_from(pid).ok());
+    let pid = pid.and_then(rustix::process::Pid::from_raw).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    let status = tokio::time::timeout(SLOW, child.wait())
+        .await
+        .expect("the demo stops in time")
+        .expect("wait");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await.expect("stdout");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .await
+        .expect("stderr");
+    eprintln!("rpb demo → {status}\n{rest}{stderr}");
+    assert!(status.success(), "{stderr}");
+    assert!(!rest.contains(CANARY) && !stderr.contains(CANARY));
+    assert_eq!(
+        files_containing(&tmp, CANARY),
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_passes_arguments_literally_and_runs_shell_lines_only_with_shell() {
+    let _serial = serial().await;
+    let pod = LocalPod::builder()
+        .start()
+        .await
+        .expect("the local pod starts (openssh-server, blender, xvfb, x11vnc, novnc, websockify)");
+    let mut ws = Workspace::new();
+    ws.write_env(&[
+        ("RUNPOD_API_URL", pod.api_url()),
+        ("RPB_SSH_USER", pod.ssh_user().to_owned()),
+        ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
+        ("RPB_POD_ROOT", path_string(pod.pod_root())),
+        ("VNC_PASSWORD", VNC.into()),
+    ]);
+    ws.set(
+        "RUNPOD_API_KEY",
+        secrecy::ExposeSecret::expose_secret(pod.api_key()).to_owned(),
+    );
+    // A pod set up by `rpb create` (no Blender session needed: exec only uses SSH).
+    ws.rpb_within(SLOW, &["create", "--json"]).await.success();
+    let pod_home = pod.pod_env()["HOME"].clone();
+
+    // argv: every argument arrives as it is, one per line from printf.
+    let literal = ["two words", "$HOME", "a;touch pwned", "'q'", "*"];
+    let mut args = vec!["exec", "--", "printf", "%s\\n"];
+    args.extend(literal);
+    let run = ws.rpb_within(SLOW, &args).await.success();
+    assert_eq!(run.stdout, format!("{}\n", literal.join("\n")));
+    let run = ws.rpb(&["exec", "--", "ls", &pod_home]).await.success();
+    assert!(!run.stdout.contains("pwned"), "`;` ran a command: {run:?}");
+
+    // --shell: one command line for the pod's shell, variables and `;` included.
+    let run = ws
+        .rpb(&["exec", "--shell", "--", "printf '%s\\n' \"$HOME\"; exit 7"])
+        .await;
+    assert_eq!(run.code, 7, "{run:?}");
+    assert_eq!(run.stdout, format!("{pod_home}\n"));
+    let run = ws
+        .rpb(&["exec", "-c", "--", "echo", "$HOME", "|", "wc", "-l"])
+        .await
+        .success();
+    assert_eq!(run.stdout.trim(), "1", "several arguments, joined: {run:?}");
+
+    // One argument a shell would split or expand: refused, saying how to run it.
+    let run = ws.rpb(&["exec", "--", "echo $HOME; exit 7"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("add --shell"), "{}", run.stderr);
+    pod.shutdown().await.expect("shutdown");
 }

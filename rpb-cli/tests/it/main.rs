@@ -11,5 +11,6 @@
 )]
 
 mod cli;
+mod config;
 mod local_pod;
 mod support;

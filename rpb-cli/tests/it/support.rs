@@ -97,6 +97,28 @@ impl Workspace {
 
     /// Runs `rpb --workspace <root> ARGS` with a clean environment, within `limit`.
     pub(crate) async fn rpb_within(&self, limit: Duration, args: &[&str]) -> Run {
+        let mut command = self.command(args);
+        let output = tokio::time::timeout(limit, command.output())
+            .await
+            .unwrap_or_else(|_| panic!("rpb {args:?} did not finish within {limit:?}"))
+            .expect("run rpb");
+        let run = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        eprintln!(
+            "$ rpb {} → {}\n{}{}",
+            args.join(" "),
+            run.code,
+            run.stdout,
+            run.stderr
+        );
+        run
+    }
+
+    /// The command `rpb --workspace <root> ARGS` with a clean environment and piped output.
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rpb"));
         command
             .arg("--workspace")
@@ -118,23 +140,7 @@ impl Workspace {
         for (key, value) in &self.env {
             command.env(key, value);
         }
-        let output = tokio::time::timeout(limit, command.output())
-            .await
-            .unwrap_or_else(|_| panic!("rpb {args:?} did not finish within {limit:?}"))
-            .expect("run rpb");
-        let run = Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
-        eprintln!(
-            "$ rpb {} → {}\n{}{}",
-            args.join(" "),
-            run.code,
-            run.stdout,
-            run.stderr
-        );
-        run
+        command
     }
 
     pub(crate) async fn rpb(&self, args: &[&str]) -> Run {
@@ -182,4 +188,32 @@ pub(crate) async fn eventually(limit: Duration, what: &str, mut check: impl FnMu
 
 pub(crate) fn path_string(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// The regular files under `dir` whose bytes contain `needle` (sockets and the like skipped).
+pub(crate) fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file()
+                && std::fs::read(entry.path()).is_ok_and(|bytes| {
+                    bytes
+                        .windows(needle.len())
+                        .any(|window| window == needle.as_bytes())
+                })
+            {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
 }
