@@ -338,18 +338,23 @@ pub const HOST_PUBLIC_KEY_ENV: &str = "RPB_SSH_HOST_PUBLIC_KEY";
 /// before setup ran). A failure to install the key is reported and the boot goes on: the
 /// client then refuses the unpinned key, which is safe.
 pub fn boot_command(pod_root: &str) -> String {
-    let hook = format!("{}/rpb/bin/boot-hook.sh", pod_root.trim_end_matches('/'));
+    let hook = pod_tunnel::shell::quote(&format!(
+        "{}/rpb/bin/boot-hook.sh",
+        pod_root.trim_end_matches('/')
+    ));
     let dir = "${RPB_SSH_DIR:-/etc/ssh}";
     let key = format!("{dir}/ssh_host_ed25519_key");
-    format!(
-        "bash -c 'if [ -n \"${{{HOST_KEY_ENV}:-}}\" ]; then \
+    let script = format!(
+        "if [ -n \"${{{HOST_KEY_ENV}:-}}\" ]; then \
          (umask 077 && mkdir -p \"{dir}\" \
          && printf %s \"${HOST_KEY_ENV}\" | base64 -d > \"{key}.rpb-new\" \
          && mv -f \"{key}.rpb-new\" \"{key}\" \
          && printf \"%s\\n\" \"${{{HOST_PUBLIC_KEY_ENV}:-}}\" > \"{key}.pub\" && chmod 0644 \"{key}.pub\") \
          || echo \"rpb: could not install the pod ssh host key\" >&2; fi; \
-         [ -f {hook} ] && exec bash {hook} /start.sh; exec /start.sh'"
-    )
+         [ -f {hook} ] && exec bash {hook} /start.sh; exec /start.sh"
+    );
+    // The whole script is one quoted word, so no pod root can end it early.
+    format!("bash -c {}", pod_tunnel::shell::quote(&script))
 }
 
 /// The Blender version `setup.sh` installs unless told otherwise (`RPB_BLENDER_VERSION`).

@@ -57,18 +57,17 @@ pub struct PodView {
 }
 
 /// The image a pod gets unless told otherwise: RunPod's `PyTorch` image (CUDA 12.8, Ubuntu 24.04),
-/// which starts sshd from `/start.sh`.
+/// which starts sshd from `/start.sh`, pinned by digest.
 ///
-/// A versioned release tag, treated as fixed: `1.0.2` is a release of `runpod/containers`
-/// (semantic versions from git tags `vX.Y.Z`, per that repository's `docs/RELEASE.md`), so
-/// unlike `latest` it never moves on to a newer build. It is not immutable in the registry's
-/// sense, though: RunPod's `docs/COSIGN.md` notes that tags "can be moved at any time", and a
-/// re-run release build re-pushes the same version. RunPod signs the digests, not the tags. To
-/// pin the image for good, give a digest (`RUNPOD_IMAGE`, or [`PodSpec::image`]):
-/// `runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404@sha256:<digest>`, the digest from
-/// `docker buildx imagetools inspect` or `crane digest`. Nothing in rpb rewrites or rejects
-/// such a reference.
-pub const DEFAULT_IMAGE: &str = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404";
+/// `1.0.2` is a versioned release of `runpod/containers`, but a registry tag is not immutable:
+/// RunPod's own notes say tags "can be moved at any time", and a re-run release build re-pushes
+/// the same version. So the reference carries the digest of the image index that tag named
+/// (`docker buildx imagetools inspect runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404`,
+/// "Digest:"; its linux/amd64 manifest is `sha256:4d1721e6…1851`), as several unrelated public
+/// projects pin it. The registry then serves exactly this image or nothing. To move to another
+/// image, set `RUNPOD_IMAGE` (or [`PodSpec::image`]) to a `name:tag@sha256:<digest>` of your own.
+pub const DEFAULT_IMAGE: &str = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404\
+     @sha256:0a360022e8de4375af99430f84e8b38951acc397252163a37ceac7204d01be35";
 /// The GPU type a pod gets unless told otherwise.
 pub const DEFAULT_GPU_TYPE: &str = "NVIDIA GeForce RTX 4090";
 /// Where the persistent volume is mounted unless told otherwise.

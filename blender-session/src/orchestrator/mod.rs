@@ -186,6 +186,40 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_pod_root_stays_one_path() {
+        let scratch = tempfile::tempdir().unwrap();
+        let marker = scratch.path().join("pwned");
+        // A folder of that very name holds the hook: the path must reach it whole.
+        let root = format!(
+            "{}/x'; touch {}; '",
+            scratch.path().display(),
+            marker.display()
+        );
+        let bin = std::path::Path::new(&root).join("rpb/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(
+            bin.join("boot-hook.sh"),
+            format!("echo \"hook $*\" > {}/hook.out\n", scratch.path().display()),
+        )
+        .unwrap();
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(boot_command(&root))
+            .env("RPB_SSH_DIR", scratch.path().join("etc/ssh"))
+            .output()
+            .unwrap();
+        assert!(
+            !marker.exists(),
+            "the pod root ran as a command: {output:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(scratch.path().join("hook.out")).unwrap(),
+            "hook /start.sh\n",
+            "{output:?}"
+        );
+    }
+
+    #[test]
     fn without_a_key_the_boot_command_only_runs_the_hook() {
         let (scratch, output) = boot(&[]);
         assert!(output.status.success(), "{output:?}");

@@ -1,5 +1,5 @@
-//! The pod image: a digest-pinned reference (`image@sha256:…`) goes through the settings, the
-//! spec and the create request unchanged.
+//! The pod image: the default is pinned by digest, and a digest-pinned reference
+//! (`image@sha256:…`) goes through the settings, the spec and the create request unchanged.
 
 use blender_session::adapters::RunpodProvider;
 use blender_session::profile::Profile;
@@ -8,7 +8,19 @@ use project_store::ConfigKey;
 
 #[tokio::test]
 async fn a_digest_pinned_image_reaches_the_created_pod_unchanged() {
-    let pinned = format!("{DEFAULT_IMAGE}@sha256:{}", "0123456789abcdef".repeat(4));
+    let (name, digest) = DEFAULT_IMAGE
+        .split_once("@sha256:")
+        .expect("the default image is pinned by digest");
+    assert!(name.contains(':') && !name.ends_with(":latest"), "{name}");
+    assert!(
+        digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{digest}"
+    );
+    assert_eq!(
+        blender_session::seams::PodSpec::new("default").image,
+        DEFAULT_IMAGE
+    );
+    let pinned = format!("{name}@sha256:{}", "0123456789abcdef".repeat(4));
     let dir = tempfile::tempdir().expect("tempdir");
     let store = project_store::Store::open(dir.path()).expect("store");
     // As `rpb setup --image` writes it: accepted by the .env validation.

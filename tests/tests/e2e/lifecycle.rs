@@ -227,6 +227,28 @@ async fn the_first_contact_with_a_created_pod_is_verified_and_a_mitm_is_refused(
     let session = rig.orchestrator.start(&pod_id, &sink).await?;
     rig.orchestrator.stop(&pod_id, Some(session), &sink).await?;
     let session = rig.orchestrator.start(&pod_id, &sink).await?;
+
+    // The private key travels only in the pod's environment: never in a file of the
+    // workspace or the pod (but the key file sshd reads), a log, or a process's arguments.
+    let private = pod
+        .env
+        .get(blender_session::assets::HOST_KEY_ENV)
+        .expect("the pod carries its host key")
+        .clone();
+    let secrets = [private.as_str()];
+    let key_file = rig
+        .pod
+        .state_dir()
+        .join("sshd/host-keys/ssh_host_ed25519_key");
+    let mut outcomes = scan_tree(rig.store.root(), &secrets, &[]);
+    outcomes.extend(scan_tree(rig.pod.state_dir(), &secrets, &[key_file]));
+    for pid in all_pids() {
+        if let Ok(arguments) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            outcomes.push(no_secret(&String::from_utf8_lossy(&arguments), &secrets));
+        }
+    }
+    let leaks: Vec<String> = outcomes.into_iter().filter_map(Result::err).collect();
+    assert!(leaks.is_empty(), "the host key leaked: {leaks:?}");
     rig.orchestrator.stop(&pod_id, Some(session), &sink).await?;
     rig.shutdown().await?;
 
