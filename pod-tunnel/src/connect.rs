@@ -299,7 +299,7 @@ impl Options {
         let (key, _) = session.host_key().ok_or_else(|| Error::NoHostKey {
             endpoint: name.clone(),
         })?;
-        let fingerprint = hostkey::fingerprint(key);
+        let fingerprint = crate::keyblob::fingerprint(key);
         hostkey::verify(&self.host_key_policy, &endpoint.host, endpoint.port, key)?;
 
         if let Err(source) = std::fs::metadata(&self.identity) {

@@ -6,9 +6,8 @@
 
 use std::path::PathBuf;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::error::{Error, Result};
+use crate::keyblob::{base64, decode_base64, fingerprint, key_type};
 use crate::known_hosts::{Pinned, pin_blob, read_known_hosts, validate_name};
 
 /// How the server's host key is checked on every connect (and on every reconnect).
@@ -71,11 +70,6 @@ impl HostKeyPolicy {
         }
         self
     }
-}
-
-/// The `SHA256:…` fingerprint of a host key blob, as OpenSSH prints it.
-pub fn fingerprint(key_blob: &[u8]) -> String {
-    format!("SHA256:{}", base64(&Sha256::digest(key_blob), false))
 }
 
 /// Checks `key_blob` (the server's host key in SSH wire format) for `host:port` under `policy`.
@@ -200,52 +194,6 @@ fn check(text: &str, name: &str, key_blob: &[u8]) -> Check {
         }
     }
     first_mismatch.unwrap_or(Check::NotFound)
-}
-
-/// The algorithm name at the start of an SSH public key blob.
-pub(crate) fn key_type(blob: &[u8]) -> Option<String> {
-    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    let name = blob.get(4..4 + len)?;
-    String::from_utf8(name.to_vec()).ok()
-}
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-pub(crate) fn base64(data: &[u8], pad: bool) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..4 {
-            if i < chars {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0_u32;
-    let mut bits = 0;
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = ALPHABET.iter().position(|&a| a == c)?;
-        acc = (acc << 6) | u32::try_from(v).ok()?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).ok()?);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::error::{Error, Result};
-use crate::hostkey::{base64, fingerprint};
+use crate::keyblob::{base64, fingerprint};
 
 const KEY_TYPE: &str = "ssh-ed25519";
 /// Where the key's randomness comes from (the kernel's CSPRNG).
@@ -158,7 +158,7 @@ fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hostkey::decode_base64;
+    use crate::keyblob::decode_base64;
     use crate::known_hosts::parse_public_key;
 
     #[test]

@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::hostkey::{base64, decode_base64, fingerprint, key_type};
+use crate::keyblob::{base64, decode_base64, fingerprint, key_type};
 
 /// The longest name accepted for a `known_hosts` entry.
 const MAX_NAME_LEN: usize = 255;

@@ -67,6 +67,7 @@ mod error;
 #[cfg(feature = "sshd-fixture")]
 pub mod fixture;
 mod hostkey;
+mod keyblob;
 mod keypair;
 mod known_hosts;
 mod link;
@@ -81,7 +82,8 @@ pub use connect::{
     DEFAULT_KEEPALIVE_MAX, Endpoint, SessionBuilder,
 };
 pub use error::{BoxError, Error, Result};
-pub use hostkey::{HostKeyPolicy, fingerprint};
+pub use hostkey::HostKeyPolicy;
+pub use keyblob::fingerprint;
 pub use keypair::HostKeyPair;
 pub use known_hosts::{
     KnownHost, Pinned, forget_host, known_host, parse_public_key, pin_host_key, validate_name,

@@ -4,8 +4,8 @@ use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use blender_session::Event;
 use blender_session::seams::ProgressFn;
+use blender_session::{Event, Step};
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
@@ -71,6 +71,8 @@ impl Outcome {
 #[derive(Clone)]
 pub(crate) struct Progress {
     enabled: bool,
+    /// Host-key notices are printed unless `-q`, bar or no bar.
+    notices: bool,
     bar: Option<ProgressBar>,
 }
 
@@ -78,6 +80,7 @@ impl Progress {
     pub(crate) fn new(global: &Global) -> Self {
         Self {
             enabled: !global.json && !global.quiet && std::io::stdout().is_terminal(),
+            notices: !global.quiet,
             bar: None,
         }
     }
@@ -101,12 +104,22 @@ impl Progress {
         });
         Self {
             enabled: self.enabled,
+            notices: self.notices,
             bar,
         }
     }
 
     /// Shows a lifecycle event.
     pub(crate) fn event(&self, event: &Event) {
+        if event.step == Step::HostKey && self.notices {
+            // A fingerprint to compare stays on screen, not in a spinner that moves on.
+            let line = format!("{}: {}", event.step, event.detail);
+            match &self.bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
+            return;
+        }
         if let Some(bar) = &self.bar {
             bar.set_message(format!("{}: {}", event.step, event.detail));
         }
@@ -135,6 +148,7 @@ impl Progress {
         (
             Self {
                 enabled: self.enabled,
+                notices: self.notices,
                 bar: Some(bar),
             },
             Some(callback),

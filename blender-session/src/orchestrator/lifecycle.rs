@@ -73,8 +73,12 @@ impl Orchestrator {
             return Err(self.fail_after_starting(pod.id.as_str(), error).await);
         }
         clock.emit(
-            Step::CreatePod,
-            format!("pinned its ssh host key {}", host_key.fingerprint()),
+            Step::HostKey,
+            format!(
+                "pinned the ssh host key made for pod {}: {}",
+                pod.id,
+                host_key.fingerprint()
+            ),
         );
         if let Some(store) = self.store.clone() {
             // Recorded before anything else can fail, so the pod is never lost track of.
@@ -455,7 +459,7 @@ impl Orchestrator {
                     if first_contact {
                         let recorded = self.connector.pinned_host_key(pod_id).await?;
                         clock.emit(
-                            Step::Connect,
+                            Step::HostKey,
                             format!(
                                 "first contact with pod {pod_id}, which rpb did not create: \
                                  trusted its host key {} and recorded it; from now on only this \
@@ -504,7 +508,7 @@ impl Orchestrator {
             |(_, blob)| pod_tunnel::fingerprint(&blob),
         );
         clock.emit(
-            Step::Connect,
+            Step::HostKey,
             format!("pinned the host key pod {pod_id} was created with: {fingerprint}"),
         );
         Ok(false)

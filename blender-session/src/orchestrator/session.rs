@@ -31,6 +31,9 @@ pub enum Step {
     WaitSsh,
     /// Connecting and verifying the host key.
     Connect,
+    /// Pinning the pod's SSH host key, or trusting it on a first contact: worth a line of its
+    /// own (a fingerprint the user may want to compare).
+    HostKey,
     /// Running the setup script.
     Setup,
     /// Running the session script.
@@ -70,6 +73,7 @@ impl fmt::Display for Step {
             Self::StopPod => "stop pod",
             Self::WaitStopped => "wait for the pod to stop",
             Self::Transfer => "transfer",
+            Self::HostKey => "host key",
         })
     }
 }

@@ -54,6 +54,17 @@ async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
         .to_owned();
     let env = std::fs::read_to_string(ws.root().join(".env")).expect(".env");
     assert!(env.contains(&format!("RUNPOD_POD_ID={pod_id}")), "{env}");
+    // The pinned host key's fingerprint is a line of its own, even with --json.
+    let pin = pod_tunnel::known_host(&ws.state_dir().join("known_hosts"), &pod_id)
+        .expect("known_hosts")
+        .expect("the new pod's key is pinned");
+    assert!(
+        created.stderr.lines().any(|line| line.starts_with(&format!(
+            "host key: pinned the ssh host key made for pod {pod_id}"
+        )) && line.ends_with(&pin.fingerprint)),
+        "{}",
+        created.stderr
+    );
 
     // Start: Blender answers; the tunnel lives in a background process of ours.
     let started = ws.rpb_within(SLOW, &["start", "--json"]).await.success();

@@ -218,7 +218,7 @@ async fn the_first_contact_with_a_created_pod_is_verified_and_a_mitm_is_refused(
         assert!(
             events
                 .iter()
-                .any(|e| e.detail.contains("pinned its ssh host key"))
+                .any(|e| e.detail.contains("pinned the ssh host key made for pod"))
         );
         assert!(!events.iter().any(|e| e.detail.contains("first contact")));
     }
