@@ -44,6 +44,13 @@ pub(crate) fn view(pod: &runpod_api::Pod, user_override: Option<&str>) -> PodVie
             .as_ref()
             .map(|gpu| format!("{} ×{}", gpu.id, gpu.count)),
         host_public_key: pod.env.get(crate::assets::HOST_PUBLIC_KEY_ENV).cloned(),
+        start_command: pod.args.clone(),
+        image: pod.image.clone(),
+        volume_path: pod
+            .mounts
+            .persistent
+            .as_ref()
+            .map(|volume| volume.path.clone()),
     }
 }
 
@@ -130,6 +137,17 @@ impl PodProvider for RunpodProvider {
             .await
             .map(drop)
             .map_err(|source| provider_error(format!("stopping pod {id}"), source))
+    }
+
+    async fn set_start_command(&self, id: &str, command: &str) -> Result<()> {
+        let update = runpod_api::models::UpdatePodRequest::new().args(command);
+        self.client
+            .update_pod(&PodId::new(id), &update)
+            .await
+            .map(drop)
+            .map_err(|source| {
+                provider_error(format!("changing the start command of pod {id}"), source)
+            })
     }
 
     async fn ensure_ssh_key(&self, public_key: &str) -> Result<bool> {

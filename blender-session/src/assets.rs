@@ -338,10 +338,24 @@ pub const HOST_PUBLIC_KEY_ENV: &str = "RPB_SSH_HOST_PUBLIC_KEY";
 /// before setup ran). A failure to install the key is reported and the boot goes on: the
 /// client then refuses the unpinned key, which is safe.
 pub fn boot_command(pod_root: &str) -> String {
+    boot_command_with_fallback(pod_root, None)
+}
+
+/// The marker by which a pod's start command is known to run rpb's boot hook.
+pub const BOOT_HOOK_MARKER: &str = "/rpb/bin/boot-hook.sh";
+
+/// [`boot_command`] ending in `fallback` (a start command line, as RunPod's `args` hold it)
+/// instead of the image's `/start.sh`: what `rpb adopt` gives a pod whose own start command
+/// must go on running after the hook (and when the volume lost the hook).
+pub fn boot_command_with_fallback(pod_root: &str, fallback: Option<&str>) -> String {
     let hook = pod_tunnel::shell::quote(&format!(
-        "{}/rpb/bin/boot-hook.sh",
+        "{}{BOOT_HOOK_MARKER}",
         pod_root.trim_end_matches('/')
     ));
+    let fallback = match fallback.map(str::trim).filter(|line| !line.is_empty()) {
+        Some(line) => format!("bash -c {}", pod_tunnel::shell::quote(line)),
+        None => "/start.sh".to_owned(),
+    };
     let dir = "${RPB_SSH_DIR:-/etc/ssh}";
     let key = format!("{dir}/ssh_host_ed25519_key");
     let script = format!(
@@ -351,7 +365,7 @@ pub fn boot_command(pod_root: &str) -> String {
          && mv -f \"{key}.rpb-new\" \"{key}\" \
          && printf \"%s\\n\" \"${{{HOST_PUBLIC_KEY_ENV}:-}}\" > \"{key}.pub\" && chmod 0644 \"{key}.pub\") \
          || echo \"rpb: could not install the pod ssh host key\" >&2; fi; \
-         [ -f {hook} ] && exec bash {hook} /start.sh; exec /start.sh"
+         [ -f {hook} ] && exec bash {hook} {fallback}; exec {fallback}"
     );
     // The whole script is one quoted word, so no pod root can end it early.
     format!("bash -c {}", pod_tunnel::shell::quote(&script))

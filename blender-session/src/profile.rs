@@ -81,6 +81,9 @@ pub struct Profile {
     pub ssh_user: Option<String>,
     /// `RPB_POD_ROOT`.
     pub pod_root: String,
+    /// Whether `RPB_POD_ROOT` was given (else `pod_root` is the default, and `rpb adopt` takes
+    /// the pod's own volume path).
+    pub pod_root_set: bool,
     /// The pod-side ports.
     pub remote_ports: TunnelPorts,
     /// The local tunnel ports.
@@ -98,6 +101,7 @@ impl fmt::Debug for Profile {
             .field("config", &self.config)
             .field("api_url", &self.api_url)
             .field("ssh_user", &self.ssh_user)
+            .field("pod_root_set", &self.pod_root_set)
             .field("pod_root", &self.pod_root)
             .field("remote_ports", &self.remote_ports)
             .field("local_ports", &self.local_ports)
@@ -193,6 +197,7 @@ impl Profile {
             api_url: text(API_URL),
             ssh_user: text(SSH_USER),
             pod_root: text(POD_ROOT).map_or_else(|| Ok("/runpod".into()), checked_pod_root)?,
+            pod_root_set: text(POD_ROOT).is_some(),
             remote_ports,
             local_ports,
             tunnel_reconnects,

@@ -54,6 +54,12 @@ pub struct PodView {
     /// connected to the pod pins before its first connection. `None` for pods rpb did not
     /// create.
     pub host_public_key: Option<String>,
+    /// The pod's start command (RunPod's `args`; empty: the image's own).
+    pub start_command: String,
+    /// The container image.
+    pub image: String,
+    /// Where the pod's persistent volume is mounted, if it has one.
+    pub volume_path: Option<String>,
 }
 
 /// The image a pod gets unless told otherwise: RunPod's `PyTorch` image (CUDA 12.8, Ubuntu 24.04),
@@ -169,6 +175,8 @@ pub trait PodProvider: Send + Sync {
     async fn start(&self, id: &str) -> Result<()>;
     /// Requests a stop.
     async fn stop(&self, id: &str) -> Result<()>;
+    /// Replaces the pod's start command (it takes effect at the next start).
+    async fn set_start_command(&self, id: &str, command: &str) -> Result<()>;
     /// Makes sure `public_key` is registered on the account (keeping every other key); returns
     /// whether it had to be added.
     async fn ensure_ssh_key(&self, public_key: &str) -> Result<bool>;

@@ -349,7 +349,7 @@ pub fn check_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_private_json(path: &Path, value: &impl Serialize) -> Result<()> {
+pub(crate) fn write_private_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let io = |source| Error::Io {
         operation: "write",
         path: path.to_owned(),

@@ -33,6 +33,12 @@ pub(super) struct HostKeys {
     installed: Option<String>,
     /// `false`: pods' keys are ignored (a test's man in the middle).
     serve_pod_keys: bool,
+    /// Plays an image that makes new host keys at every boot: a pod without a key of its own
+    /// gets a fresh one per boot, unless its start command runs rpb's boot hook and the volume
+    /// holds persisted keys (which the hook restores).
+    fresh_per_boot: bool,
+    /// Where setup persists the keys on the pod root (`rpb/ssh-host-keys`).
+    persisted: PathBuf,
 }
 
 impl HostKeys {
@@ -41,6 +47,7 @@ impl HostKeys {
         sshd_pid: Arc<AtomicU32>,
         sshd_address: SocketAddr,
         serve_pod_keys: bool,
+        fresh_per_boot: bool,
     ) -> Self {
         Self {
             dir: paths.host_keys.clone(),
@@ -48,6 +55,8 @@ impl HostKeys {
             sshd_address,
             installed: None,
             serve_pod_keys,
+            fresh_per_boot,
+            persisted: paths.rpb_home.join("ssh-host-keys"),
         }
     }
 
@@ -58,15 +67,24 @@ impl HostKeys {
         if !self.serve_pod_keys {
             return;
         }
-        let wanted = simulator
+        let Some(pod) = simulator
             .pods()
             .into_iter()
             .find(|pod| pod.id.as_str() == pod_id)
-            .and_then(|pod| {
-                let private = pod.env.get(crate::assets::HOST_KEY_ENV)?;
-                let public = pod.env.get(crate::assets::HOST_PUBLIC_KEY_ENV)?;
-                Some((private.clone(), public.clone()))
-            });
+        else {
+            return;
+        };
+        let own_key = pod
+            .env
+            .get(crate::assets::HOST_KEY_ENV)
+            .zip(pod.env.get(crate::assets::HOST_PUBLIC_KEY_ENV));
+        let wanted = match own_key {
+            Some((private, public)) => Some((private.clone(), public.clone())),
+            None if self.fresh_per_boot => {
+                Some(self.restored_by_hook(&pod.args).unwrap_or_else(fresh_key))
+            }
+            None => None,
+        };
         if wanted.as_ref().map(|(_, public)| public) == self.installed.as_ref() {
             return;
         }
@@ -80,6 +98,21 @@ impl HostKeys {
         }
         self.installed = wanted.map(|(_, public)| public);
         self.reload().await;
+    }
+
+    /// The keys rpb's boot hook restores: those persisted on the volume, when the pod's start
+    /// command runs the hook. As `(base64 of the private key file, public key line)`.
+    fn restored_by_hook(&self, start_command: &str) -> Option<(String, String)> {
+        if !start_command.contains(crate::assets::BOOT_HOOK_MARKER) {
+            return None;
+        }
+        let key = self.persisted.join(KEY_FILE);
+        let private = std::fs::read(&key).ok()?;
+        let public = std::fs::read_to_string(public_path(&key)).ok()?;
+        Some((
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, private),
+            public.trim().to_owned(),
+        ))
     }
 
     fn install(&self, private_base64: &str, public: &str) -> std::io::Result<()> {
@@ -123,6 +156,24 @@ impl HostKeys {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tracing::warn!(address = %self.sshd_address, "sshd did not answer after reloading its host key");
+    }
+}
+
+/// A new key, as an image's start makes one when the container disk is new.
+fn fresh_key() -> (String, String) {
+    use secrecy::ExposeSecret as _;
+    match pod_tunnel::HostKeyPair::generate_ed25519("rpb-local-pod-boot") {
+        Ok(pair) => (
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                pair.private_key().expose_secret(),
+            ),
+            pair.public_key().to_owned(),
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "making a fresh host key failed");
+            (String::new(), String::new())
+        }
     }
 }
 

@@ -231,6 +231,7 @@ pub struct LocalPodBuilder {
     poll_interval: Duration,
     start_timeout: Duration,
     pod_host_keys: bool,
+    fresh_host_keys: bool,
 }
 
 impl fmt::Debug for LocalPodBuilder {
@@ -243,6 +244,7 @@ impl fmt::Debug for LocalPodBuilder {
             .field("poll_interval", &self.poll_interval)
             .field("start_timeout", &self.start_timeout)
             .field("pod_host_keys", &self.pod_host_keys)
+            .field("fresh_host_keys", &self.fresh_host_keys)
             .finish()
     }
 }
@@ -257,6 +259,7 @@ impl Default for LocalPodBuilder {
             poll_interval: DEFAULT_POLL_INTERVAL,
             start_timeout: DEFAULT_START_TIMEOUT,
             pod_host_keys: true,
+            fresh_host_keys: false,
         }
     }
 }
@@ -305,6 +308,16 @@ impl LocalPodBuilder {
     /// in the middle, or an image that replaced the key), for tests that it is refused.
     pub fn pod_host_keys(mut self, serve: bool) -> Self {
         self.pod_host_keys = serve;
+        self
+    }
+
+    /// Plays an image that makes new SSH host keys at every boot, as RunPod's do (the
+    /// container disk is new at each start): a pod without a host key of its own gets a fresh
+    /// key per boot, unless its start command runs rpb's boot hook and its volume holds the keys
+    /// setup persisted (the hook restores them). Default: `false` (such pods share the local
+    /// pod's own key, which never changes).
+    pub fn fresh_host_keys(mut self, fresh: bool) -> Self {
+        self.fresh_host_keys = fresh;
         self
     }
 

@@ -96,7 +96,13 @@ impl Processes {
             env.clone(),
         ));
         let (stop_watcher, stop_rx) = watch::channel(false);
-        let host_keys = HostKeys::new(paths, sshd_pid.clone(), sshd.address, options.pod_host_keys);
+        let host_keys = HostKeys::new(
+            paths,
+            sshd_pid.clone(),
+            sshd.address,
+            options.pod_host_keys,
+            options.fresh_host_keys,
+        );
         let watcher = tokio::spawn(watch_pods(
             simulator.clone(),
             live_tx,

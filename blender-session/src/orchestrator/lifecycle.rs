@@ -132,6 +132,16 @@ impl Orchestrator {
             events,
         };
         let pod = self.provider.pod(pod_id).await?;
+        if !pod.start_command.contains(assets::BOOT_HOOK_MARKER) && pod.host_public_key.is_none() {
+            clock.emit(
+                Step::HostKey,
+                format!(
+                    "pod {pod_id} does not run rpb's boot hook, so its ssh host key changes at \
+                     every start and the pin then refuses it; `rpb adopt --pod-id {pod_id}` \
+                     installs the hook"
+                ),
+            );
+        }
         let started_pod = match pod.status {
             PodStatus::Exited | PodStatus::Error => {
                 self.start_pod(pod_id, &clock).await?;
@@ -440,7 +450,7 @@ impl Orchestrator {
 
     /// Waits for an SSH banner, re-reading the endpoint (it may be stale after a restart), then
     /// connects with host-key verification.
-    async fn connect(
+    pub(super) async fn connect(
         &self,
         pod_id: &str,
         mut pod: PodView,
@@ -526,7 +536,7 @@ impl Orchestrator {
     }
 
     /// Runs the setup script when the pod's recorded assets version differs from ours.
-    async fn ensure_setup(
+    pub(super) async fn ensure_setup(
         &self,
         pod_id: &str,
         host: &dyn RemoteHost,

@@ -16,9 +16,12 @@ pub use crate::assets::boot_command;
 use crate::seams::{HostConnector, PodProvider, RemoteHost};
 use crate::{Error, Result};
 
+mod adopt;
 mod files;
 mod lifecycle;
 mod session;
+
+pub use adopt::{AdoptOptions, AdoptReport};
 
 pub use session::{Event, Events, Session, SessionSettings, SessionStatus, Step, WaitForGpu};
 
@@ -217,6 +220,34 @@ mod tests {
             "hook /start.sh\n",
             "{output:?}"
         );
+    }
+
+    #[test]
+    fn an_adopted_pod_s_own_start_command_follows_the_hook_or_runs_alone() {
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path().join("fallback.out");
+        let own = format!("echo \"own $((1 + 1)) 'quoted'\" > {}", out.display());
+        let run = |root: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(crate::assets::boot_command_with_fallback(root, Some(&own)))
+                .env("RPB_SSH_DIR", scratch.path().join("etc/ssh"))
+                .output()
+                .unwrap()
+        };
+        // No hook on the volume: the pod's own command runs, as before adoption.
+        let output = run("/nonexistent");
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "own 2 'quoted'\n");
+        std::fs::remove_file(&out).unwrap();
+        // With the hook, the hook gets the pod's own command as its arguments.
+        let root = scratch.path().join("root");
+        let bin = root.join("rpb/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("boot-hook.sh"), "exec \"$@\"\n").unwrap();
+        let output = run(root.to_str().unwrap());
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "own 2 'quoted'\n");
     }
 
     #[test]

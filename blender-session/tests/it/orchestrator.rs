@@ -41,6 +41,9 @@ struct World {
     created: Vec<PodSpec>,
     /// The host public key the API reports in the pod's environment.
     api_host_key: Option<String>,
+    /// The pod's start command, and where its volume is mounted (default `/runpod`).
+    start_command: String,
+    volume_path: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -87,12 +90,21 @@ impl PodProvider for FakeProvider {
             uptime_seconds: running.then_some(7200),
             gpu: None,
             host_public_key: world.api_host_key.clone(),
+            start_command: world.start_command.clone(),
+            image: "runpod/pytorch".into(),
+            volume_path: Some(
+                world
+                    .volume_path
+                    .clone()
+                    .unwrap_or_else(|| "/runpod".into()),
+            ),
         })
     }
 
     async fn create(&self, spec: &PodSpec) -> Result<PodView> {
         let mut world = self.world();
         world.created.push(spec.clone());
+        world.start_command.clone_from(&spec.start_command);
         world.api_host_key = spec
             .host_key
             .as_ref()
@@ -111,6 +123,9 @@ impl PodProvider for FakeProvider {
             uptime_seconds: None,
             gpu: None,
             host_public_key: None,
+            start_command: spec.start_command.clone(),
+            image: spec.image.clone(),
+            volume_path: Some(spec.volume_path.clone()),
         })
     }
 
@@ -128,6 +143,11 @@ impl PodProvider for FakeProvider {
             PodStatus::Running
         };
         world.status.push_back(next);
+        Ok(())
+    }
+
+    async fn set_start_command(&self, _id: &str, command: &str) -> Result<()> {
+        command.clone_into(&mut self.world().start_command);
         Ok(())
     }
 
@@ -800,6 +820,80 @@ async fn a_pod_without_a_pin_is_pinned_from_the_api_or_reported_as_a_first_conta
                 && e.detail.contains("rpb trust --pod-id pod1")),
         "the first contact is reported"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn adopt_sets_the_hook_up_on_the_pod_s_own_volume_and_keeps_its_command() {
+    use blender_session::orchestrator::AdoptOptions;
+
+    let provider = FakeProvider::with(PodStatus::Running);
+    provider.world().volume_path = Some("/workspace".into());
+    provider.world().start_command = "bash /start-original.sh --flag".into();
+    let connector = FakeConnector::healthy("old-version");
+    let orchestrator = orchestrator(&provider, &connector, settings());
+    let (events, sink) = recorder();
+    // `start` says the pod has no hook.
+    orchestrator.start("pod1", &sink).await.expect("started");
+    assert!(
+        events
+            .lock()
+            .expect("events")
+            .iter()
+            .any(|e| e.step == Step::HostKey && e.detail.contains("rpb adopt --pod-id pod1"))
+    );
+    let report = orchestrator
+        .adopt("pod1", &AdoptOptions::new(), &sink)
+        .await
+        .expect("adopted");
+    assert_eq!(report.pod_root, "/workspace");
+    assert_eq!(
+        report.previous_start_command,
+        "bash /start-original.sh --flag"
+    );
+    let now = provider.world().start_command.clone();
+    assert_eq!(now, report.start_command);
+    assert!(now.contains("/workspace/rpb/bin/boot-hook.sh"), "{now}");
+    assert!(
+        now.contains("start-original.sh --flag"),
+        "the pod's own command follows: {now}"
+    );
+    let commands: Vec<String> = connector
+        .remote()
+        .commands
+        .iter()
+        .map(|(command, _)| command.clone())
+        .collect();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains("/workspace/rpb/assets-version")),
+        "setup was checked on the pod's volume: {commands:?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains("/workspace/rpb/ssh-host-keys")),
+        "the verified host key is persisted: {commands:?}"
+    );
+    // Again: nothing changes.
+    let again = orchestrator
+        .adopt("pod1", &AdoptOptions::new(), &sink)
+        .await
+        .expect("adopted again");
+    assert!(again.already_adopted);
+    assert_eq!(provider.world().start_command, now);
+    // Without a workspace there is no record to undo from.
+    let error = orchestrator
+        .undo_adopt("pod1", &sink)
+        .await
+        .expect_err("no store");
+    assert!(error.to_string().contains("workspace"), "{error}");
+    // A pod id is a file name here: no paths.
+    let error = orchestrator
+        .adopt("../x", &AdoptOptions::new(), &sink)
+        .await
+        .expect_err("not a pod id");
+    assert!(error.to_string().contains("not a pod id"), "{error}");
 }
 
 #[tokio::test(start_paused = true)]
