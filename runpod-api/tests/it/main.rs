@@ -9,6 +9,8 @@
 mod catalog;
 #[cfg(feature = "contract")]
 mod contract;
+#[cfg(feature = "contract")]
+mod contract_resources;
 mod cpus;
 mod errors;
 mod exact;
