@@ -11,6 +11,8 @@ mod catalog;
 mod contract;
 #[cfg(feature = "contract")]
 mod contract_resources;
+#[cfg(feature = "contract")]
+mod coverage;
 mod cpus;
 mod errors;
 mod exact;
