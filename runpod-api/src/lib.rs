@@ -48,17 +48,22 @@
 //! The API key is held as a [`secrecy::SecretString`] and only ever sent in the
 //! `Authorization` header: it is absent from URLs, `Debug` output, errors and logs.
 
+mod checks;
 mod client;
+mod cpus;
 mod error;
 pub mod models;
 mod ops;
 pub mod params;
 mod ratelimit;
+mod registries;
 mod retry;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod sse;
+mod templates;
 mod time;
+mod volumes;
 mod wait;
 
 pub use client::{API_KEY_ENV, API_URL_ENV, Client, ClientBuilder, DEFAULT_BASE_URL};

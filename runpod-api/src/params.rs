@@ -374,3 +374,6 @@ impl BillingParams {
 fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {
     items.collect::<Vec<_>>().join(",")
 }
+
+mod cpu;
+pub use cpu::CpuCatalogParams;

@@ -59,6 +59,9 @@ macro_rules! wire_enum {
     };
 }
 
+// The other model files declare their enums with it too.
+pub(super) use wire_enum;
+
 wire_enum! {
     /// Observed lifecycle status of a pod.
     PodStatus {

@@ -13,14 +13,14 @@ use test_support::contract::Contract;
 
 use crate::fixture_json;
 
-fn contract() -> &'static Contract {
+pub(crate) fn contract() -> &'static Contract {
     static CONTRACT: OnceLock<Contract> = OnceLock::new();
     CONTRACT.get_or_init(|| {
         Contract::from_env().unwrap_or_else(|error| panic!("contract check: {error:#}"))
     })
 }
 
-fn check(schema: &str, value: &Value) {
+pub(crate) fn check(schema: &str, value: &Value) {
     if let Err(error) = contract().validate(schema, value) {
         panic!("{error:#}");
     }

@@ -9,11 +9,20 @@
 mod catalog;
 #[cfg(feature = "contract")]
 mod contract;
+#[cfg(feature = "contract")]
+mod contract_resources;
+#[cfg(feature = "contract")]
+mod coverage;
+mod cpus;
 mod errors;
+mod exact;
 mod pods;
+mod registries;
 mod retries;
 mod secrets;
 mod sim;
+mod templates;
+mod volumes;
 mod wait;
 
 use runpod_api::{Client, RetryPolicy};
