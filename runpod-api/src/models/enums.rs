@@ -58,6 +58,7 @@ macro_rules! wire_enum {
         }
     };
 }
+pub(super) use wire_enum;
 
 wire_enum! {
     /// Observed lifecycle status of a pod.

@@ -5,6 +5,11 @@ mod enums;
 mod lenient;
 mod pod;
 
+mod billing;
+mod cluster;
+mod common;
+mod endpoint;
+
 pub use catalog::{
     BillingAmounts, CudaVersionAvailability, DataCenter, DataCenterAvailability, DataCenterList,
     GpuMaxCount, GpuPrice, GpuType, GpuTypeList, LogLine, PodBilling, PodBillingMetadata,
@@ -20,4 +25,27 @@ pub use pod::{
     NetworkMount, PersistentMount, Pod, PodActionRequest, PodCluster, PodCpu, PodGpu, PodId,
     PodList, PodRuntime, PodSsh, RuntimePort, SshEndpoint, SshTarget, UpdatePodRequest,
     Utilization,
+};
+
+pub use billing::{
+    AccountBilling, AccountBillingAmounts, AccountBillingMetadata, AccountBillingRecord,
+    BillingQuery, ClusterBilling, ClusterBillingAmounts, ClusterBillingMetadata,
+    ClusterBillingRecord, NetworkVolumeBilling, NetworkVolumeBillingAmounts,
+    NetworkVolumeBillingMetadata, NetworkVolumeBillingRecord, PublicEndpointBilling,
+    PublicEndpointBillingAmounts, PublicEndpointBillingMetadata, PublicEndpointBillingRecord,
+    ServerlessBilling, ServerlessBillingAmounts, ServerlessBillingMetadata,
+    ServerlessBillingRecord,
+};
+pub use cluster::{
+    Cluster, ClusterCompute, ClusterList, ClusterNetwork, ClusterPodsSummary, ClusterPrimary,
+    ClusterType, CreateClusterRequest, MAX_CLUSTER_PODS, MIN_CLUSTER_PODS, UpdateClusterRequest,
+};
+pub use common::{ClusterId, EndpointId, EnvVars, WorkerId};
+pub use endpoint::{
+    CreateEndpointRequest, Endpoint, EndpointCpu, EndpointGpu, EndpointGpuRequest,
+    EndpointGpuUpdate, EndpointList, EndpointRequestUrls, EndpointScaling, EndpointType,
+    EndpointWorkers, FlashBoot, LoadBalancerRequestUrls, MAX_IDLE_TIMEOUT_SECONDS,
+    MIN_QUEUE_DELAY_SECONDS, QueueRequestUrls, Release, ReleaseDiffEntry, ReleaseList,
+    ReleaseSource, RolloutSummary, UpdateEndpointRequest, Worker, WorkerList, WorkerStatus,
+    WorkerSummary, WorkersConfig,
 };
