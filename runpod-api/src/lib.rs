@@ -61,6 +61,10 @@ mod sse;
 mod time;
 mod wait;
 
+mod billing;
+mod clusters;
+mod serverless;
+
 pub use client::{API_KEY_ENV, API_URL_ENV, Client, ClientBuilder, DEFAULT_BASE_URL};
 pub use error::{ApiError, ApiErrorKind, CreateCandidates, Error};
 pub use models::{Pod, PodAction, PodId, PodStatus};
