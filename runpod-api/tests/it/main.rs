@@ -16,6 +16,10 @@ mod secrets;
 mod sim;
 mod wait;
 
+mod billing;
+mod clusters;
+mod serverless;
+
 use runpod_api::{Client, RetryPolicy};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
