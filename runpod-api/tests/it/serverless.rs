@@ -243,7 +243,7 @@ async fn create_endpoint_maps_422_and_is_not_retried_after_a_server_error() {
 }
 
 #[tokio::test]
-async fn invalid_endpoint_requests_fail_before_sending() {
+async fn invalid_endpoint_creates_fail_before_sending() {
     let server = server().await;
     let client = client(&server);
     let pools = || EndpointGpuRequest::new(["ADA_24"]);
@@ -323,6 +323,21 @@ async fn invalid_endpoint_requests_fail_before_sending() {
         assert!(matches!(error, Error::InvalidRequest { .. }), "{error:?}");
         messages.push(error.to_string());
     }
+    insta::assert_snapshot!("invalid_endpoint_creates", messages.join("\n"));
+    assert!(
+        server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn invalid_endpoint_updates_fail_before_sending() {
+    let server = server().await;
+    let client = client(&server);
+    let mut messages = Vec::new();
     let id = EndpointId::new("4m7x2k9q");
     let updates = [
         UpdateEndpointRequest::new(),
@@ -348,7 +363,7 @@ async fn invalid_endpoint_requests_fail_before_sending() {
         assert!(matches!(error, Error::InvalidRequest { .. }), "{error:?}");
         messages.push(error.to_string());
     }
-    insta::assert_snapshot!("invalid_endpoint_requests", messages.join("\n"));
+    insta::assert_snapshot!("invalid_endpoint_updates", messages.join("\n"));
     assert!(
         server
             .received_requests()

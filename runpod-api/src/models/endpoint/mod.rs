@@ -32,7 +32,7 @@ wire_enum! {
 }
 
 wire_enum! {
-    /// FlashBoot cold-start acceleration.
+    /// Cold-start acceleration (`FlashBoot`).
     FlashBoot {
         /// Disabled (the API's default).
         Off => "OFF",
@@ -108,7 +108,7 @@ pub struct Endpoint {
     /// Per-request execution timeout in milliseconds.
     #[serde(deserialize_with = "lenient::u64_lenient")]
     pub timeout: u64,
-    /// FlashBoot mode.
+    /// `flashboot` mode.
     pub flashboot: FlashBoot,
     /// Creation time (RFC 3339).
     pub created_at: String,

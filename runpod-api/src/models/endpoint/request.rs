@@ -389,7 +389,7 @@ pub struct CreateEndpointRequest {
     /// Per-request execution timeout in milliseconds; the API defaults to 300000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
-    /// FlashBoot mode; the API defaults to `OFF`.
+    /// `flashboot` mode; the API defaults to `OFF`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flashboot: Option<FlashBoot>,
 }
@@ -512,7 +512,7 @@ impl CreateEndpointRequest {
         self
     }
 
-    /// Sets the FlashBoot mode.
+    /// Sets the `flashboot` mode.
     #[must_use]
     pub fn flashboot(mut self, flashboot: FlashBoot) -> Self {
         self.flashboot = Some(flashboot);
@@ -629,7 +629,7 @@ pub struct UpdateEndpointRequest {
     /// New per-request timeout in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
-    /// New FlashBoot mode.
+    /// New `flashboot` mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flashboot: Option<FlashBoot>,
 }
@@ -745,7 +745,7 @@ impl UpdateEndpointRequest {
         self
     }
 
-    /// Changes the FlashBoot mode.
+    /// Changes the `flashboot` mode.
     #[must_use]
     pub fn flashboot(mut self, flashboot: FlashBoot) -> Self {
         self.flashboot = Some(flashboot);
