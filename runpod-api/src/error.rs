@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde::Deserialize;
 
-use crate::models::{PodAction, PodId, PodStatus};
+use crate::models::{EndpointId, PodAction, PodId, PodStatus, WorkerId};
 use crate::ratelimit::RateLimit;
 
 /// Everything that can go wrong when talking to the RunPod API.
@@ -169,6 +169,17 @@ pub enum Error {
     LogStream {
         /// The pod.
         pod_id: PodId,
+        /// What happened.
+        reason: String,
+    },
+
+    /// A serverless worker's log stream broke or sent something unreadable.
+    #[error("log stream of worker {worker_id} of endpoint {endpoint_id} failed: {reason}")]
+    WorkerLogStream {
+        /// The endpoint.
+        endpoint_id: EndpointId,
+        /// The worker.
+        worker_id: WorkerId,
         /// What happened.
         reason: String,
     },

@@ -1,5 +1,7 @@
-//! A typed async client for RunPod's REST API v2 (`https://api.runpod.io/v2`): pods and their
-//! actions and logs, the GPU and data-center catalogs, account SSH keys, and pod billing.
+//! A typed async client for RunPod's REST API v2 (`https://api.runpod.io/v2`), every operation of
+//! its official OpenAPI document: pods (actions, logs), network volumes, templates, container
+//! registry auth, clusters, serverless endpoints (workers, releases, worker logs), the GPU, CPU,
+//! data-center and public-template catalogs, account SSH keys, and billing.
 //!
 //! REST v1 was retired on 2026-11-15 and GraphQL retires in early 2027; this crate speaks only
 //! v2, following RunPod's official OpenAPI document.
@@ -65,6 +67,10 @@ mod templates;
 mod time;
 mod volumes;
 mod wait;
+
+mod billing;
+mod clusters;
+mod serverless;
 
 pub use client::{API_KEY_ENV, API_URL_ENV, Client, ClientBuilder, DEFAULT_BASE_URL};
 pub use error::{ApiError, ApiErrorKind, CreateCandidates, Error};

@@ -13,11 +13,13 @@ use crate::Result;
 use crate::client::{Call, Client, Retry};
 use crate::error::{ApiErrorKind, CreateCandidates, Error};
 use crate::models::{
-    CreatePodRequest, DataCenter, DataCenterInclude, DataCenterList, GpuType, GpuTypeList, LogLine,
-    Pod, PodAction, PodActionRequest, PodBilling, PodId, PodList, SshKeys, UpdatePodRequest,
-    is_valid_public_key_line, key_material,
+    CreatePodRequest, DataCenter, DataCenterInclude, DataCenterList, EndpointId, GpuType,
+    GpuTypeList, LogLine, Pod, PodAction, PodActionRequest, PodBilling, PodId, PodList, SshKeys,
+    UpdatePodRequest, WorkerId, is_valid_public_key_line, key_material,
 };
-use crate::params::{BillingParams, DataCenterParams, GpuCatalogParams, ListPodsParams, LogParams};
+use crate::params::{
+    BillingParams, BillingScope, DataCenterParams, GpuCatalogParams, ListPodsParams, LogParams,
+};
 use crate::sse::SseParser;
 use crate::time::parse_rfc3339;
 
@@ -28,7 +30,7 @@ const CREATE_LOOKUP_WINDOW: Duration = Duration::from_secs(600);
 const CREATE_LOOKUPS: u32 = 3;
 const CREATE_LOOKUP_PAUSE: Duration = Duration::from_secs(2);
 /// A log stream that sends nothing (not even a keep-alive) for this long is considered dead.
-const DEFAULT_LOG_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_LOG_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest SSE line accepted from the log stream.
 const MAX_LOG_LINE: usize = 1 << 20;
 
@@ -298,7 +300,7 @@ impl Client {
         call.streaming = true;
         let response = self.open_stream(&call).await?;
         Ok(LogStream::new(
-            id.clone(),
+            LogOwner::Pod(id.clone()),
             response.bytes_stream().boxed(),
             DEFAULT_LOG_IDLE_TIMEOUT,
         ))
@@ -444,7 +446,7 @@ impl Client {
     pub async fn pod_billing(&self, params: &BillingParams) -> Result<PodBilling> {
         let mut call = Call::new("get pod billing", Method::GET, &["billing", "pods"]);
         params
-            .check()
+            .check_for(BillingScope::Pods)
             .map_err(|reason| invalid(call.operation.clone(), reason))?;
         call.query = params.to_query();
         self.json(&call).await
@@ -465,7 +467,8 @@ fn unix_seconds(time: SystemTime) -> i64 {
     })
 }
 
-/// A pod's log lines as they arrive. Ends when the server closes the stream.
+/// A pod's or serverless worker's log lines as they arrive. Ends when the server closes the
+/// stream.
 pub struct LogStream {
     inner: BoxStream<'static, Result<LogLine>>,
 }
@@ -476,8 +479,17 @@ impl std::fmt::Debug for LogStream {
     }
 }
 
+/// Whose logs a stream carries, for its errors.
+pub(crate) enum LogOwner {
+    Pod(PodId),
+    Worker {
+        endpoint_id: EndpointId,
+        worker_id: WorkerId,
+    },
+}
+
 struct LogState {
-    pod_id: PodId,
+    owner: LogOwner,
     body: BoxStream<'static, reqwest::Result<Bytes>>,
     parser: SseParser,
     /// Lines parsed but not yet handed out, then possibly the error that ended the stream.
@@ -487,13 +499,13 @@ struct LogState {
 }
 
 impl LogStream {
-    fn new(
-        pod_id: PodId,
+    pub(crate) fn new(
+        owner: LogOwner,
         body: BoxStream<'static, reqwest::Result<Bytes>>,
         idle_timeout: Duration,
     ) -> Self {
         let state = LogState {
-            pod_id,
+            owner,
             body,
             parser: SseParser::new(MAX_LOG_LINE),
             ready: VecDeque::new(),
@@ -570,9 +582,19 @@ impl LogState {
 
     fn fail(&mut self, reason: String) -> Error {
         self.done = true;
-        Error::LogStream {
-            pod_id: self.pod_id.clone(),
-            reason,
+        match &self.owner {
+            LogOwner::Pod(pod_id) => Error::LogStream {
+                pod_id: pod_id.clone(),
+                reason,
+            },
+            LogOwner::Worker {
+                endpoint_id,
+                worker_id,
+            } => Error::WorkerLogStream {
+                endpoint_id: endpoint_id.clone(),
+                worker_id: worker_id.clone(),
+                reason,
+            },
         }
     }
 }

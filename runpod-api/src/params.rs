@@ -294,7 +294,10 @@ impl LogParams {
     }
 }
 
-/// Filters of pod billing (`GET /v2/billing/pods`). Use either a time window or `last_n`.
+/// Filters of the billing operations (`GET /v2/billing` and `/v2/billing/*`). Use either a time
+/// window or `last_n`. Each id filter belongs to one operation (`pod_id` to pod billing,
+/// `serverless_id` to serverless billing, and so on); the client refuses a filter the operation
+/// does not take rather than let the API ignore it and bill everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BillingParams {
@@ -308,6 +311,12 @@ pub struct BillingParams {
     pub last_n: Option<u32>,
     /// Only this pod.
     pub pod_id: Option<String>,
+    /// Only this serverless endpoint (serverless billing).
+    pub serverless_id: Option<String>,
+    /// Only this network volume (network volume billing).
+    pub network_volume_id: Option<String>,
+    /// Only this cluster (cluster billing).
+    pub cluster_id: Option<String>,
 }
 
 impl BillingParams {
@@ -340,6 +349,62 @@ impl BillingParams {
         self
     }
 
+    /// Only bills of the serverless endpoint `id`.
+    #[must_use]
+    pub fn serverless_id(mut self, id: impl AsRef<str>) -> Self {
+        self.serverless_id = Some(id.as_ref().to_owned());
+        self
+    }
+
+    /// Only bills of the network volume `id`.
+    #[must_use]
+    pub fn network_volume_id(mut self, id: impl AsRef<str>) -> Self {
+        self.network_volume_id = Some(id.as_ref().to_owned());
+        self
+    }
+
+    /// Only bills of the cluster `id`.
+    #[must_use]
+    pub fn cluster_id(mut self, id: impl AsRef<str>) -> Self {
+        self.cluster_id = Some(id.as_ref().to_owned());
+        self
+    }
+
+    /// [`Self::check`] plus: only the id filter `scope` takes may be set.
+    pub(crate) fn check_for(&self, scope: BillingScope) -> Result<(), String> {
+        self.check()?;
+        let filters = [
+            ("pod_id", BillingScope::Pods, self.pod_id.is_some()),
+            (
+                "serverless_id",
+                BillingScope::Serverless,
+                self.serverless_id.is_some(),
+            ),
+            (
+                "network_volume_id",
+                BillingScope::NetworkVolumes,
+                self.network_volume_id.is_some(),
+            ),
+            (
+                "cluster_id",
+                BillingScope::Clusters,
+                self.cluster_id.is_some(),
+            ),
+        ];
+        match filters
+            .iter()
+            .find(|(_, owner, set)| *set && *owner != scope)
+        {
+            Some((name, owner, _)) => Err(format!(
+                "the {name} filter belongs to {} billing; {} billing takes {}",
+                owner.name(),
+                scope.name(),
+                scope.filter().unwrap_or("no id filter")
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.last_n.is_some() && (self.start_time.is_some() || self.end_time.is_some()) {
             return Err("use either a time window or last_n, not both".into());
@@ -367,7 +432,56 @@ impl BillingParams {
         if let Some(pod_id) = &self.pod_id {
             query.push(("podId", pod_id.clone()));
         }
+        if let Some(id) = &self.serverless_id {
+            query.push(("serverlessId", id.clone()));
+        }
+        if let Some(id) = &self.network_volume_id {
+            query.push(("networkVolumeId", id.clone()));
+        }
+        if let Some(id) = &self.cluster_id {
+            query.push(("clusterId", id.clone()));
+        }
         query
+    }
+}
+
+/// Which billing operation a [`BillingParams`] is sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BillingScope {
+    /// `GET /v2/billing`.
+    Account,
+    /// `GET /v2/billing/pods`.
+    Pods,
+    /// `GET /v2/billing/serverless`.
+    Serverless,
+    /// `GET /v2/billing/endpoints`.
+    PublicEndpoints,
+    /// `GET /v2/billing/network-volumes`.
+    NetworkVolumes,
+    /// `GET /v2/billing/clusters`.
+    Clusters,
+}
+
+impl BillingScope {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Account => "account",
+            Self::Pods => "pod",
+            Self::Serverless => "serverless",
+            Self::PublicEndpoints => "public endpoint",
+            Self::NetworkVolumes => "network volume",
+            Self::Clusters => "cluster",
+        }
+    }
+
+    fn filter(self) -> Option<&'static str> {
+        match self {
+            Self::Pods => Some("pod_id"),
+            Self::Serverless => Some("serverless_id"),
+            Self::NetworkVolumes => Some("network_volume_id"),
+            Self::Clusters => Some("cluster_id"),
+            Self::Account | Self::PublicEndpoints => None,
+        }
     }
 }
 

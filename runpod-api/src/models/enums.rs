@@ -58,7 +58,6 @@ macro_rules! wire_enum {
         }
     };
 }
-
 // The other model files declare their enums with it too.
 pub(super) use wire_enum;
 

@@ -693,7 +693,7 @@ impl CreatePodRequest {
     }
 }
 
-fn check_mounts(mounts: &Mounts) -> Result<(), String> {
+pub(super) fn check_mounts(mounts: &Mounts) -> Result<(), String> {
     if mounts.persistent.is_some() && !mounts.network.is_empty() {
         return Err("mount a persistent volume or a network volume, not both".into());
     }

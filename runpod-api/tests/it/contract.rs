@@ -209,3 +209,232 @@ async fn simulator_answers_match_the_spec() {
         check(schema, &body);
     }
 }
+
+/// Fixtures of clusters, serverless endpoints and billing validate against the spec.
+#[test]
+fn cluster_serverless_and_billing_fixtures_match_the_spec() {
+    for (name, schema) in [
+        ("cluster.json", "Cluster"),
+        ("cluster_provisioning.json", "Cluster"),
+        ("clusters_list.json", "ListClustersResponse"),
+        ("cluster_pods.json", "ListPodsResponse"),
+        ("endpoint_gpu.json", "Endpoint"),
+        ("endpoint_cpu.json", "Endpoint"),
+        ("endpoint_load_balancer.json", "Endpoint"),
+        ("endpoints_list.json", "ListEndpointsResponse"),
+        ("endpoint_workers.json", "ListEndpointWorkersResponse"),
+        ("endpoint_releases.json", "ListEndpointReleasesResponse"),
+        ("account_billing.json", "ListBillingResponse"),
+        ("serverless_billing.json", "ListServerlessBillingResponse"),
+        (
+            "public_endpoint_billing.json",
+            "ListEndpointBillingResponse",
+        ),
+        (
+            "network_volume_billing.json",
+            "ListNetworkVolumeBillingResponse",
+        ),
+        ("cluster_billing.json", "ListClusterBillingResponse"),
+    ] {
+        check(schema, &fixture_json(name));
+    }
+}
+
+/// Decoding then encoding a cluster, endpoint, worker list, release list or billing answer
+/// yields a document the spec still accepts.
+#[test]
+fn parsed_cluster_serverless_and_billing_models_serialize_back() {
+    use runpod_api::models::{
+        AccountBilling, Cluster, ClusterBilling, Endpoint, NetworkVolumeBilling,
+        PublicEndpointBilling, ReleaseList, ServerlessBilling, WorkerList,
+    };
+
+    fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(name: &str, schema: &str) {
+        let model: T = serde_json::from_value(fixture_json(name)).expect("decodes");
+        check(schema, &serde_json::to_value(&model).expect("encodes"));
+    }
+    round_trip::<Cluster>("cluster.json", "Cluster");
+    round_trip::<Cluster>("cluster_provisioning.json", "Cluster");
+    for name in [
+        "endpoint_gpu.json",
+        "endpoint_cpu.json",
+        "endpoint_load_balancer.json",
+    ] {
+        round_trip::<Endpoint>(name, "Endpoint");
+    }
+    round_trip::<WorkerList>("endpoint_workers.json", "ListEndpointWorkersResponse");
+    round_trip::<ReleaseList>("endpoint_releases.json", "ListEndpointReleasesResponse");
+    round_trip::<AccountBilling>("account_billing.json", "ListBillingResponse");
+    round_trip::<ServerlessBilling>("serverless_billing.json", "ListServerlessBillingResponse");
+    round_trip::<PublicEndpointBilling>(
+        "public_endpoint_billing.json",
+        "ListEndpointBillingResponse",
+    );
+    round_trip::<NetworkVolumeBilling>(
+        "network_volume_billing.json",
+        "ListNetworkVolumeBillingResponse",
+    );
+    round_trip::<ClusterBilling>("cluster_billing.json", "ListClusterBillingResponse");
+}
+
+/// Every cluster and endpoint body the tests build validates against the spec.
+#[test]
+fn cluster_and_endpoint_request_bodies_match_the_spec() {
+    use runpod_api::models::{
+        ClusterCompute, ClusterType, CpuRequest, CreateClusterRequest, EndpointGpuUpdate,
+        EndpointScaling, UpdateClusterRequest, UpdateEndpointRequest, WorkersConfig,
+    };
+
+    let clusters = [
+        crate::clusters::full_create_request(),
+        CreateClusterRequest::new(
+            "ray",
+            ClusterType::Ray,
+            ClusterCompute::new("NVIDIA A100 80GB PCIe", 2, 250),
+        ),
+        CreateClusterRequest::new(
+            "slurm",
+            ClusterType::Slurm,
+            ClusterCompute::new("NVIDIA H100 80GB HBM3", 1, 2),
+        )
+        .image("img")
+        .mounts(Mounts::persistent(10, "/workspace")),
+    ];
+    for request in &clusters {
+        check(
+            "CreateClusterRequest",
+            &serde_json::to_value(request).expect("json"),
+        );
+    }
+    check(
+        "UpdateClusterRequest",
+        &serde_json::to_value(UpdateClusterRequest::new().name("renamed")).expect("json"),
+    );
+    for request in [
+        crate::serverless::full_gpu_request(),
+        crate::serverless::cpu_request(),
+        crate::serverless::load_balancer_request(),
+    ] {
+        check(
+            "CreateEndpointRequest",
+            &serde_json::to_value(&request).expect("json"),
+        );
+    }
+    for update in [
+        crate::serverless::full_update_request(),
+        UpdateEndpointRequest::new().workers(WorkersConfig::new(1, 10)),
+        UpdateEndpointRequest::new().scaling(EndpointScaling::request_count(2)),
+        UpdateEndpointRequest::new().cpu([CpuRequest::new("cpu5c", 2)]),
+        UpdateEndpointRequest::new().gpu(
+            EndpointGpuUpdate::new()
+                .count(2)
+                .clear_allowed_cuda_versions()
+                .min_cuda_version("12.1"),
+        ),
+        UpdateEndpointRequest::new().template_id("30zmvf89kd"),
+    ] {
+        check(
+            "UpdateEndpointRequest",
+            &serde_json::to_value(&update).expect("json"),
+        );
+    }
+}
+
+/// The client-side checks and the spec agree: each body below is refused by the client before
+/// sending, and the spec's schema rejects it too.
+#[tokio::test]
+async fn cluster_and_endpoint_checks_match_what_the_spec_rejects() {
+    use runpod_api::models::{
+        ClusterCompute, ClusterType, CpuRequest, CreateClusterRequest, CreateEndpointRequest,
+        EndpointGpuRequest, EndpointGpuUpdate, EndpointId, EndpointScaling, EndpointType,
+        UpdateEndpointRequest, WorkersConfig,
+    };
+
+    let server = crate::server().await;
+    let client = crate::client(&server);
+    let refused = |error: runpod_api::Error| {
+        assert!(
+            matches!(error, runpod_api::Error::InvalidRequest { .. }),
+            "{error:?}"
+        );
+    };
+    let shape = |gpus, pods| ClusterCompute::new("NVIDIA H100 80GB HBM3", gpus, pods);
+    for request in [
+        CreateClusterRequest::new("one", ClusterType::Training, shape(8, 1)),
+        CreateClusterRequest::new("many", ClusterType::Training, shape(8, 251)),
+        CreateClusterRequest::new("none", ClusterType::Training, shape(0, 2)),
+        CreateClusterRequest::new("", ClusterType::Training, shape(8, 2)),
+        CreateClusterRequest::new("disk", ClusterType::Training, shape(8, 2)).disk(0),
+        CreateClusterRequest::new("small", ClusterType::Training, shape(8, 2))
+            .mounts(Mounts::persistent(5, "/w")),
+    ] {
+        let body = serde_json::to_value(&request).expect("json");
+        assert!(
+            contract().validate("CreateClusterRequest", &body).is_err(),
+            "the spec accepts {body}"
+        );
+        refused(client.create_cluster(&request).await.expect_err("refused"));
+    }
+    let queue = |scaling| {
+        CreateEndpointRequest::new("e", EndpointType::Queue, scaling)
+            .image("img")
+            .gpu(EndpointGpuRequest::new(["ADA_24"]))
+    };
+    let delay = || EndpointScaling::queue_delay(4.0);
+    for request in [
+        CreateEndpointRequest::new("lb", EndpointType::LoadBalancer, delay())
+            .image("img")
+            .gpu(EndpointGpuRequest::new(["ADA_24"])),
+        queue(EndpointScaling::queue_delay(0.25)),
+        queue(EndpointScaling::request_count(0)),
+        queue(delay()).workers(WorkersConfig::new(0, 1).idle_timeout(0)),
+        queue(delay()).workers(WorkersConfig::new(0, 1).idle_timeout(3601)),
+        queue(delay()).gpu(EndpointGpuRequest::new(Vec::<String>::new())),
+        queue(delay()).gpu(EndpointGpuRequest::new(["ADA_24"]).count(0)),
+        queue(delay()).gpu(EndpointGpuRequest::new(["ADA_24"]).min_cuda_version("12")),
+        queue(delay()).gpu(EndpointGpuRequest::new(["ADA_24"]).exclude_type("-NVIDIA L4")),
+        queue(delay()).cpu(CpuRequest::new("cpu5c", 1)),
+        queue(delay())
+            .cpu(CpuRequest::new("cpu5c", 4))
+            .cpu(CpuRequest::new("cpu5c", 4)),
+        CreateEndpointRequest::new("", EndpointType::Queue, delay())
+            .image("img")
+            .gpu(EndpointGpuRequest::new(["ADA_24"])),
+        CreateEndpointRequest::new("no-image", EndpointType::Queue, delay())
+            .gpu(EndpointGpuRequest::new(["ADA_24"])),
+    ] {
+        let body = serde_json::to_value(&request).expect("json");
+        assert!(
+            contract().validate("CreateEndpointRequest", &body).is_err(),
+            "the spec accepts {body}"
+        );
+        refused(client.create_endpoint(&request).await.expect_err("refused"));
+    }
+    let id = EndpointId::new("e1");
+    for update in [
+        UpdateEndpointRequest::new().gpu(EndpointGpuUpdate::new().exclude_type("NVIDIA L4")),
+        UpdateEndpointRequest::new().gpu(EndpointGpuUpdate::new().min_cuda_version("12")),
+        UpdateEndpointRequest::new().cpu([]),
+        UpdateEndpointRequest::new().name(""),
+        UpdateEndpointRequest::new().workers(WorkersConfig::default().idle_timeout(0)),
+    ] {
+        let body = serde_json::to_value(&update).expect("json");
+        assert!(
+            contract().validate("UpdateEndpointRequest", &body).is_err(),
+            "the spec accepts {body}"
+        );
+        refused(
+            client
+                .update_endpoint(&id, &update)
+                .await
+                .expect_err("refused"),
+        );
+    }
+    assert!(
+        server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+}

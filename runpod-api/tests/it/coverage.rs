@@ -1,11 +1,11 @@
 //! The coverage walker: every operation of RunPod's OpenAPI document (`RPB_RUNPOD_OPENAPI`) has a
-//! client method, or is listed as pending with the reason.
+//! client method.
 //!
 //! The table maps each `operationId` to the method implementing it. Each mapped entry names the
 //! method in a closure (`Client::list_pods`), so removing or renaming a method fails to compile
-//! here; the test then fails for every operation of the document that is neither mapped nor
-//! pending, for every entry whose `operationId` the document no longer has, and for an
-//! operation without an `operationId`.
+//! here; the test then fails for every operation of the document that is not mapped, for every
+//! entry whose `operationId` the document no longer has, and for an operation without an
+//! `operationId`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,23 +13,18 @@ use runpod_api::Client;
 use serde_json::Value;
 use test_support::contract::SPEC_ENV;
 
-/// How the client covers one operation.
-enum Coverage {
-    /// By this method; `reference` names it so the table cannot outlive the method.
-    Method {
-        name: &'static str,
-        #[expect(dead_code, reason = "it exists to be compiled, not called")]
-        reference: fn(),
-    },
-    /// Not yet; the reason says who is on it.
-    Pending { reason: &'static str },
+/// The method covering one operation; `reference` names it so the table cannot outlive it.
+struct Coverage {
+    name: &'static str,
+    #[expect(dead_code, reason = "it exists to be compiled, not called")]
+    reference: fn(),
 }
 
 macro_rules! method {
     ($operation:literal => $method:ident) => {
         (
             $operation,
-            Coverage::Method {
+            Coverage {
                 name: stringify!($method),
                 reference: || {
                     let _ = Client::$method;
@@ -38,16 +33,6 @@ macro_rules! method {
         )
     };
 }
-
-macro_rules! pending {
-    ($operation:literal, $reason:expr) => {
-        ($operation, Coverage::Pending { reason: $reason })
-    };
-}
-
-/// Clusters, serverless endpoints and billing beyond pods are issue 15 part B, done on another
-/// branch; switch each entry to `method!` when that branch is merged.
-const PART_B: &str = "issue 15 part B (clusters, serverless, billing) lands on another branch";
 
 fn coverage_table() -> Vec<(&'static str, Coverage)> {
     vec![
@@ -92,27 +77,27 @@ fn coverage_table() -> Vec<(&'static str, Coverage)> {
         method!("listPublicTemplates" => list_public_templates),
         // Billing.
         method!("listPodBilling" => pod_billing),
-        pending!("listBilling", PART_B),
-        pending!("listServerlessBilling", PART_B),
-        pending!("listEndpointBilling", PART_B),
-        pending!("listNetworkVolumeBilling", PART_B),
-        pending!("listClusterBilling", PART_B),
+        method!("listBilling" => account_billing),
+        method!("listServerlessBilling" => serverless_billing),
+        method!("listEndpointBilling" => public_endpoint_billing),
+        method!("listNetworkVolumeBilling" => network_volume_billing),
+        method!("listClusterBilling" => cluster_billing),
         // Clusters.
-        pending!("listClusters", PART_B),
-        pending!("createCluster", PART_B),
-        pending!("getCluster", PART_B),
-        pending!("updateCluster", PART_B),
-        pending!("deleteCluster", PART_B),
-        pending!("listClusterPods", PART_B),
+        method!("listClusters" => list_clusters),
+        method!("createCluster" => create_cluster),
+        method!("getCluster" => get_cluster),
+        method!("updateCluster" => update_cluster),
+        method!("deleteCluster" => delete_cluster),
+        method!("listClusterPods" => list_cluster_pods),
         // Serverless endpoints.
-        pending!("listEndpoints", PART_B),
-        pending!("createEndpoint", PART_B),
-        pending!("getEndpoint", PART_B),
-        pending!("updateEndpoint", PART_B),
-        pending!("deleteEndpoint", PART_B),
-        pending!("listEndpointWorkers", PART_B),
-        pending!("listEndpointReleases", PART_B),
-        pending!("getWorkerLogs", PART_B),
+        method!("listEndpoints" => list_endpoints),
+        method!("createEndpoint" => create_endpoint),
+        method!("getEndpoint" => get_endpoint),
+        method!("updateEndpoint" => update_endpoint),
+        method!("deleteEndpoint" => delete_endpoint),
+        method!("listEndpointWorkers" => list_endpoint_workers),
+        method!("listEndpointReleases" => list_endpoint_releases),
+        method!("getWorkerLogs" => worker_logs),
     ]
 }
 
@@ -154,35 +139,27 @@ fn every_operation_of_the_spec_has_a_client_method() {
     }
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
-    let (mut mapped, mut pending) = (0, Vec::new());
+    let mut mapped = 0;
     for (id, route) in operations(&document) {
         let Some(id) = id else {
             problems.push(format!("{route}: the document gives it no operationId"));
             continue;
         };
         match table.get(id.as_str()) {
-            Some(Coverage::Method { .. }) => mapped += 1,
-            Some(Coverage::Pending { reason }) => pending.push(format!("{id} ({route}): {reason}")),
+            Some(_) => mapped += 1,
             None => problems.push(format!("{id} ({route}) has no client method")),
         }
         seen.insert(id);
     }
     for (operation, coverage) in &table {
         if !seen.contains(*operation) {
-            let name = match coverage {
-                Coverage::Method { name, .. } => format!("Client::{name}"),
-                Coverage::Pending { .. } => "a pending entry".to_owned(),
-            };
             problems.push(format!(
-                "{operation} ({name}) is not an operation of the document any more"
+                "{operation} (Client::{}) is not an operation of the document any more",
+                coverage.name
             ));
         }
     }
-    println!(
-        "{mapped} operations have a client method, {} are pending:\n  {}",
-        pending.len(),
-        pending.join("\n  ")
-    );
+    println!("{mapped} operations have a client method");
     assert!(
         problems.is_empty(),
         "the client does not cover the OpenAPI document:\n  {}",

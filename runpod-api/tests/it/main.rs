@@ -25,6 +25,10 @@ mod templates;
 mod volumes;
 mod wait;
 
+mod billing;
+mod clusters;
+mod serverless;
+
 use runpod_api::{Client, RetryPolicy};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
