@@ -10,6 +10,7 @@
     reason = "#[tokio::test] builds its own runtime and blocks on it; progress goes to the test log"
 )]
 
+mod adopt;
 mod cuts;
 mod daemon;
 mod faults;
