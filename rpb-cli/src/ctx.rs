@@ -60,6 +60,11 @@ impl Ctx {
         Progress::new(&self.global)
     }
 
+    /// Says on stderr what the command is about to do (not with `-q` or `--json`).
+    pub(crate) fn notice(&self, text: &str) {
+        crate::output::notice(&self.global, text);
+    }
+
     /// Prints the outcome and returns its exit code.
     #[expect(clippy::print_stdout, reason = "the CLI prints its results on stdout")]
     pub(crate) fn finish(&self, outcome: &Outcome) -> ExitCode {
@@ -154,6 +159,8 @@ pub(crate) fn loose_settings(profile: &Profile) -> blender_session::SessionSetti
     settings.pod_root.clone_from(&profile.pod_root);
     settings.remote_ports = profile.remote_ports;
     settings.local_ports = profile.local_ports;
+    // Commands that re-run setup (new assets) install the configured Blender, not the default.
+    settings.blender.clone_from(&profile.blender);
     settings
 }
 

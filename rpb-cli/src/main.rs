@@ -61,6 +61,8 @@ enum Command {
     Status(ctx::PodArgs),
     /// The pod's SSH endpoint and a ready `ssh` command line.
     SshInfo(ctx::PodArgs),
+    /// Give a pod rpb did not create rpb's boot hook, so its host key survives restarts.
+    Adopt(commands::adopt::AdoptArgs),
     /// The pod's pinned SSH host key, checked against the API; `--reset` forgets it.
     Trust(commands::trust::TrustArgs),
     /// Local projects (and their folders on the pod).
@@ -201,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pull(args) => commands::files::pull(&ctx, args).await?,
         Command::Save(args) => commands::files::save(&ctx, args).await?,
         Command::Open(args) => commands::files::open(&ctx, args).await?,
+        Command::Adopt(args) => commands::adopt::adopt(&ctx, args).await?,
         Command::Trust(args) => commands::trust::trust(&ctx, args).await?,
         Command::Exec(args) => commands::blender::exec(&ctx, args).await?,
         Command::Py(args) => commands::blender::py(&ctx, args).await?,

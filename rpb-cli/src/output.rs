@@ -44,6 +44,15 @@ pub(crate) fn hint(global: &Global, text: &str) {
     }
 }
 
+/// Prints a few lines for people on stderr before a command acts (what it is about to do),
+/// unless `-q` or `--json`.
+#[expect(clippy::print_stderr, reason = "notices for people go to stderr")]
+pub(crate) fn notice(global: &Global, text: &str) {
+    if !global.quiet && !global.json {
+        eprintln!("{text}");
+    }
+}
+
 /// What a command produced: a JSON document, the text for people, and the exit code.
 pub(crate) struct Outcome {
     pub(crate) json: serde_json::Value,

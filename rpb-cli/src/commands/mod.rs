@@ -2,6 +2,7 @@
 //! the result. They use `crate::ctx` and `crate::output`, never `main` or each other's
 //! internals (render and demo reuse `blender::attach` and `blender::mcp_json`).
 
+pub(crate) mod adopt;
 pub(crate) mod blender;
 pub(crate) mod demo;
 pub(crate) mod doctor;

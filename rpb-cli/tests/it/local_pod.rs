@@ -523,3 +523,103 @@ async fn exec_passes_arguments_literally_and_runs_shell_lines_only_with_shell() 
     assert!(run.stderr.contains("add --shell"), "{}", run.stderr);
     pod.shutdown().await.expect("shutdown");
 }
+
+/// `rpb adopt` on a pod made by hand: `--dry-run` says what it would do and changes nothing;
+/// adopting says the plan, trusts the first contact aloud and installs the hook; again changes
+/// nothing; `--undo` gives the pod its own start command back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_says_what_it_will_do_does_it_once_and_undoes_it() {
+    use runpod_api::models::{CreatePodRequest, GpuRequest, Mounts};
+
+    let _serial = serial().await;
+    let pod = LocalPod::builder()
+        .fresh_host_keys(true)
+        .start()
+        .await
+        .expect("the local pod starts");
+    let remote = pod.remote_ports();
+    let mut ws = Workspace::new();
+    ws.write_env(&[
+        ("RUNPOD_API_URL", pod.api_url()),
+        ("RPB_SSH_USER", pod.ssh_user().to_owned()),
+        ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
+        ("RPB_POD_ROOT", path_string(pod.pod_root())),
+        ("RPB_POD_MCP_PORT", remote.mcp.to_string()),
+        ("RPB_POD_VNC_PORT", remote.vnc.to_string()),
+        ("RPB_POD_NOVNC_PORT", remote.novnc.to_string()),
+        ("VNC_PASSWORD", VNC.into()),
+    ]);
+    ws.set(
+        "RUNPOD_API_KEY",
+        secrecy::ExposeSecret::expose_secret(pod.api_key()).to_owned(),
+    );
+    let client = pod.client().expect("client");
+    client.add_ssh_key(pod.ssh_public_key()).await.expect("key");
+    let created = client
+        .create_pod(
+            &CreatePodRequest::new("made-by-hand")
+                .image("runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404")
+                .gpu(GpuRequest::new("NVIDIA RTX A5000"))
+                .mounts(Mounts::persistent(20, "/runpod"))
+                .port("22/tcp"),
+        )
+        .await
+        .expect("create");
+    let id = created.id.to_string();
+    eventually(Duration::from_secs(20), "pod running", || {
+        pod.simulator()
+            .pod(&id)
+            .is_some_and(|pod| pod.status == runpod_api::PodStatus::Running)
+    })
+    .await;
+
+    let dry = ws
+        .rpb_within(SLOW, &["adopt", "--pod-id", &id, "--dry-run", "--json"])
+        .await
+        .success();
+    assert_eq!(dry.json()["dry_run"], true);
+    assert_eq!(dry.json()["start_command"], "");
+    let args = || {
+        let client = client.clone();
+        let id = PodId::new(&id);
+        async move { client.get_pod(&id).await.expect("pod").args }
+    };
+    assert_eq!(args().await, "", "a dry run changes nothing");
+
+    let adopted = ws
+        .rpb_within(SLOW, &["adopt", "--pod-id", &id])
+        .await
+        .success();
+    assert!(
+        adopted.stderr.contains(&format!("rpb adopt, on pod {id}")),
+        "{}",
+        adopted.stderr
+    );
+    assert!(
+        adopted
+            .stderr
+            .contains(&format!("host key: first contact with pod {id}")),
+        "{}",
+        adopted.stderr
+    );
+    assert!(
+        adopted.stdout.contains(&format!("adopted pod {id}")),
+        "{}",
+        adopted.stdout
+    );
+    assert!(args().await.contains("/rpb/bin/boot-hook.sh"));
+
+    let again = ws
+        .rpb_within(SLOW, &["adopt", "--pod-id", &id, "--json"])
+        .await
+        .success();
+    assert_eq!(again.json()["already_adopted"], true);
+
+    let undone = ws
+        .rpb_within(SLOW, &["adopt", "--pod-id", &id, "--undo", "--json"])
+        .await
+        .success();
+    assert_eq!(undone.json()["undone"], true);
+    assert_eq!(args().await, "");
+    pod.shutdown().await.expect("shutdown");
+}
