@@ -11,6 +11,7 @@ packages=(
     git ca-certificates pkg-config libssl-dev   # building libssh2/openssl-sys, git for project-store
     shellcheck                      # lints the pod-side and CI shell scripts
     procps                          # kill(1): tests pause and resume sshd by PID
+    iproute2                        # ss(8): the session script names who holds a busy port
     python3                         # scripts/check-shape.py, in .ci/run
 )
 

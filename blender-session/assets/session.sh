@@ -234,12 +234,22 @@ require_free_display() {
 }
 
 # Fails when a port this session needs is taken by a process that is not ours.
+# The program listening on TCP port $1, as "NAME (pid N)"; nothing when ss (iproute2) is
+# missing or does not say.
+port_holder() {
+    command -v ss >/dev/null 2>&1 || return 0
+    ss -H -ltnp "sport = :$1" 2>/dev/null |
+        sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -n 1
+}
+
 require_free_port() {
     # A program that just exited may hold its port for a moment: allow it 5 seconds.
-    local tries=0
+    local tries=0 holder
     while port_open "$2"; do
         if ((tries >= 25)); then
-            die "port $2 (for $1) is in use by another process: stop it, or choose another port with $3"
+            holder=$(port_holder "$2")
+            # Never stopped here: it is not ours (the pod's own start script's, perhaps).
+            die "port $2 (for $1) is in use by ${holder:-another process}, which rpb did not start and leaves running: stop it yourself, or choose another port with $3"
         fi
         sleep 0.2
         tries=$((tries + 1))

@@ -52,6 +52,52 @@ async fn a_start_on_a_taken_port_fails_fast_naming_the_variable() {
     drop(taken);
 }
 
+/// A port held by a program rpb did not start (the original `start_session.sh`'s x11vnc, say)
+/// is reported with the program's name and PID, and the program is left running.
+#[tokio::test]
+async fn a_port_held_by_another_program_names_it_and_leaves_it_running() {
+    use std::io::BufRead as _;
+
+    let pod = Pod::new().unwrap();
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import socket, time\n\
+             s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
+             print(s.getsockname()[1], flush=True); time.sleep(120)",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().to_owned();
+    let stderr = failing_start(
+        &pod,
+        &[("RPB_VNC_PORT", &port), ("VNC_PASSWORD", "pw")],
+        &["start"],
+    )
+    .await;
+    let still_running = holder.try_wait().unwrap().is_none();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        stderr.contains(&format!(
+            "port {port} (for x11vnc) is in use by python3 (pid {})",
+            holder.id()
+        )),
+        "the holder is named (ss from iproute2): {stderr}"
+    );
+    assert!(
+        stderr.contains("rpb did not start and leaves running"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("RPB_VNC_PORT"), "{stderr}");
+    assert!(still_running, "the holder was not stopped");
+}
+
 #[tokio::test]
 async fn bad_settings_and_arguments_are_refused() {
     let pod = Pod::new().unwrap();
