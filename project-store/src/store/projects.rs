@@ -192,6 +192,43 @@ impl Store {
         Ok(entry)
     }
 
+    /// Records the `.blend` files directly in project `name`'s folder that its manifest does
+    /// not list yet (a workspace made by hand or by the original scripts), with their size and
+    /// SHA-256, without moving or renaming them. Symbolic links and other files are left alone.
+    /// Returns the new entries, sorted by name; a second run finds none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ListProjects`] when the folder cannot be read, and the errors of
+    /// [`Store::track_file`].
+    pub fn track_loose_blends(&self, name: &ProjectName) -> Result<Vec<FileEntry>> {
+        let project = self.project(name)?;
+        let map = |source| Error::ListProjects {
+            path: project.dir.clone(),
+            source,
+        };
+        let mut loose = Vec::new();
+        for entry in fs::read_dir(&project.dir).map_err(map)? {
+            let entry = entry.map_err(map)?;
+            let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let is_file = entry.file_type().map_err(map)?.is_file();
+            let known = project.manifest.files.iter().any(|f| f.name == file_name);
+            let is_blend = Path::new(&file_name)
+                .extension()
+                .is_some_and(|extension| extension.eq_ignore_ascii_case("blend"));
+            if is_file && !known && is_blend {
+                loose.push(file_name);
+            }
+        }
+        loose.sort();
+        loose
+            .iter()
+            .map(|file_name| self.track_file(name, file_name, Source::local()))
+            .collect()
+    }
+
     /// Recomputes the SHA-256 of a recorded file and compares it with the manifest.
     ///
     /// # Errors

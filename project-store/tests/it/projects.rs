@@ -355,3 +355,31 @@ fn read_only_project_refuses_saves_cleanly() {
     }
     assert_eq!(project_files(&store, &name), [MANIFEST_FILE]);
 }
+
+/// A project folder made by hand (the original scripts' `projects/<name>/scene.blend`): its
+/// loose `.blend` files get manifest entries, unmoved and unrenamed; other files and links are
+/// left alone, and a second run records nothing.
+#[test]
+fn loose_blend_files_of_a_hand_made_project_are_recorded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let project = store.projects_dir().join("robot-arm");
+    fs::create_dir_all(&project).unwrap();
+    fs::write(project.join("scene.blend"), b"abc").unwrap();
+    fs::write(project.join("old take.blend"), b"abc").unwrap();
+    fs::write(project.join("notes.txt"), b"n").unwrap();
+    fs::write(project.join("scene.blend1"), b"backup").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", project.join("link.blend")).unwrap();
+    store.init().unwrap();
+    let name = ProjectName::new("robot-arm").unwrap();
+    assert_eq!(store.list_projects().unwrap(), [name.clone()]);
+
+    let recorded = store.track_loose_blends(&name).unwrap();
+    let names: Vec<&str> = recorded.iter().map(|entry| entry.name.as_str()).collect();
+    assert_eq!(names, ["old take.blend", "scene.blend"]);
+    assert!(recorded.iter().all(|entry| entry.sha256 == ABC_SHA256 && entry.size == 3));
+    assert_eq!(fs::read(project.join("scene.blend")).unwrap(), b"abc", "left in place");
+    let manifest = store.project(&name).unwrap().manifest;
+    assert_eq!(manifest.files.len(), 2);
+    assert!(store.track_loose_blends(&name).unwrap().is_empty(), "nothing new");
+}

@@ -26,10 +26,28 @@ pub(crate) struct InitArgs {
 
 pub(crate) async fn init(ctx: &Ctx, args: InitArgs) -> anyhow::Result<Outcome> {
     let store = ctx.store.clone();
-    let report = tokio::task::spawn_blocking(move || store.init())
-        .await
-        .context("initializing the workspace")??;
+    let (report, adopted) = tokio::task::spawn_blocking(move || {
+        let report = store.init()?;
+        // A workspace made by hand or by the original scripts: its projects' .blend files get
+        // manifest entries where they are.
+        let mut adopted = Vec::new();
+        for name in store.list_projects()? {
+            for entry in store.track_loose_blends(&name)? {
+                adopted.push(format!("projects/{name}/{}", entry.name));
+            }
+        }
+        anyhow::Ok((report, adopted))
+    })
+    .await
+    .context("initializing the workspace")??;
     let mut notes = Vec::new();
+    if !adopted.is_empty() {
+        notes.push(format!(
+            "recorded {} .blend file(s) already in projects/ (SHA-256 and size; not moved): {}",
+            adopted.len(),
+            adopted.join(", ")
+        ));
+    }
     let key = if args.api_key_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -94,6 +112,7 @@ pub(crate) async fn init(ctx: &Ctx, args: InitArgs) -> anyhow::Result<Outcome> {
             "workspace": ctx.store.root(),
             "env_file": ctx.store.env_file(),
             "created": report.created,
+            "recorded_blend_files": adopted,
             "api_key_set": profile.config.api_key.is_some(),
             "ssh_key": ssh_key,
             "ssh_key_generated": generated,

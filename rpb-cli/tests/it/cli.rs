@@ -260,6 +260,65 @@ async fn init_works_without_a_terminal_or_a_key() {
     );
 }
 
+/// A workspace made by the original recipe (`.env` with its three keys, a git repository, its
+/// `.gitignore`, `.mcp.json` for `uvx blender-mcp`, a project folder with a `.blend`) works as
+/// it is: `rpb init` keeps every value and file, completes `.gitignore` below the user's
+/// lines, and records the `.blend` where it is.
+#[tokio::test]
+async fn init_takes_the_original_recipe_s_workspace_as_it_is() {
+    use std::process::Command;
+
+    let ws = Workspace::new();
+    let root = ws.root();
+    std::fs::create_dir_all(root.join("projects/robot")).unwrap();
+    std::fs::write(
+        root.join(".env"),
+        "RUNPOD_API_KEY=\nRUNPOD_POD_ID=abc123\nVNC_PASSWORD=blender123\n",
+    )
+    .unwrap();
+    let gitignore = ".env\n.DS_Store\n*.blend1\n__pycache__/\n";
+    std::fs::write(root.join(".gitignore"), gitignore).unwrap();
+    let mcp = r#"{"mcpServers":{"blender":{"command":"uvx","args":["blender-mcp"]}}}"#;
+    std::fs::write(root.join(".mcp.json"), mcp).unwrap();
+    std::fs::write(root.join("projects/robot/scene.blend"), b"BLENDER-v304").unwrap();
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(&root)
+            .output()
+            .expect("git");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "original"]);
+    let head = git(&["rev-parse", "HEAD"]);
+
+    let run = ws.rpb(&["init", "--no-register", "--json"]).await.success();
+    assert_eq!(
+        run.json()["recorded_blend_files"],
+        serde_json::json!(["projects/robot/scene.blend"])
+    );
+    let env = std::fs::read_to_string(root.join(".env")).unwrap();
+    assert!(env.contains("RUNPOD_POD_ID=abc123\n"), "{env}");
+    assert!(env.contains("VNC_PASSWORD=blender123\n"), "kept, not regenerated: {env}");
+    let completed = std::fs::read_to_string(root.join(".gitignore")).unwrap();
+    assert!(completed.starts_with(gitignore), "the user's lines first: {completed}");
+    assert!(completed.contains(".rpb/"), "{completed}");
+    assert_eq!(std::fs::read_to_string(root.join(".mcp.json")).unwrap(), mcp);
+    assert_eq!(git(&["rev-parse", "HEAD"]), head, "no commit made");
+    assert_eq!(
+        std::fs::read(root.join("projects/robot/scene.blend")).unwrap(),
+        b"BLENDER-v304"
+    );
+    let list = ws.rpb(&["project", "list", "--json"]).await.success();
+    assert!(list.stdout.contains("robot"), "{}", list.stdout);
+    let again = ws.rpb(&["init", "--no-register", "--json"]).await.success();
+    assert_eq!(again.json()["recorded_blend_files"], serde_json::json!([]));
+}
+
 #[tokio::test]
 async fn projects_json_shapes_and_invalid_names() {
     let ws = Workspace::new();
