@@ -372,7 +372,7 @@ fn loose_blend_files_of_a_hand_made_project_are_recorded_in_place() {
     std::os::unix::fs::symlink("/etc/passwd", project.join("link.blend")).unwrap();
     store.init().unwrap();
     let name = ProjectName::new("robot-arm").unwrap();
-    assert_eq!(store.list_projects().unwrap(), [name.clone()]);
+    assert_eq!(store.list_projects().unwrap(), std::slice::from_ref(&name));
 
     let recorded = store.track_loose_blends(&name).unwrap();
     let names: Vec<&str> = recorded.iter().map(|entry| entry.name.as_str()).collect();
