@@ -198,7 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => commands::session::stop(&ctx, args).await?,
         Command::Status(args) => commands::session::status(&ctx, args).await?,
         Command::SshInfo(args) => commands::session::ssh_info(&ctx, args).await?,
-        Command::Project(command) => commands::files::project(&ctx, command)?,
+        Command::Project(command) => commands::files::project(&ctx, command).await?,
         Command::Push(args) => commands::files::push(&ctx, args).await?,
         Command::Pull(args) => commands::files::pull(&ctx, args).await?,
         Command::Save(args) => commands::files::save(&ctx, args).await?,

@@ -10,7 +10,72 @@ use crate::seams::{ProgressFn, Transferred};
 use crate::{Error, Result};
 use pod_tunnel::shell;
 
+/// A `.blend` file in a project folder on the pod (`<pod root>/projects/<project>/<file>`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RemoteBlend {
+    /// The project folder's name (as it is on the pod; it may not be a valid local name).
+    pub project: String,
+    /// The file's name.
+    pub file: String,
+    /// Its path relative to the pod root (what `pull` takes).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds since the Unix epoch.
+    pub modified: f64,
+}
+
 impl Orchestrator {
+    /// The `.blend` files under the pod root's `projects/<project>/` folders (what the original
+    /// workflow saved there, or `save` did), sorted by path. Files with a tab or newline in
+    /// their path are skipped (they cannot be listed safely).
+    ///
+    /// # Errors
+    ///
+    /// SSH failures, and a listing the pod could not make.
+    pub async fn remote_blends(&self, session: &Session) -> Result<Vec<RemoteBlend>> {
+        let root = self.settings.pod_root.trim_end_matches('/');
+        let projects = format!("{root}/projects");
+        let command = format!(
+            "[ -d {dir} ] || exit 0; find {dir} -mindepth 2 -maxdepth 2 -type f -name '*.blend' \
+             -printf '%P\\t%s\\t%T@\\n'",
+            dir = shell::quote(&projects)
+        );
+        let listing = self
+            .run_checked(
+                &session.pod_id,
+                session.host.as_ref(),
+                "listing the project files on the pod",
+                &command,
+                None,
+                Duration::from_secs(60),
+            )
+            .await?;
+        let mut found: Vec<RemoteBlend> = listing
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split('\t');
+                let relative = fields.next()?;
+                let size = fields.next()?.parse().ok()?;
+                let modified = fields.next()?.parse().ok()?;
+                if fields.next().is_some() {
+                    return None;
+                }
+                let (project, file) = relative.split_once('/')?;
+                Some(RemoteBlend {
+                    project: project.to_owned(),
+                    file: file.to_owned(),
+                    path: format!("projects/{relative}"),
+                    size,
+                    modified,
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(found)
+    }
+
     pub(crate) fn remote_project_dir(&self, project: &project_store::ProjectName) -> String {
         format!(
             "{}/projects/{project}",

@@ -22,6 +22,7 @@ mod lifecycle;
 mod session;
 
 pub use adopt::{AdoptOptions, AdoptReport};
+pub use files::RemoteBlend;
 
 pub use session::{Event, Events, Session, SessionSettings, SessionStatus, Step, WaitForGpu};
 

@@ -377,9 +377,20 @@ fn loose_blend_files_of_a_hand_made_project_are_recorded_in_place() {
     let recorded = store.track_loose_blends(&name).unwrap();
     let names: Vec<&str> = recorded.iter().map(|entry| entry.name.as_str()).collect();
     assert_eq!(names, ["old take.blend", "scene.blend"]);
-    assert!(recorded.iter().all(|entry| entry.sha256 == ABC_SHA256 && entry.size == 3));
-    assert_eq!(fs::read(project.join("scene.blend")).unwrap(), b"abc", "left in place");
+    assert!(
+        recorded
+            .iter()
+            .all(|entry| entry.sha256 == ABC_SHA256 && entry.size == 3)
+    );
+    assert_eq!(
+        fs::read(project.join("scene.blend")).unwrap(),
+        b"abc",
+        "left in place"
+    );
     let manifest = store.project(&name).unwrap().manifest;
     assert_eq!(manifest.files.len(), 2);
-    assert!(store.track_loose_blends(&name).unwrap().is_empty(), "nothing new");
+    assert!(
+        store.track_loose_blends(&name).unwrap().is_empty(),
+        "nothing new"
+    );
 }

@@ -18,8 +18,15 @@ pub(crate) enum ProjectCommand {
         /// The project's name (letters, digits, `-`, `_`, `.`).
         name: String,
     },
-    /// List the projects.
-    List,
+    /// List the projects (with `--remote`, the .blend files in the pod's project folders).
+    List {
+        /// List the `.blend` files under the pod root's `projects/` instead (size, time);
+        /// `rpb pull projects/NAME/FILE` downloads one.
+        #[arg(long)]
+        remote: bool,
+        #[command(flatten)]
+        pod: PodArgs,
+    },
     /// A project's saved versions and files.
     Show {
         /// The project's name.
@@ -27,8 +34,9 @@ pub(crate) enum ProjectCommand {
     },
 }
 
-pub(crate) fn project(ctx: &Ctx, command: ProjectCommand) -> anyhow::Result<Outcome> {
+pub(crate) async fn project(ctx: &Ctx, command: ProjectCommand) -> anyhow::Result<Outcome> {
     match command {
+        ProjectCommand::List { remote: true, pod } => remote_blends(ctx, &pod).await,
         ProjectCommand::New { name } => {
             let name = ProjectName::new(name)?;
             let project = ctx.store.create_project(&name, OnExisting::Reuse)?;
@@ -37,7 +45,7 @@ pub(crate) fn project(ctx: &Ctx, command: ProjectCommand) -> anyhow::Result<Outc
                 format!("project {name} at {}", project.dir.display()),
             ))
         }
-        ProjectCommand::List => {
+        ProjectCommand::List { remote: false, .. } => {
             let names = ctx.store.list_projects()?;
             let mut rows = Vec::new();
             let mut human = String::new();
@@ -173,6 +181,51 @@ pub(crate) async fn pull(ctx: &Ctx, args: PullArgs) -> anyhow::Result<Outcome> {
             done.bytes,
             done.sha256.get(..12).unwrap_or_default()
         ),
+    ))
+}
+
+/// How long ago a Unix time was, for people (`3 h ago`).
+fn age(unix_seconds: f64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64());
+    let seconds = (now - unix_seconds).max(0.0);
+    let (value, unit) = if seconds < 120.0 {
+        (seconds, "s")
+    } else if seconds < 7200.0 {
+        (seconds / 60.0, "min")
+    } else if seconds < 172_800.0 {
+        (seconds / 3600.0, "h")
+    } else {
+        (seconds / 86_400.0, "days")
+    };
+    format!("{value:.0} {unit} ago")
+}
+
+/// `project list --remote`: what the pod holds under its project folders.
+async fn remote_blends(ctx: &Ctx, pod: &PodArgs) -> anyhow::Result<Outcome> {
+    let progress = ctx.progress().spinner("connecting");
+    let (orchestrator, session) = attach(ctx, pod, &progress).await?;
+    progress.finish();
+    let files = orchestrator.remote_blends(&session).await?;
+    let mut human = String::new();
+    for file in &files {
+        let _ = writeln!(
+            human,
+            "{:<48} {:>12} B  {}",
+            file.path,
+            file.size,
+            age(file.modified)
+        );
+    }
+    if files.is_empty() {
+        human.push_str("no .blend files under the pod's projects/ folders");
+    } else {
+        human.push_str("download one with: rpb pull projects/NAME/FILE");
+    }
+    Ok(Outcome::new(
+        json!({"pod_id": session.pod_id, "files": files}),
+        human,
     ))
 }
 

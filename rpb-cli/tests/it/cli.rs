@@ -303,11 +303,20 @@ async fn init_takes_the_original_recipe_s_workspace_as_it_is() {
     );
     let env = std::fs::read_to_string(root.join(".env")).unwrap();
     assert!(env.contains("RUNPOD_POD_ID=abc123\n"), "{env}");
-    assert!(env.contains("VNC_PASSWORD=blender123\n"), "kept, not regenerated: {env}");
+    assert!(
+        env.contains("VNC_PASSWORD=blender123\n"),
+        "kept, not regenerated: {env}"
+    );
     let completed = std::fs::read_to_string(root.join(".gitignore")).unwrap();
-    assert!(completed.starts_with(gitignore), "the user's lines first: {completed}");
+    assert!(
+        completed.starts_with(gitignore),
+        "the user's lines first: {completed}"
+    );
     assert!(completed.contains(".rpb/"), "{completed}");
-    assert_eq!(std::fs::read_to_string(root.join(".mcp.json")).unwrap(), mcp);
+    assert_eq!(
+        std::fs::read_to_string(root.join(".mcp.json")).unwrap(),
+        mcp
+    );
     assert_eq!(git(&["rev-parse", "HEAD"]), head, "no commit made");
     assert_eq!(
         std::fs::read(root.join("projects/robot/scene.blend")).unwrap(),

@@ -615,6 +615,38 @@ async fn adopt_says_what_it_will_do_does_it_once_and_undoes_it() {
         .success();
     assert_eq!(again.json()["already_adopted"], true);
 
+    // Files the original workflow saved on the pod are listed and downloaded.
+    let on_pod = pod.pod_root().join("projects/robot");
+    std::fs::create_dir_all(&on_pod).unwrap();
+    std::fs::write(on_pod.join("scene.blend"), b"BLENDER-v304 scene").unwrap();
+    std::fs::write(on_pod.join("odd\tname.blend"), b"x").unwrap();
+    std::fs::write(on_pod.join("notes.txt"), b"x").unwrap();
+    let listed = ws
+        .rpb_within(
+            SLOW,
+            &["project", "list", "--remote", "--pod-id", &id, "--json"],
+        )
+        .await
+        .success();
+    let files = listed.json()["files"].clone();
+    assert_eq!(files.as_array().map(Vec::len), Some(1), "{files}");
+    assert_eq!(files[0]["path"], "projects/robot/scene.blend");
+    assert_eq!(files[0]["size"], 18);
+    let local = ws.dir.path().join("scene.blend");
+    ws.rpb_within(
+        SLOW,
+        &[
+            "pull",
+            "--pod-id",
+            &id,
+            "projects/robot/scene.blend",
+            &path_string(&local),
+        ],
+    )
+    .await
+    .success();
+    assert_eq!(std::fs::read(&local).unwrap(), b"BLENDER-v304 scene");
+
     let undone = ws
         .rpb_within(SLOW, &["adopt", "--pod-id", &id, "--undo", "--json"])
         .await
