@@ -210,7 +210,8 @@ impl Manifest {
             .max_by_key(|f| f.saved_at)
     }
 
-    /// Resolves `spec`: `latest`, a version's file name, or a stem (its latest version).
+    /// Resolves `spec`: `latest`, a version's file name, a stem (its latest version), or the
+    /// name of a recorded `.blend` file.
     pub fn resolve(&self, spec: &str) -> Option<&FileEntry> {
         if spec == "latest" {
             return self.latest();
@@ -218,6 +219,15 @@ impl Manifest {
         self.versions()
             .find(|f| f.name == spec)
             .or_else(|| self.latest_of(spec))
+            // A recorded `.blend` that is not a version (found in a hand-made project), by name.
+            .or_else(|| {
+                self.files.iter().find(|f| {
+                    f.name == spec
+                        && Path::new(&f.name)
+                            .extension()
+                            .is_some_and(|extension| extension.eq_ignore_ascii_case("blend"))
+                })
+            })
     }
 
     /// The entry for a tracked file or version named `name`.
