@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::hosts::{DATA_CENTERS, Host, default_hosts, free_on};
+use super::templates::Template;
+use super::volumes::NetworkVolume;
 use crate::models::{
     Cloud, CreatePodRequest, GlobalNetworking, GpuType, LogLine, LogSource, Pod, PodAction, PodCpu,
     PodGpu, PodRuntime, PodStatus, RuntimePort, SshEndpoint, UpdatePodRequest, Utilization,
@@ -110,6 +113,10 @@ pub(crate) struct SimPod {
     boot_fails: bool,
     /// How many boots the pod has had (its create is the first).
     boots: u64,
+    /// The host a GPU pod is placed on (kept while stopped), its GPUs, and its data center.
+    pub(crate) host: Option<String>,
+    gpu_count: u32,
+    data_center: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +135,7 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: u16, title: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, title: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
             title,
@@ -156,6 +163,9 @@ pub(crate) struct World {
     next_port: u16,
     /// Requests answered in the current minute, for the `RateLimit` header.
     pub(crate) minute_requests: VecDeque<Instant>,
+    pub(crate) hosts: Vec<Host>,
+    pub(crate) volumes: BTreeMap<String, NetworkVolume>,
+    pub(crate) templates: BTreeMap<String, Template>,
     clock_origin: Instant,
     wall_origin: i64,
 }
@@ -167,6 +177,9 @@ impl World {
             .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0));
         Self {
             pods: BTreeMap::new(),
+            hosts: default_hosts(&gpus),
+            volumes: BTreeMap::new(),
+            templates: BTreeMap::new(),
             gpus,
             ssh_keys: Vec::new(),
             timings,
@@ -192,6 +205,18 @@ impl World {
     }
 
     fn new_id(&mut self) -> String {
+        format!("sim{}", self.next_base36())
+    }
+
+    pub(crate) fn new_volume_id(&mut self) -> String {
+        format!("vol{}", self.next_base36())
+    }
+
+    pub(crate) fn new_template_id(&mut self) -> String {
+        format!("tpl{}", self.next_base36())
+    }
+
+    fn next_base36(&mut self) -> String {
         self.next_id += 1;
         // Base-36 ids like RunPod's, unique within the simulator.
         let mut value = self.next_id * 7_919 + 1_000_000_000;
@@ -201,7 +226,7 @@ impl World {
             id.insert(0, char::from_digit(digit, 36).unwrap_or('0'));
             value /= 36;
         }
-        format!("sim{id}")
+        id
     }
 
     fn next_endpoint(&mut self) -> SocketAddr {
@@ -236,6 +261,7 @@ impl World {
         if let Err(reason) = request.check() {
             return Err(Refusal::new(400, "Bad Request", reason));
         }
+        let request = &self.resolve_template(request)?;
         if self.faults.insufficient_balance {
             return Err(Refusal::new(
                 402,
@@ -261,7 +287,8 @@ impl World {
         } else {
             let cpu = request.cpu.as_ref().map(|cpu| {
                 serde_json::from_value::<PodCpu>(serde_json::json!({
-                    "id": cpu.id, "vcpuCount": cpu.vcpu_count, "memory": 2 * cpu.vcpu_count
+                    "id": cpu.id, "vcpuCount": cpu.vcpu_count,
+                    "memory": cpu.vcpu_count.saturating_mul(2)
                 }))
             });
             let cpu = cpu
@@ -269,6 +296,7 @@ impl World {
                 .map_err(|error| Refusal::new(500, "Internal Server Error", error.to_string()))?;
             (0.06, None, cpu)
         };
+        let (host, data_center) = self.place(request)?;
         if self.faults.no_capacity_next_create > 0 {
             self.faults.no_capacity_next_create -= 1;
             return Err(Refusal::new(400, "Bad Request", NO_CAPACITY));
@@ -279,7 +307,7 @@ impl World {
             "name": request.name,
             "status": "PROVISIONING",
             "actions": ["stop", "terminate"],
-            "image": request.image.clone().or_else(|| request.template_id.clone()).unwrap_or_default(),
+            "image": request.image.clone().unwrap_or_default(),
             "args": request.args.clone().unwrap_or_default(),
             "disk": request.disk.unwrap_or(20),
             "mounts": request.mounts.clone().unwrap_or_default(),
@@ -290,7 +318,8 @@ impl World {
             "dataCenterId": null,
             "cudaVersion": null,
             "ssh": {"proxy": null, "direct": null},
-            "template": request.template_id,
+            // A template is a one-time source of settings; the pod keeps no link to it.
+            "template": null,
             "cost": price,
             "locked": false,
             "runtime": null,
@@ -315,6 +344,9 @@ impl World {
             logs: Vec::new(),
             boot_fails: false,
             boots: 0,
+            host,
+            gpu_count: request.gpu.as_ref().map_or(0, |gpu| gpu.count.unwrap_or(1)),
+            data_center,
         };
         self.boot(&mut sim, now, true);
         self.log(
@@ -326,6 +358,47 @@ impl World {
         self.pods.insert(id.clone(), sim);
         self.refresh(&id, now);
         Ok(self.pods[&id].pod.clone())
+    }
+
+    /// GPUs the account's pods hold on a host: those of pods that are up (stopped and failed
+    /// pods hold none, but stay bound to the host).
+    pub(crate) fn used_on(&self, host_id: &str) -> u32 {
+        self.pods
+            .values()
+            .filter(|sim| sim.phase == Phase::Booting && sim.host.as_deref() == Some(host_id))
+            .map(|sim| sim.gpu_count)
+            .sum()
+    }
+
+    /// Picks a host (GPU pods) and data center for a new pod: the requested data centers, or
+    /// all, narrowed to the network volume's; the first host there with enough free GPUs.
+    fn place(&self, request: &CreatePodRequest) -> Result<(Option<String>, String), Refusal> {
+        let mut centers: Vec<String> = if request.data_center_ids.is_empty() {
+            DATA_CENTERS
+                .iter()
+                .map(|center| center.id.to_owned())
+                .collect()
+        } else {
+            request.data_center_ids.clone()
+        };
+        if let Some(mount) = request.mounts.as_ref().and_then(|m| m.network.first()) {
+            centers = vec![self.volume_data_center(&mount.volume_id, &request.data_center_ids)?];
+        }
+        let no_capacity = || Refusal::new(400, "Bad Request", NO_CAPACITY);
+        let Some(gpu) = &request.gpu else {
+            let center = centers
+                .into_iter()
+                .find(|id| super::hosts::data_center(id).is_some())
+                .ok_or_else(no_capacity)?;
+            return Ok((None, center));
+        };
+        let count = gpu.count.unwrap_or(1);
+        self.hosts
+            .iter()
+            .filter(|host| host.gpu_type == gpu.id && centers.iter().any(|c| c == host.data_center))
+            .find(|host| free_on(host, self.used_on(&host.id)) >= count)
+            .map(|host| (Some(host.id.clone()), host.data_center.to_owned()))
+            .ok_or_else(no_capacity)
     }
 
     fn log(&self, pod: &mut SimPod, at: Instant, source: LogSource, line: &str) {
@@ -369,7 +442,7 @@ impl World {
             let at = now;
             match status {
                 PodStatus::Starting => {
-                    sim.pod.data_center_id = Some("SIM-LOCAL-1".into());
+                    sim.pod.data_center_id = Some(sim.data_center.clone());
                     sim.pod.cuda_version = Some("12.8".into());
                     self.log(
                         &mut sim,
@@ -554,6 +627,12 @@ impl World {
                     self.faults.no_free_gpu_next_start -= 1;
                     return Err(Refusal::new(400, "Bad Request", NO_FREE_GPU));
                 }
+                // A stopped pod can start only on its own host.
+                if let Some(host) = sim.host.as_deref().and_then(|id| self.host(id))
+                    && free_on(host, self.used_on(&host.id)) < sim.gpu_count
+                {
+                    return Err(Refusal::new(400, "Bad Request", NO_FREE_GPU));
+                }
                 self.boot(sim, now, false);
                 self.log(sim, now, LogSource::System, "start requested");
             }
@@ -713,6 +792,21 @@ impl World {
         self.observe_running(&mut sim, now);
         self.pods.insert(id.to_owned(), sim);
         Some(endpoint)
+    }
+
+    pub(crate) fn host(&self, id: &str) -> Option<&Host> {
+        self.hosts.iter().find(|host| host.id == id)
+    }
+
+    /// Lets other customers rent a host's GPUs until `free` are left (never fewer than the
+    /// account's own pods use).
+    pub(crate) fn set_free_gpus(&mut self, host_id: &str, free: u32) -> bool {
+        let used = self.used_on(host_id);
+        let Some(host) = self.hosts.iter_mut().find(|host| host.id == host_id) else {
+            return false;
+        };
+        host.taken_by_others = host.gpus.saturating_sub(used).saturating_sub(free);
+        true
     }
 
     /// Endpoint changes take effect at the next boot.
