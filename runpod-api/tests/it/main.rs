@@ -14,6 +14,7 @@ mod pods;
 mod retries;
 mod secrets;
 mod sim;
+mod sim_volumes;
 mod wait;
 
 use runpod_api::{Client, RetryPolicy};
