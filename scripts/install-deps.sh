@@ -12,6 +12,7 @@ packages=(
     shellcheck                      # lints the pod-side and CI shell scripts
     procps                          # kill(1): tests pause and resume sshd by PID
     python3                         # scripts/check-shape.py, in .ci/run
+    python3-venv                    # scripts/fuzz-sim.sh's venv for Schemathesis
 )
 
 missing=()

@@ -177,7 +177,7 @@ pub(crate) fn gpu_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::state::default_gpus;
+    use crate::sim::knobs::default_gpus;
 
     #[test]
     fn hosts_cover_every_data_center_and_gpu_type() {

@@ -28,6 +28,7 @@
 //! ```
 
 mod hosts;
+mod knobs;
 mod resources;
 mod server;
 mod state;
@@ -43,7 +44,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use hosts::HostInfo;
-pub use state::{Faults, SshEndpoints, Timings};
+pub use knobs::{Faults, SshEndpoints, Timings};
 
 use crate::models::{GpuType, Pod};
 use crate::{Client, RetryPolicy};
@@ -134,7 +135,7 @@ impl SimulatorBuilder {
         let world = Arc::new(Mutex::new(World::new(
             self.timings,
             self.endpoints,
-            self.gpus.unwrap_or_else(state::default_gpus),
+            self.gpus.unwrap_or_else(knobs::default_gpus),
         )));
         let (shutdown, stopped) = oneshot::channel();
         let router = server::router(world.clone(), self.api_key.clone());

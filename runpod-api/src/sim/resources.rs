@@ -12,7 +12,7 @@ use super::validate;
 use super::volumes::{CreateNetworkVolume, UpdateNetworkVolume};
 
 pub(super) async fn list_volumes(State(state): State<AppState>) -> Response {
-    let volumes: Vec<_> = state.world().volumes.values().cloned().collect();
+    let volumes: Vec<_> = state.world().volumes.list();
     ok_json(StatusCode::OK, &json!({ "networkVolumes": volumes }))
 }
 
@@ -22,14 +22,14 @@ pub(super) async fn create_volume(State(state): State<AppState>, body: Bytes) ->
             Ok(request) => request,
             Err(response) => return response,
         };
-    match state.world().create_volume(&request) {
+    match state.world().volumes.create(&request) {
         Ok(volume) => ok_json(StatusCode::CREATED, &volume),
         Err(error) => refusal(&error),
     }
 }
 
 pub(super) async fn get_volume(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.world().volume(&id) {
+    match state.world().volumes.get(&id) {
         Ok(volume) => ok_json(StatusCode::OK, &volume),
         Err(error) => refusal(&error),
     }
@@ -45,7 +45,7 @@ pub(super) async fn update_volume(
             Ok(request) => request,
             Err(response) => return response,
         };
-    match state.world().update_volume(&id, &request) {
+    match state.world().volumes.update(&id, &request) {
         Ok(volume) => ok_json(StatusCode::OK, &volume),
         Err(error) => refusal(&error),
     }
@@ -55,14 +55,16 @@ pub(super) async fn delete_volume(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    match state.world().delete_volume(&id) {
+    let mut world = state.world();
+    let users = world.pods_using(&id);
+    match world.volumes.delete(&id, &users) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => refusal(&error),
     }
 }
 
 pub(super) async fn list_templates(State(state): State<AppState>) -> Response {
-    let templates: Vec<_> = state.world().templates.values().cloned().collect();
+    let templates: Vec<_> = state.world().templates.list();
     ok_json(StatusCode::OK, &json!({ "templates": templates }))
 }
 
@@ -71,7 +73,7 @@ pub(super) async fn create_template(State(state): State<AppState>, body: Bytes) 
         Ok(change) => change,
         Err(response) => return response,
     };
-    let template = state.world().create_template(&change);
+    let template = state.world().templates.create(&change);
     ok_json(StatusCode::CREATED, &template)
 }
 
@@ -79,7 +81,7 @@ pub(super) async fn get_template(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    match state.world().template(&id) {
+    match state.world().templates.get(&id) {
         Ok(template) => ok_json(StatusCode::OK, &template),
         Err(error) => refusal(&error),
     }
@@ -94,7 +96,7 @@ pub(super) async fn update_template(
         Ok(change) => change,
         Err(response) => return response,
     };
-    match state.world().update_template(&id, &change) {
+    match state.world().templates.update(&id, &change) {
         Ok(template) => ok_json(StatusCode::OK, &template),
         Err(error) => refusal(&error),
     }
@@ -104,7 +106,7 @@ pub(super) async fn delete_template(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    match state.world().delete_template(&id) {
+    match state.world().templates.delete(&id) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => refusal(&error),
     }

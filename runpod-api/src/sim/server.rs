@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::state::{Faults, Refusal, SshEndpoints, World, format_rfc3339};
+use super::knobs::{Faults, Refusal, SshEndpoints, format_rfc3339};
+use super::state::World;
 use super::validate::{self, Shape};
 use super::{hosts, resources};
 use crate::models::{CreatePodRequest, PodActionRequest, SshKeys, UpdatePodRequest};

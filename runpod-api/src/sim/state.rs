@@ -8,89 +8,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::hosts::{DATA_CENTERS, Host, default_hosts, free_on};
-use super::templates::Template;
-use super::volumes::NetworkVolume;
+use super::knobs::{
+    Faults, NO_CAPACITY, NO_FREE_GPU, Refusal, SshEndpoints, Timings, base36_id, format_rfc3339,
+};
+use super::templates::Templates;
+use super::volumes::Volumes;
 use crate::models::{
     Cloud, CreatePodRequest, GlobalNetworking, GpuType, LogLine, LogSource, Pod, PodAction, PodCpu,
     PodGpu, PodRuntime, PodStatus, RuntimePort, SshEndpoint, UpdatePodRequest, Utilization,
 };
-
-/// How long the lifecycle phases last. Default: 30 ms each, for tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Timings {
-    /// `PROVISIONING` after create (machine assignment and image pull).
-    pub provisioning: Duration,
-    /// `STARTING` after provisioning, a start or a restart.
-    pub starting: Duration,
-}
-
-impl Default for Timings {
-    fn default() -> Self {
-        Self {
-            provisioning: Duration::from_millis(30),
-            starting: Duration::from_millis(30),
-        }
-    }
-}
-
-impl Timings {
-    /// Timings like the real cloud's with a cached image: 20 s provisioning, 40 s starting.
-    pub fn realistic() -> Self {
-        Self {
-            provisioning: Duration::from_secs(20),
-            starting: Duration::from_secs(40),
-        }
-    }
-
-    /// Custom timings.
-    pub fn new(provisioning: Duration, starting: Duration) -> Self {
-        Self {
-            provisioning,
-            starting,
-        }
-    }
-}
-
-/// Which SSH endpoint a running pod reports in `ssh.direct`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SshEndpoints {
-    /// A documentation address (`203.0.113.x`) with a new random port on every start, like the
-    /// real cloud. Nothing listens there.
-    Fake,
-    /// Always this address (a local sshd, say).
-    Fixed(SocketAddr),
-    /// The next address of this list on every start (and restart), cycling.
-    Rotating(Vec<SocketAddr>),
-}
-
-/// Fault knobs; each counter is consumed by the requests it affects.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Faults {
-    /// Answer the next N authenticated requests with 429 and this `Retry-After` (seconds).
-    pub rate_limit_next: u32,
-    /// `Retry-After` of those 429 answers, in seconds.
-    pub retry_after_secs: u64,
-    /// Answer the next N authenticated requests with this 5xx status.
-    pub server_error_next: u32,
-    /// Status of those answers (default 503).
-    pub server_error_status: u16,
-    /// Refuse the next N creates with "no longer any instances available".
-    pub no_capacity_next_create: u32,
-    /// Refuse the next N starts with "not enough free GPUs on the host machine".
-    pub no_free_gpu_next_start: u32,
-    /// After a start or restart, keep reporting the previous SSH port for this long once the
-    /// pod runs again (the real API does this for about 90 s).
-    pub stale_ssh_port_for: Duration,
-    /// Delay every answer by this much.
-    pub slow: Duration,
-    /// Refuse creates and starts with 402.
-    pub insufficient_balance: bool,
-    /// The next pod that would reach `RUNNING` goes to `ERROR` instead (N times).
-    pub error_next_boot: u32,
-}
 
 /// A pod as the simulator keeps it.
 #[derive(Debug, Clone)]
@@ -126,29 +52,6 @@ enum Phase {
     Failed,
 }
 
-/// A rule the request breaks, answered with 400, 402, 404 or 409.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) status: u16,
-    pub(crate) title: &'static str,
-    pub(crate) detail: String,
-}
-
-impl Refusal {
-    pub(crate) fn new(status: u16, title: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            title,
-            detail: detail.into(),
-        }
-    }
-}
-
-pub(crate) const NO_CAPACITY: &str = "There are no longer any instances available with the \
-    requested specifications. Please refresh and try again.";
-pub(crate) const NO_FREE_GPU: &str =
-    "There are not enough free GPUs on the host machine to start this pod.";
-
 /// The whole simulated account.
 #[derive(Debug)]
 pub(crate) struct World {
@@ -164,8 +67,8 @@ pub(crate) struct World {
     /// Requests answered in the current minute, for the `RateLimit` header.
     pub(crate) minute_requests: VecDeque<Instant>,
     pub(crate) hosts: Vec<Host>,
-    pub(crate) volumes: BTreeMap<String, NetworkVolume>,
-    pub(crate) templates: BTreeMap<String, Template>,
+    pub(crate) volumes: Volumes,
+    pub(crate) templates: Templates,
     clock_origin: Instant,
     wall_origin: i64,
 }
@@ -178,8 +81,8 @@ impl World {
         Self {
             pods: BTreeMap::new(),
             hosts: default_hosts(&gpus),
-            volumes: BTreeMap::new(),
-            templates: BTreeMap::new(),
+            volumes: Volumes::default(),
+            templates: Templates::default(),
             gpus,
             ssh_keys: Vec::new(),
             timings,
@@ -205,28 +108,8 @@ impl World {
     }
 
     fn new_id(&mut self) -> String {
-        format!("sim{}", self.next_base36())
-    }
-
-    pub(crate) fn new_volume_id(&mut self) -> String {
-        format!("vol{}", self.next_base36())
-    }
-
-    pub(crate) fn new_template_id(&mut self) -> String {
-        format!("tpl{}", self.next_base36())
-    }
-
-    fn next_base36(&mut self) -> String {
         self.next_id += 1;
-        // Base-36 ids like RunPod's, unique within the simulator.
-        let mut value = self.next_id * 7_919 + 1_000_000_000;
-        let mut id = String::new();
-        while value > 0 {
-            let digit = u32::try_from(value % 36).unwrap_or(0);
-            id.insert(0, char::from_digit(digit, 36).unwrap_or('0'));
-            value /= 36;
-        }
-        id
+        base36_id("sim", self.next_id)
     }
 
     fn next_endpoint(&mut self) -> SocketAddr {
@@ -261,7 +144,7 @@ impl World {
         if let Err(reason) = request.check() {
             return Err(Refusal::new(400, "Bad Request", reason));
         }
-        let request = &self.resolve_template(request)?;
+        let request = &self.templates.resolve(request)?;
         if self.faults.insufficient_balance {
             return Err(Refusal::new(
                 402,
@@ -382,7 +265,10 @@ impl World {
             request.data_center_ids.clone()
         };
         if let Some(mount) = request.mounts.as_ref().and_then(|m| m.network.first()) {
-            centers = vec![self.volume_data_center(&mount.volume_id, &request.data_center_ids)?];
+            centers = vec![
+                self.volumes
+                    .data_center_for(&mount.volume_id, &request.data_center_ids)?,
+            ];
         }
         let no_capacity = || Refusal::new(400, "Bad Request", NO_CAPACITY);
         let Some(gpu) = &request.gpu else {
@@ -794,6 +680,21 @@ impl World {
         Some(endpoint)
     }
 
+    /// Pods (in any state but terminated) that mount a network volume.
+    pub(crate) fn pods_using(&self, volume_id: &str) -> Vec<String> {
+        self.pods
+            .iter()
+            .filter(|(_, sim)| {
+                sim.pod
+                    .mounts
+                    .network
+                    .iter()
+                    .any(|mount| mount.volume_id == volume_id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     pub(crate) fn host(&self, id: &str) -> Option<&Host> {
         self.hosts.iter().find(|host| host.id == id)
     }
@@ -816,55 +717,11 @@ impl World {
     }
 }
 
-/// Formats Unix seconds as an RFC 3339 UTC time.
-pub(crate) fn format_rfc3339(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// The GPU catalog the simulator offers by default.
-pub(crate) fn default_gpus() -> Vec<GpuType> {
-    let gpus = serde_json::json!([
-        {"id": "NVIDIA GeForce RTX 4090", "name": "RTX 4090", "pool": "ADA_24",
-         "manufacturer": "NVIDIA", "memory": 24, "secure": true, "community": true,
-         "price": {"secure": 0.69, "community": 0.34, "serverless": 0.00031},
-         "maxCount": {"secure": 8, "community": 4}},
-        {"id": "NVIDIA RTX A5000", "name": "RTX A5000", "pool": "AMPERE_24",
-         "manufacturer": "NVIDIA", "memory": 24, "secure": true, "community": true,
-         "price": {"secure": 0.27, "community": 0.16},
-         "maxCount": {"secure": 8, "community": 8}},
-        {"id": "NVIDIA RTX A6000", "name": "RTX A6000", "pool": null,
-         "manufacturer": "NVIDIA", "memory": 48, "secure": true, "community": false,
-         "price": {"secure": 0.49, "community": 0.0},
-         "maxCount": {"secure": 8, "community": 0}},
-    ]);
-    serde_json::from_value(gpus).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::models::GpuRequest;
+    use crate::sim::knobs::default_gpus;
 
     fn world() -> World {
         World::new(

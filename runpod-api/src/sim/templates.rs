@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::state::{Refusal, World};
+use super::knobs::{Refusal, base36_id};
 use crate::models::{CreatePodRequest, PersistentMount};
 
 /// `TemplateMounts`: a template carries at most a persistent mount.
@@ -17,6 +17,10 @@ pub(crate) struct TemplateMounts {
 }
 
 /// `Template` of the REST v2 document.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "the document's Template has these four flags"
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Template {
@@ -49,6 +53,10 @@ pub(crate) struct TemplateChange {
     mounts: Option<TemplateMounts>,
     ports: Option<Vec<String>>,
     env: Option<BTreeMap<String, String>>,
+    #[expect(
+        clippy::option_option,
+        reason = "an explicit null clears the registry, an absent field keeps it"
+    )]
     #[serde(default, deserialize_with = "present")]
     registry: Option<Option<String>>,
     serverless: Option<bool>,
@@ -60,6 +68,10 @@ pub(crate) struct TemplateChange {
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+#[expect(
+    clippy::option_option,
+    reason = "an explicit null clears the registry, an absent field keeps it"
+)]
 fn present<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Option<String>>, D::Error> {
@@ -97,10 +109,24 @@ impl Template {
     }
 }
 
-impl World {
-    pub(crate) fn create_template(&mut self, change: &TemplateChange) -> Template {
+/// The account's templates.
+#[derive(Debug, Default)]
+pub(crate) struct Templates {
+    templates: BTreeMap<String, Template>,
+    serial: u64,
+}
+
+impl Templates {
+    pub(crate) fn list(&self) -> Vec<Template> {
+        self.templates.values().cloned().collect()
+    }
+
+    pub(crate) fn create(&mut self, change: &TemplateChange) -> Template {
         let mut template = Template {
-            id: self.new_template_id(),
+            id: {
+                self.serial += 1;
+                base36_id("tpl", self.serial)
+            },
             name: String::new(),
             image: String::new(),
             args: String::new(),
@@ -121,11 +147,11 @@ impl World {
         template
     }
 
-    pub(crate) fn template(&self, id: &str) -> Result<Template, Refusal> {
+    pub(crate) fn get(&self, id: &str) -> Result<Template, Refusal> {
         self.templates.get(id).cloned().ok_or_else(|| not_found(id))
     }
 
-    pub(crate) fn update_template(
+    pub(crate) fn update(
         &mut self,
         id: &str,
         change: &TemplateChange,
@@ -135,7 +161,7 @@ impl World {
         Ok(template.clone())
     }
 
-    pub(crate) fn delete_template(&mut self, id: &str) -> Result<(), Refusal> {
+    pub(crate) fn delete(&mut self, id: &str) -> Result<(), Refusal> {
         self.templates
             .remove(id)
             .map(drop)
@@ -144,14 +170,11 @@ impl World {
 
     /// Spreads a template's settings into a create request: body fields win, `env` merges per
     /// key with the body's values winning, CPU pods skip the persistent mount.
-    pub(crate) fn resolve_template(
-        &self,
-        request: &CreatePodRequest,
-    ) -> Result<CreatePodRequest, Refusal> {
+    pub(crate) fn resolve(&self, request: &CreatePodRequest) -> Result<CreatePodRequest, Refusal> {
         let Some(id) = &request.template_id else {
             return Ok(request.clone());
         };
-        let template = self.template(id)?;
+        let template = self.get(id)?;
         if template.serverless {
             return Err(Refusal::new(
                 422,

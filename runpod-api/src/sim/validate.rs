@@ -202,7 +202,7 @@ fn integral(value: &Value) -> Option<i128> {
         clippy::cast_possible_truncation,
         reason = "only integral floats within i128 reach the cast"
     )]
-    (float.fract() == 0.0 && float.abs() < 1e38).then(|| float as i128)
+    (float.fract() == 0.0 && float.abs() < 1e38).then_some(float as i128)
 }
 
 fn type_name(shape: &Shape) -> &'static str {

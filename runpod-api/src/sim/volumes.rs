@@ -4,8 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use super::hosts::data_center;
-use super::state::{Refusal, World};
+use super::knobs::{Refusal, base36_id};
 
 /// `NetworkVolume` of the REST v2 document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,8 +46,19 @@ fn not_found(id: &str) -> Refusal {
     Refusal::new(404, "Not Found", format!("network volume {id} not found"))
 }
 
-impl World {
-    pub(crate) fn create_volume(
+/// The account's network volumes.
+#[derive(Debug, Default)]
+pub(crate) struct Volumes {
+    volumes: BTreeMap<String, NetworkVolume>,
+    serial: u64,
+}
+
+impl Volumes {
+    pub(crate) fn list(&self) -> Vec<NetworkVolume> {
+        self.volumes.values().cloned().collect()
+    }
+
+    pub(crate) fn create(
         &mut self,
         request: &CreateNetworkVolume,
     ) -> Result<NetworkVolume, Refusal> {
@@ -69,7 +82,10 @@ impl World {
             ));
         }
         let volume = NetworkVolume {
-            id: self.new_volume_id(),
+            id: {
+                self.serial += 1;
+                base36_id("vol", self.serial)
+            },
             name: request.name.clone(),
             size: request.size,
             data_center: center.id.to_owned(),
@@ -79,11 +95,11 @@ impl World {
         Ok(volume)
     }
 
-    pub(crate) fn volume(&self, id: &str) -> Result<NetworkVolume, Refusal> {
+    pub(crate) fn get(&self, id: &str) -> Result<NetworkVolume, Refusal> {
         self.volumes.get(id).cloned().ok_or_else(|| not_found(id))
     }
 
-    pub(crate) fn update_volume(
+    pub(crate) fn update(
         &mut self,
         id: &str,
         request: &UpdateNetworkVolume,
@@ -110,26 +126,11 @@ impl World {
         Ok(volume.clone())
     }
 
-    /// Pods (in any state but terminated) that mount the volume.
-    pub(crate) fn pods_using(&self, volume_id: &str) -> Vec<String> {
-        self.pods
-            .iter()
-            .filter(|(_, sim)| {
-                sim.pod
-                    .mounts
-                    .network
-                    .iter()
-                    .any(|mount| mount.volume_id == volume_id)
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
-    pub(crate) fn delete_volume(&mut self, id: &str) -> Result<(), Refusal> {
+    /// Deletes a volume no pod mounts; `users` are the pods that mount it.
+    pub(crate) fn delete(&mut self, id: &str, users: &[String]) -> Result<(), Refusal> {
         if !self.volumes.contains_key(id) {
             return Err(not_found(id));
         }
-        let users = self.pods_using(id);
         if !users.is_empty() {
             return Err(Refusal::new(
                 409,
@@ -145,12 +146,12 @@ impl World {
     }
 
     /// The data center a pod must go to for the network volume it mounts, if any.
-    pub(crate) fn volume_data_center(
+    pub(crate) fn data_center_for(
         &self,
         volume_id: &str,
         wanted: &[String],
     ) -> Result<String, Refusal> {
-        let volume = self.volume(volume_id)?;
+        let volume = self.get(volume_id)?;
         if !wanted.is_empty() && !wanted.contains(&volume.data_center) {
             return Err(Refusal::new(
                 400,
