@@ -1,7 +1,8 @@
 //! An embedded RunPod simulator: a stateful REST v2 server on 127.0.0.1 for tests, demos and
 //! your own programs. Enabled by the `sim` feature.
 //!
-//! It keeps pods in memory and answers the pod, action, log, catalog, SSH-key and billing
+//! It keeps pods, network volumes and templates in memory, places GPU pods on simulated hosts,
+//! and answers the pod, action, log, catalog, SSH-key, billing, network-volume and template
 //! endpoints as RunPod's OpenAPI document describes, including the awkward parts: pods pass
 //! through `PROVISIONING` and `STARTING`, `ssh.direct` is null until `RUNNING`, a restarted pod
 //! gets a new SSH port (and, with a fault knob, keeps reporting the old one for a while), and
