@@ -13,6 +13,7 @@ packages=(
     procps                          # kill(1): tests pause and resume sshd by PID
     iproute2                        # ss(8): the session script names who holds a busy port
     python3                         # scripts/check-shape.py, in .ci/run
+    python3-venv                    # scripts/fuzz-sim.sh's venv for Schemathesis
 )
 
 missing=()

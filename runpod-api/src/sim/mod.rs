@@ -1,7 +1,8 @@
 //! An embedded RunPod simulator: a stateful REST v2 server on 127.0.0.1 for tests, demos and
 //! your own programs. Enabled by the `sim` feature.
 //!
-//! It keeps pods in memory and answers the pod, action, log, catalog, SSH-key and billing
+//! It keeps pods, network volumes and templates in memory, places GPU pods on simulated hosts,
+//! and answers the pod, action, log, catalog, SSH-key, billing, network-volume and template
 //! endpoints as RunPod's OpenAPI document describes, including the awkward parts: pods pass
 //! through `PROVISIONING` and `STARTING`, `ssh.direct` is null until `RUNNING`, a restarted pod
 //! gets a new SSH port (and, with a fault knob, keeps reporting the old one for a while), and
@@ -27,8 +28,14 @@
 //! # Ok(()) }
 //! ```
 
+mod hosts;
+mod knobs;
+mod resources;
 mod server;
 mod state;
+mod templates;
+mod validate;
+mod volumes;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,7 +44,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use state::{Faults, SshEndpoints, Timings};
+pub use hosts::HostInfo;
+pub use knobs::{Faults, SshEndpoints, Timings};
 
 use crate::models::{GpuType, Pod};
 use crate::{Client, RetryPolicy};
@@ -128,7 +136,7 @@ impl SimulatorBuilder {
         let world = Arc::new(Mutex::new(World::new(
             self.timings,
             self.endpoints,
-            self.gpus.unwrap_or_else(state::default_gpus),
+            self.gpus.unwrap_or_else(knobs::default_gpus),
         )));
         let (shutdown, stopped) = oneshot::channel();
         let router = server::router(world.clone(), self.api_key.clone());
@@ -270,6 +278,46 @@ impl Simulator {
         let mut world = self.world();
         world.refresh_all(tokio::time::Instant::now());
         world.pods.values().map(|sim| sim.pod.clone()).collect()
+    }
+
+    /// The host machines, with the GPUs free on each.
+    pub fn hosts(&self) -> Vec<HostInfo> {
+        let mut world = self.world();
+        world.refresh_all(tokio::time::Instant::now());
+        world
+            .hosts
+            .iter()
+            .map(|host| HostInfo {
+                id: host.id.clone(),
+                data_center: host.data_center.to_owned(),
+                gpu_type: host.gpu_type.clone(),
+                gpus: host.gpus,
+                free: hosts::free_on(host, world.used_on(&host.id)),
+            })
+            .collect()
+    }
+
+    /// The host a GPU pod is placed on (it stays bound to it while stopped); `None` for CPU
+    /// pods and unknown ids.
+    pub fn host_of(&self, pod_id: &str) -> Option<String> {
+        self.world().pods.get(pod_id)?.host.clone()
+    }
+
+    /// Lets other customers rent every GPU of the pod's host that the account's pods don't use,
+    /// so starting the pod after a stop fails with RunPod's "There are not enough free GPUs on
+    /// the host machine to start this pod." while other hosts of the data center still take new
+    /// pods. Returns the host's id; `None` for CPU pods and unknown ids.
+    pub fn fill_host(&self, pod_id: &str) -> Option<String> {
+        let host = self.host_of(pod_id)?;
+        self.set_free_gpus(&host, 0).then_some(host)
+    }
+
+    /// Sets how many GPUs of a host are free for the account (the rest rented by others, never
+    /// less than the account's own pods use). `false` for an unknown host.
+    pub fn set_free_gpus(&self, host_id: &str, free: u32) -> bool {
+        let mut world = self.world();
+        world.refresh_all(tokio::time::Instant::now());
+        world.set_free_gpus(host_id, free)
     }
 
     /// The account's registered SSH keys.

@@ -2,7 +2,6 @@
 //! bodies (422 for unknown fields, as the real API's `additionalProperties: false`), and the
 //! server-sent log stream.
 
-use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,10 +18,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::state::{Faults, Refusal, SshEndpoints, World, format_rfc3339};
-use crate::models::{
-    CreatePodRequest, PodActionRequest, SshKeys, UpdatePodRequest, is_valid_public_key_line,
-};
+use super::knobs::{Faults, Refusal, SshEndpoints, format_rfc3339};
+use super::state::World;
+use super::validate::{self, Shape};
+use super::{hosts, resources};
+use crate::models::{CreatePodRequest, PodActionRequest, SshKeys, UpdatePodRequest};
 
 #[derive(Clone)]
 pub(super) struct AppState {
@@ -31,7 +31,7 @@ pub(super) struct AppState {
 }
 
 impl AppState {
-    fn world(&self) -> MutexGuard<'_, World> {
+    pub(super) fn world(&self) -> MutexGuard<'_, World> {
         self.world
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -57,6 +57,26 @@ pub(super) fn router(world: Arc<Mutex<World>>, api_key: String) -> Router {
         .route("/v2/catalog/datacenters/{id}", get(get_data_center))
         .route("/v2/account/ssh-keys", get(get_ssh_keys).put(put_ssh_keys))
         .route("/v2/billing/pods", get(pod_billing))
+        .route(
+            "/v2/network-volumes",
+            get(resources::list_volumes).post(resources::create_volume),
+        )
+        .route(
+            "/v2/network-volumes/{id}",
+            get(resources::get_volume)
+                .patch(resources::update_volume)
+                .delete(resources::delete_volume),
+        )
+        .route(
+            "/v2/templates",
+            get(resources::list_templates).post(resources::create_template),
+        )
+        .route(
+            "/v2/templates/{id}",
+            get(resources::get_template)
+                .patch(resources::update_template)
+                .delete(resources::delete_template),
+        )
         .route("/_sim/faults", get(get_faults).put(put_faults))
         .route("/_sim/ssh-endpoints", put(put_ssh_endpoints))
         .fallback(not_found)
@@ -64,7 +84,7 @@ pub(super) fn router(world: Arc<Mutex<World>>, api_key: String) -> Router {
         .with_state(state)
 }
 
-fn problem(status: u16, title: &str, detail: &str, errors: &[String]) -> Response {
+pub(super) fn problem(status: u16, title: &str, detail: &str, errors: &[String]) -> Response {
     let mut body = json!({ "title": title, "status": status, "detail": detail });
     if !errors.is_empty() {
         body["errors"] = json!(errors);
@@ -78,11 +98,11 @@ fn problem(status: u16, title: &str, detail: &str, errors: &[String]) -> Respons
         .into_response()
 }
 
-fn refusal(refusal: &Refusal) -> Response {
+pub(super) fn refusal(refusal: &Refusal) -> Response {
     problem(refusal.status, refusal.title, &refusal.detail, &[])
 }
 
-fn ok_json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+pub(super) fn ok_json(status: StatusCode, value: &impl serde::Serialize) -> Response {
     match serde_json::to_string(value) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(error) => problem(500, "Internal Server Error", &error.to_string(), &[]),
@@ -189,7 +209,11 @@ fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> 
         .map(|(_, value)| value.as_str())
 }
 
-async fn list_pods(State(state): State<AppState>) -> Response {
+async fn list_pods(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    if let Err(response) = check_query(&query_pairs(query.as_deref()), &validate::list_pods_query())
+    {
+        return response;
+    }
     let mut world = state.world();
     world.refresh_all(Instant::now());
     let pods: Vec<_> = world.pods.values().map(|sim| sim.pod.clone()).collect();
@@ -203,87 +227,51 @@ async fn get_pod(State(state): State<AppState>, Path(id): Path<String>) -> Respo
     }
 }
 
-/// Field names the schema allows, per object path; anything else is a 422 like the real API's.
-const CREATE_FIELDS: &[&str] = &[
-    "name",
-    "image",
-    "templateId",
-    "gpu",
-    "cpu",
-    "cloud",
-    "dataCenterIds",
-    "disk",
-    "args",
-    "ports",
-    "env",
-    "registry",
-    "mounts",
-    "globalNetworking",
-    "startSsh",
-    "startJupyter",
-];
-const UPDATE_FIELDS: &[&str] = &[
-    "name",
-    "image",
-    "args",
-    "disk",
-    "ports",
-    "env",
-    "registry",
-    "mounts",
-    "globalNetworking",
-    "locked",
-    "templateId",
-];
-const GPU_FIELDS: &[&str] = &["id", "count", "allowedCudaVersions", "minCudaVersion"];
-const CPU_FIELDS: &[&str] = &["id", "vcpuCount"];
-const MOUNTS_FIELDS: &[&str] = &["persistent", "network"];
-const PERSISTENT_FIELDS: &[&str] = &["size", "path"];
-const NETWORK_FIELDS: &[&str] = &["volumeId", "path"];
-
-fn unknown_fields(value: &Value, allowed: &[&str], prefix: &str, errors: &mut Vec<String>) {
-    if let Some(object) = value.as_object() {
-        let allowed: BTreeSet<&str> = allowed.iter().copied().collect();
-        for key in object.keys() {
-            if !allowed.contains(key.as_str()) {
-                errors.push(format!("{prefix}{key}: additional property not allowed"));
-            }
-        }
-    }
-}
-
-fn mounts_violations(mounts: &Value, errors: &mut Vec<String>) {
-    unknown_fields(mounts, MOUNTS_FIELDS, "mounts.", errors);
-    if let Some(persistent) = mounts.get("persistent") {
-        unknown_fields(persistent, PERSISTENT_FIELDS, "mounts.persistent.", errors);
-        if persistent
-            .get("size")
-            .and_then(Value::as_u64)
-            .is_some_and(|size| size < 10)
-        {
-            errors.push("mounts.persistent.size: must be >= 10".into());
-        }
-    }
-    if let Some(network) = mounts.get("network").and_then(Value::as_array) {
-        if network.len() > 1 {
-            errors.push("mounts.network: must have at most 1 item".into());
-        }
-        for item in network {
-            unknown_fields(item, NETWORK_FIELDS, "mounts.network[].", errors);
-        }
-    }
-}
-
-/// Parses a JSON body with the schema's field rules; `Err` is the 422 answer.
+/// Checks the query parameters an operation declares (others are ignored, as the real API
+/// does); `Err` is the 422 answer.
 #[expect(
     clippy::result_large_err,
     reason = "the error is the handler's answer, built once"
 )]
-fn parse_body<T: serde::de::DeserializeOwned>(
+fn check_query(
+    pairs: &[(String, String)],
+    declared: &[(&'static str, Shape)],
+) -> Result<(), Response> {
+    let mut errors = Vec::new();
+    for (name, shape) in declared {
+        if let Some(raw) = query_value(pairs, name) {
+            validate::check_query(raw, shape, name, &mut errors);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(&errors))
+    }
+}
+
+fn invalid(errors: &[String]) -> Response {
+    problem(
+        422,
+        "Unprocessable Entity",
+        "Request validation failed.",
+        errors,
+    )
+}
+
+/// Parses a JSON body that must match `shape` (422 otherwise, listing each violation) and then
+/// `extra`, the document's conditional rules. A body the schema accepts but the simulator's
+/// types cannot hold (a disk of 2^40 GB) is a 400, as a rule the handler enforces.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the handler's answer, built once"
+)]
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(
     body: &[u8],
-    check: impl FnOnce(&Value, &mut Vec<String>),
+    shape: &Shape,
+    extra: impl FnOnce(&Value, &mut Vec<String>),
 ) -> Result<T, Response> {
-    let value: Value = serde_json::from_slice(body).map_err(|error| {
+    let mut value: Value = serde_json::from_slice(body).map_err(|error| {
         problem(
             400,
             "Bad Request",
@@ -292,48 +280,34 @@ fn parse_body<T: serde::de::DeserializeOwned>(
         )
     })?;
     let mut errors = Vec::new();
-    check(&value, &mut errors);
+    validate::check(&value, shape, "", &mut errors);
     if errors.is_empty() {
-        serde_json::from_value(value).map_err(|error| {
-            problem(
-                422,
-                "Unprocessable Entity",
-                "Request validation failed.",
-                &[error.to_string()],
-            )
-        })
-    } else {
-        Err(problem(
-            422,
-            "Unprocessable Entity",
-            "Request validation failed.",
-            &errors,
-        ))
+        extra(&value, &mut errors);
     }
+    if !errors.is_empty() {
+        return Err(invalid(&errors));
+    }
+    validate::normalize_integers(&mut value);
+    serde_json::from_value(value).map_err(|error| {
+        problem(
+            400,
+            "Bad Request",
+            &format!("the request cannot be served: {error}"),
+            &[],
+        )
+    })
 }
 
 async fn create_pod(State(state): State<AppState>, body: Bytes) -> Response {
-    let request: CreatePodRequest = match parse_body(&body, |value, errors| {
-        unknown_fields(value, CREATE_FIELDS, "", errors);
-        if let Some(gpu) = value.get("gpu") {
-            unknown_fields(gpu, GPU_FIELDS, "gpu.", errors);
-            if gpu.get("count").and_then(Value::as_u64) == Some(0) {
-                errors.push("gpu.count: must be >= 1".into());
+    let request: CreatePodRequest =
+        match parse_body(&body, &validate::create_pod(), |value, errors| {
+            if value.get("templateId").is_none() && value.get("image").is_none() {
+                errors.push("image: required unless templateId is set".into());
             }
-        }
-        if let Some(cpu) = value.get("cpu") {
-            unknown_fields(cpu, CPU_FIELDS, "cpu.", errors);
-        }
-        if let Some(mounts) = value.get("mounts") {
-            mounts_violations(mounts, errors);
-        }
-        if value.get("name").is_none() {
-            errors.push("name: required".into());
-        }
-    }) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
+        }) {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
     match state.world().create(&request, Instant::now()) {
         Ok(pod) => ok_json(StatusCode::CREATED, &pod),
         Err(error) => refusal(&error),
@@ -345,12 +319,7 @@ async fn update_pod(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let request: UpdatePodRequest = match parse_body(&body, |value, errors| {
-        unknown_fields(value, UPDATE_FIELDS, "", errors);
-        if let Some(mounts) = value.get("mounts") {
-            mounts_violations(mounts, errors);
-        }
-    }) {
+    let request: UpdatePodRequest = match parse_body(&body, &validate::update_pod(), |_, _| {}) {
         Ok(request) => request,
         Err(response) => return response,
     };
@@ -372,17 +341,7 @@ async fn pod_action(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let request: PodActionRequest = match parse_body(&body, |value, errors| {
-        unknown_fields(value, &["action"], "", errors);
-        let known = ["start", "stop", "restart", "terminate"];
-        if !value
-            .get("action")
-            .and_then(Value::as_str)
-            .is_some_and(|action| known.contains(&action))
-        {
-            errors.push("action: must be one of start, stop, restart, terminate".into());
-        }
-    }) {
+    let request: PodActionRequest = match parse_body(&body, &validate::pod_action(), |_, _| {}) {
         Ok(request) => request,
         Err(response) => return response,
     };
@@ -400,18 +359,18 @@ async fn pod_logs(
     headers: HeaderMap,
 ) -> Response {
     let pairs = query_pairs(query.as_deref());
-    let tail: usize = match query_value(&pairs, "tail").map(str::parse::<usize>) {
-        None => 100,
-        Some(Ok(tail)) if tail <= 5000 => tail,
-        Some(_) => {
-            return problem(
-                422,
-                "Unprocessable Entity",
-                "Request validation failed.",
-                &["tail: must be an integer from 0 to 5000".into()],
-            );
+    if let Err(response) = check_query(&pairs, &validate::logs_query()) {
+        return response;
+    }
+    if let Some(raw) = headers.get("last-event-id") {
+        let valid = raw.to_str().is_ok_and(validate::is_rfc3339);
+        if !valid {
+            return invalid(&["Last-Event-ID: must be an RFC 3339 date-time".into()]);
         }
-    };
+    }
+    let tail: usize = query_value(&pairs, "tail")
+        .and_then(|tail| tail.parse().ok())
+        .unwrap_or(100);
     let source = query_value(&pairs, "source").map(str::to_owned);
     let cursor = headers
         .get("last-event-id")
@@ -502,69 +461,43 @@ impl LogFeed {
     clippy::result_large_err,
     reason = "the error is the handler's answer, built once"
 )]
-fn availability_query(pairs: &[(String, String)]) -> Result<bool, Response> {
-    let include = query_value(pairs, "include");
-    let product = query_value(pairs, "product");
-    let filters = [
-        "count",
-        "cloud",
-        "countryCodes",
-        "cudaVersions",
-        "minCudaVersion",
-    ];
-    match (include, product) {
-        (Some("AVAILABILITY"), Some(_)) => {}
-        (Some("AVAILABILITY"), None) => {
-            return Err(problem(
-                400,
-                "Bad Request",
-                "product is required with include=AVAILABILITY",
-                &[],
-            ));
-        }
-        (Some(other), _) => {
-            return Err(problem(
-                422,
-                "Unprocessable Entity",
-                "Request validation failed.",
-                &[format!("include: unknown value {other:?}")],
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(problem(
-                400,
-                "Bad Request",
-                "product is valid only with include=AVAILABILITY",
-                &[],
-            ));
-        }
-        (None, None) => {
-            if let Some(filter) = filters
-                .iter()
-                .find(|filter| query_value(pairs, filter).is_some())
-            {
-                return Err(problem(
-                    400,
-                    "Bad Request",
-                    &format!("{filter} is valid only with include=AVAILABILITY"),
-                    &[],
-                ));
-            }
-            return Ok(false);
+fn availability_query(pairs: &[(String, String)]) -> Result<Option<u32>, Response> {
+    check_query(pairs, &validate::gpu_catalog_query())?;
+    let bad_request = |detail: &str| problem(400, "Bad Request", detail, &[]);
+    let availability = query_value(pairs, "include").is_some_and(|include| !include.is_empty());
+    let product = query_value(pairs, "product").is_some_and(|product| !product.is_empty());
+    if availability && !product {
+        return Err(bad_request("product is required with include=AVAILABILITY"));
+    }
+    if !availability {
+        let filters = [
+            "product",
+            "count",
+            "cloud",
+            "countryCodes",
+            "cudaVersions",
+            "minCudaVersion",
+        ];
+        if let Some(filter) = filters
+            .iter()
+            .find(|filter| query_value(pairs, filter).is_some())
+        {
+            return Err(bad_request(&format!(
+                "{filter} is valid only with include=AVAILABILITY"
+            )));
         }
     }
-    Ok(true)
-}
-
-fn gpu_json(gpu: &crate::models::GpuType, availability: bool) -> Value {
-    let mut value = serde_json::to_value(gpu).unwrap_or_default();
-    if availability {
-        value["availability"] = json!("HIGH");
-        value["dataCenters"] =
-            json!([{ "id": "SIM-LOCAL-1", "name": "Simulator (local)", "availability": "HIGH" }]);
-        value["cudaVersions"] = json!([{ "version": "12.8", "available": true }]);
+    if query_value(pairs, "cudaVersions").is_some()
+        && query_value(pairs, "minCudaVersion").is_some()
+    {
+        return Err(bad_request(
+            "cudaVersions and minCudaVersion are mutually exclusive",
+        ));
     }
-    value
+    let count = query_value(pairs, "count")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1);
+    Ok(availability.then_some(count))
 }
 
 async fn list_gpus(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
@@ -573,11 +506,12 @@ async fn list_gpus(State(state): State<AppState>, RawQuery(query): RawQuery) -> 
         Ok(availability) => availability,
         Err(response) => return response,
     };
-    let world = state.world();
+    let mut world = state.world();
+    world.refresh_all(Instant::now());
     let gpus: Vec<Value> = world
         .gpus
         .iter()
-        .map(|gpu| gpu_json(gpu, availability))
+        .map(|gpu| hosts::gpu_json(gpu, &world.hosts, |host| world.used_on(host), availability))
         .collect();
     ok_json(StatusCode::OK, &json!({ "gpus": gpus }))
 }
@@ -592,40 +526,61 @@ async fn get_gpu(
         Ok(availability) => availability,
         Err(response) => return response,
     };
-    let world = state.world();
+    let mut world = state.world();
+    world.refresh_all(Instant::now());
     match world.gpus.iter().find(|gpu| gpu.id == id) {
-        Some(gpu) => ok_json(StatusCode::OK, &gpu_json(gpu, availability)),
+        Some(gpu) => ok_json(
+            StatusCode::OK,
+            &hosts::gpu_json(gpu, &world.hosts, |host| world.used_on(host), availability),
+        ),
         None => problem(404, "Not Found", &format!("gpu type {id:?} not found"), &[]),
     }
 }
 
-fn data_center(world: &World, include: Option<&str>) -> Value {
-    let mut value = json!({
-        "id": "SIM-LOCAL-1",
-        "name": "Simulator (local)",
-        "region": "EUROPE",
-        "globalNetwork": false,
-        "networkVolumeTypes": ["STANDARD"],
-        "compliance": [],
-    });
-    let wanted = include.unwrap_or_default();
-    if wanted.split(',').any(|item| item == "GPU_AVAILABILITY") {
-        value["gpuAvailability"] = world
-            .gpus
-            .iter()
-            .map(|gpu| json!({ "id": gpu.id, "name": gpu.name, "availability": "HIGH" }))
-            .collect();
-    }
-    value
+/// Data centers as the catalog lists them, with the `include` expansions asked for.
+fn data_centers_json(world: &World, pairs: &[(String, String)], wanted: &[&str]) -> Vec<Value> {
+    let list = |name: &str| -> Vec<String> {
+        query_value(pairs, name)
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| raw.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let (include, regions, types) = (list("include"), list("regions"), list("networkVolumeTypes"));
+    let include: Vec<&str> = include.iter().map(String::as_str).collect();
+    let compliance = list("compliance");
+    let global = query_value(pairs, "globalNetwork");
+    hosts::DATA_CENTERS
+        .iter()
+        .filter(|center| wanted.is_empty() || wanted.contains(&center.id))
+        .filter(|center| regions.is_empty() || regions.iter().any(|r| r == center.region))
+        .filter(|center| {
+            types.is_empty()
+                || types
+                    .iter()
+                    .any(|t| center.volume_types.contains(&t.as_str()))
+        })
+        // No simulated data center holds a certificate or global networking.
+        .filter(|_| compliance.is_empty() && global != Some("true"))
+        .map(|center| {
+            hosts::data_center_json(
+                center,
+                &world.gpus,
+                &world.hosts,
+                |host| world.used_on(host),
+                &include,
+            )
+        })
+        .collect()
 }
 
 async fn list_data_centers(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let pairs = query_pairs(query.as_deref());
-    let world = state.world();
-    let centers = vec![data_center(&world, query_value(&pairs, "include"))];
-    let in_region = query_value(&pairs, "regions")
-        .is_none_or(|regions| regions.split(',').any(|region| region == "EUROPE"));
-    let centers: Vec<Value> = if in_region { centers } else { Vec::new() };
+    if let Err(response) = check_query(&pairs, &validate::data_centers_query()) {
+        return response;
+    }
+    let mut world = state.world();
+    world.refresh_all(Instant::now());
+    let centers = data_centers_json(&world, &pairs, &[]);
     ok_json(StatusCode::OK, &json!({ "dataCenters": centers }))
 }
 
@@ -635,19 +590,20 @@ async fn get_data_center(
     RawQuery(query): RawQuery,
 ) -> Response {
     let pairs = query_pairs(query.as_deref());
-    if id != "SIM-LOCAL-1" {
-        return problem(
+    if let Err(response) = check_query(&pairs, &validate::data_center_query()) {
+        return response;
+    }
+    let mut world = state.world();
+    world.refresh_all(Instant::now());
+    match data_centers_json(&world, &pairs, &[id.as_str()]).pop() {
+        Some(center) => ok_json(StatusCode::OK, &center),
+        None => problem(
             404,
             "Not Found",
             &format!("data center {id} not found"),
             &[],
-        );
+        ),
     }
-    let world = state.world();
-    ok_json(
-        StatusCode::OK,
-        &data_center(&world, query_value(&pairs, "include")),
-    )
 }
 
 async fn get_ssh_keys(State(state): State<AppState>) -> Response {
@@ -656,19 +612,7 @@ async fn get_ssh_keys(State(state): State<AppState>) -> Response {
 }
 
 async fn put_ssh_keys(State(state): State<AppState>, body: Bytes) -> Response {
-    let keys: SshKeys = match parse_body(&body, |value, errors| {
-        unknown_fields(value, &["keys"], "", errors);
-        match value.get("keys").and_then(Value::as_array) {
-            None => errors.push("keys: required array".into()),
-            Some(keys) => {
-                for (index, key) in keys.iter().enumerate() {
-                    if !key.as_str().is_some_and(is_valid_public_key_line) {
-                        errors.push(format!("keys[{index}]: not an authorized_keys line"));
-                    }
-                }
-            }
-        }
-    }) {
+    let keys: SshKeys = match parse_body(&body, &validate::ssh_keys(), |_, _| {}) {
         Ok(keys) => keys,
         Err(response) => return response,
     };
@@ -678,17 +622,12 @@ async fn put_ssh_keys(State(state): State<AppState>, body: Bytes) -> Response {
 
 async fn pod_billing(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let pairs = query_pairs(query.as_deref());
+    if let Err(response) = check_query(&pairs, &validate::pod_billing_query()) {
+        return response;
+    }
     let bucket = query_value(&pairs, "bucketSize")
         .unwrap_or("day")
         .to_owned();
-    if !["hour", "day", "week", "month", "year"].contains(&bucket.as_str()) {
-        return problem(
-            422,
-            "Unprocessable Entity",
-            "Request validation failed.",
-            &[format!("bucketSize: unknown value {bucket:?}")],
-        );
-    }
     let pod_filter = query_value(&pairs, "podId").map(str::to_owned);
     let now_wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -858,24 +797,4 @@ async fn put_ssh_endpoints(State(state): State<AppState>, body: Bytes) -> Respon
     };
     state.world().set_endpoints(endpoints);
     StatusCode::NO_CONTENT.into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_fields_are_listed_with_their_path() {
-        let mut errors = Vec::new();
-        let value = json!({"name": "x", "supportPublicIp": true, "gpu": {"id": "g", "bid": 1}});
-        unknown_fields(&value, CREATE_FIELDS, "", &mut errors);
-        unknown_fields(&value["gpu"], GPU_FIELDS, "gpu.", &mut errors);
-        assert_eq!(
-            errors,
-            [
-                "supportPublicIp: additional property not allowed",
-                "gpu.bid: additional property not allowed"
-            ]
-        );
-    }
 }

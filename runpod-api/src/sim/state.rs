@@ -7,87 +7,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::hosts::{DATA_CENTERS, Host, default_hosts, free_on};
+use super::knobs::{
+    Faults, NO_CAPACITY, NO_FREE_GPU, Refusal, SshEndpoints, Timings, base36_id, format_rfc3339,
+};
+use super::templates::Templates;
+use super::volumes::Volumes;
 use crate::models::{
     Cloud, CreatePodRequest, GlobalNetworking, GpuType, LogLine, LogSource, Pod, PodAction, PodCpu,
     PodGpu, PodRuntime, PodStatus, RuntimePort, SshEndpoint, UpdatePodRequest, Utilization,
 };
-
-/// How long the lifecycle phases last. Default: 30 ms each, for tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Timings {
-    /// `PROVISIONING` after create (machine assignment and image pull).
-    pub provisioning: Duration,
-    /// `STARTING` after provisioning, a start or a restart.
-    pub starting: Duration,
-}
-
-impl Default for Timings {
-    fn default() -> Self {
-        Self {
-            provisioning: Duration::from_millis(30),
-            starting: Duration::from_millis(30),
-        }
-    }
-}
-
-impl Timings {
-    /// Timings like the real cloud's with a cached image: 20 s provisioning, 40 s starting.
-    pub fn realistic() -> Self {
-        Self {
-            provisioning: Duration::from_secs(20),
-            starting: Duration::from_secs(40),
-        }
-    }
-
-    /// Custom timings.
-    pub fn new(provisioning: Duration, starting: Duration) -> Self {
-        Self {
-            provisioning,
-            starting,
-        }
-    }
-}
-
-/// Which SSH endpoint a running pod reports in `ssh.direct`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SshEndpoints {
-    /// A documentation address (`203.0.113.x`) with a new random port on every start, like the
-    /// real cloud. Nothing listens there.
-    Fake,
-    /// Always this address (a local sshd, say).
-    Fixed(SocketAddr),
-    /// The next address of this list on every start (and restart), cycling.
-    Rotating(Vec<SocketAddr>),
-}
-
-/// Fault knobs; each counter is consumed by the requests it affects.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Faults {
-    /// Answer the next N authenticated requests with 429 and this `Retry-After` (seconds).
-    pub rate_limit_next: u32,
-    /// `Retry-After` of those 429 answers, in seconds.
-    pub retry_after_secs: u64,
-    /// Answer the next N authenticated requests with this 5xx status.
-    pub server_error_next: u32,
-    /// Status of those answers (default 503).
-    pub server_error_status: u16,
-    /// Refuse the next N creates with "no longer any instances available".
-    pub no_capacity_next_create: u32,
-    /// Refuse the next N starts with "not enough free GPUs on the host machine".
-    pub no_free_gpu_next_start: u32,
-    /// After a start or restart, keep reporting the previous SSH port for this long once the
-    /// pod runs again (the real API does this for about 90 s).
-    pub stale_ssh_port_for: Duration,
-    /// Delay every answer by this much.
-    pub slow: Duration,
-    /// Refuse creates and starts with 402.
-    pub insufficient_balance: bool,
-    /// The next pod that would reach `RUNNING` goes to `ERROR` instead (N times).
-    pub error_next_boot: u32,
-}
 
 /// A pod as the simulator keeps it.
 #[derive(Debug, Clone)]
@@ -110,6 +39,10 @@ pub(crate) struct SimPod {
     boot_fails: bool,
     /// How many boots the pod has had (its create is the first).
     boots: u64,
+    /// The host a GPU pod is placed on (kept while stopped), its GPUs, and its data center.
+    pub(crate) host: Option<String>,
+    gpu_count: u32,
+    data_center: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,29 +51,6 @@ enum Phase {
     Stopped,
     Failed,
 }
-
-/// A rule the request breaks, answered with 400, 402, 404 or 409.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) status: u16,
-    pub(crate) title: &'static str,
-    pub(crate) detail: String,
-}
-
-impl Refusal {
-    fn new(status: u16, title: &'static str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            title,
-            detail: detail.into(),
-        }
-    }
-}
-
-pub(crate) const NO_CAPACITY: &str = "There are no longer any instances available with the \
-    requested specifications. Please refresh and try again.";
-pub(crate) const NO_FREE_GPU: &str =
-    "There are not enough free GPUs on the host machine to start this pod.";
 
 /// The whole simulated account.
 #[derive(Debug)]
@@ -156,6 +66,9 @@ pub(crate) struct World {
     next_port: u16,
     /// Requests answered in the current minute, for the `RateLimit` header.
     pub(crate) minute_requests: VecDeque<Instant>,
+    pub(crate) hosts: Vec<Host>,
+    pub(crate) volumes: Volumes,
+    pub(crate) templates: Templates,
     clock_origin: Instant,
     wall_origin: i64,
 }
@@ -167,6 +80,9 @@ impl World {
             .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0));
         Self {
             pods: BTreeMap::new(),
+            hosts: default_hosts(&gpus),
+            volumes: Volumes::default(),
+            templates: Templates::default(),
             gpus,
             ssh_keys: Vec::new(),
             timings,
@@ -193,15 +109,7 @@ impl World {
 
     fn new_id(&mut self) -> String {
         self.next_id += 1;
-        // Base-36 ids like RunPod's, unique within the simulator.
-        let mut value = self.next_id * 7_919 + 1_000_000_000;
-        let mut id = String::new();
-        while value > 0 {
-            let digit = u32::try_from(value % 36).unwrap_or(0);
-            id.insert(0, char::from_digit(digit, 36).unwrap_or('0'));
-            value /= 36;
-        }
-        format!("sim{id}")
+        base36_id("sim", self.next_id)
     }
 
     fn next_endpoint(&mut self) -> SocketAddr {
@@ -236,6 +144,7 @@ impl World {
         if let Err(reason) = request.check() {
             return Err(Refusal::new(400, "Bad Request", reason));
         }
+        let request = &self.templates.resolve(request)?;
         if self.faults.insufficient_balance {
             return Err(Refusal::new(
                 402,
@@ -261,7 +170,8 @@ impl World {
         } else {
             let cpu = request.cpu.as_ref().map(|cpu| {
                 serde_json::from_value::<PodCpu>(serde_json::json!({
-                    "id": cpu.id, "vcpuCount": cpu.vcpu_count, "memory": 2 * cpu.vcpu_count
+                    "id": cpu.id, "vcpuCount": cpu.vcpu_count,
+                    "memory": cpu.vcpu_count.saturating_mul(2)
                 }))
             });
             let cpu = cpu
@@ -269,6 +179,7 @@ impl World {
                 .map_err(|error| Refusal::new(500, "Internal Server Error", error.to_string()))?;
             (0.06, None, cpu)
         };
+        let (host, data_center) = self.place(request)?;
         if self.faults.no_capacity_next_create > 0 {
             self.faults.no_capacity_next_create -= 1;
             return Err(Refusal::new(400, "Bad Request", NO_CAPACITY));
@@ -279,7 +190,7 @@ impl World {
             "name": request.name,
             "status": "PROVISIONING",
             "actions": ["stop", "terminate"],
-            "image": request.image.clone().or_else(|| request.template_id.clone()).unwrap_or_default(),
+            "image": request.image.clone().unwrap_or_default(),
             "args": request.args.clone().unwrap_or_default(),
             "disk": request.disk.unwrap_or(20),
             "mounts": request.mounts.clone().unwrap_or_default(),
@@ -290,7 +201,8 @@ impl World {
             "dataCenterId": null,
             "cudaVersion": null,
             "ssh": {"proxy": null, "direct": null},
-            "template": request.template_id,
+            // A template is a one-time source of settings; the pod keeps no link to it.
+            "template": null,
             "cost": price,
             "locked": false,
             "runtime": null,
@@ -315,6 +227,9 @@ impl World {
             logs: Vec::new(),
             boot_fails: false,
             boots: 0,
+            host,
+            gpu_count: request.gpu.as_ref().map_or(0, |gpu| gpu.count.unwrap_or(1)),
+            data_center,
         };
         self.boot(&mut sim, now, true);
         self.log(
@@ -326,6 +241,50 @@ impl World {
         self.pods.insert(id.clone(), sim);
         self.refresh(&id, now);
         Ok(self.pods[&id].pod.clone())
+    }
+
+    /// GPUs the account's pods hold on a host: those of pods that are up (stopped and failed
+    /// pods hold none, but stay bound to the host).
+    pub(crate) fn used_on(&self, host_id: &str) -> u32 {
+        self.pods
+            .values()
+            .filter(|sim| sim.phase == Phase::Booting && sim.host.as_deref() == Some(host_id))
+            .map(|sim| sim.gpu_count)
+            .sum()
+    }
+
+    /// Picks a host (GPU pods) and data center for a new pod: the requested data centers, or
+    /// all, narrowed to the network volume's; the first host there with enough free GPUs.
+    fn place(&self, request: &CreatePodRequest) -> Result<(Option<String>, String), Refusal> {
+        let mut centers: Vec<String> = if request.data_center_ids.is_empty() {
+            DATA_CENTERS
+                .iter()
+                .map(|center| center.id.to_owned())
+                .collect()
+        } else {
+            request.data_center_ids.clone()
+        };
+        if let Some(mount) = request.mounts.as_ref().and_then(|m| m.network.first()) {
+            centers = vec![
+                self.volumes
+                    .data_center_for(&mount.volume_id, &request.data_center_ids)?,
+            ];
+        }
+        let no_capacity = || Refusal::new(400, "Bad Request", NO_CAPACITY);
+        let Some(gpu) = &request.gpu else {
+            let center = centers
+                .into_iter()
+                .find(|id| super::hosts::data_center(id).is_some())
+                .ok_or_else(no_capacity)?;
+            return Ok((None, center));
+        };
+        let count = gpu.count.unwrap_or(1);
+        self.hosts
+            .iter()
+            .filter(|host| host.gpu_type == gpu.id && centers.iter().any(|c| c == host.data_center))
+            .find(|host| free_on(host, self.used_on(&host.id)) >= count)
+            .map(|host| (Some(host.id.clone()), host.data_center.to_owned()))
+            .ok_or_else(no_capacity)
     }
 
     fn log(&self, pod: &mut SimPod, at: Instant, source: LogSource, line: &str) {
@@ -369,7 +328,7 @@ impl World {
             let at = now;
             match status {
                 PodStatus::Starting => {
-                    sim.pod.data_center_id = Some("SIM-LOCAL-1".into());
+                    sim.pod.data_center_id = Some(sim.data_center.clone());
                     sim.pod.cuda_version = Some("12.8".into());
                     self.log(
                         &mut sim,
@@ -554,6 +513,12 @@ impl World {
                     self.faults.no_free_gpu_next_start -= 1;
                     return Err(Refusal::new(400, "Bad Request", NO_FREE_GPU));
                 }
+                // A stopped pod can start only on its own host.
+                if let Some(host) = sim.host.as_deref().and_then(|id| self.host(id))
+                    && free_on(host, self.used_on(&host.id)) < sim.gpu_count
+                {
+                    return Err(Refusal::new(400, "Bad Request", NO_FREE_GPU));
+                }
                 self.boot(sim, now, false);
                 self.log(sim, now, LogSource::System, "start requested");
             }
@@ -715,6 +680,36 @@ impl World {
         Some(endpoint)
     }
 
+    /// Pods (in any state but terminated) that mount a network volume.
+    pub(crate) fn pods_using(&self, volume_id: &str) -> Vec<String> {
+        self.pods
+            .iter()
+            .filter(|(_, sim)| {
+                sim.pod
+                    .mounts
+                    .network
+                    .iter()
+                    .any(|mount| mount.volume_id == volume_id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    pub(crate) fn host(&self, id: &str) -> Option<&Host> {
+        self.hosts.iter().find(|host| host.id == id)
+    }
+
+    /// Lets other customers rent a host's GPUs until `free` are left (never fewer than the
+    /// account's own pods use).
+    pub(crate) fn set_free_gpus(&mut self, host_id: &str, free: u32) -> bool {
+        let used = self.used_on(host_id);
+        let Some(host) = self.hosts.iter_mut().find(|host| host.id == host_id) else {
+            return false;
+        };
+        host.taken_by_others = host.gpus.saturating_sub(used).saturating_sub(free);
+        true
+    }
+
     /// Endpoint changes take effect at the next boot.
     pub(crate) fn set_endpoints(&mut self, endpoints: SshEndpoints) {
         self.endpoints = endpoints;
@@ -722,55 +717,11 @@ impl World {
     }
 }
 
-/// Formats Unix seconds as an RFC 3339 UTC time.
-pub(crate) fn format_rfc3339(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// The GPU catalog the simulator offers by default.
-pub(crate) fn default_gpus() -> Vec<GpuType> {
-    let gpus = serde_json::json!([
-        {"id": "NVIDIA GeForce RTX 4090", "name": "RTX 4090", "pool": "ADA_24",
-         "manufacturer": "NVIDIA", "memory": 24, "secure": true, "community": true,
-         "price": {"secure": 0.69, "community": 0.34, "serverless": 0.00031},
-         "maxCount": {"secure": 8, "community": 4}},
-        {"id": "NVIDIA RTX A5000", "name": "RTX A5000", "pool": "AMPERE_24",
-         "manufacturer": "NVIDIA", "memory": 24, "secure": true, "community": true,
-         "price": {"secure": 0.27, "community": 0.16},
-         "maxCount": {"secure": 8, "community": 8}},
-        {"id": "NVIDIA RTX A6000", "name": "RTX A6000", "pool": null,
-         "manufacturer": "NVIDIA", "memory": 48, "secure": true, "community": false,
-         "price": {"secure": 0.49, "community": 0.0},
-         "maxCount": {"secure": 8, "community": 0}},
-    ]);
-    serde_json::from_value(gpus).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::models::GpuRequest;
+    use crate::sim::knobs::default_gpus;
 
     fn world() -> World {
         World::new(

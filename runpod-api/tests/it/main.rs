@@ -21,6 +21,7 @@ mod registries;
 mod retries;
 mod secrets;
 mod sim;
+mod sim_volumes;
 mod templates;
 mod volumes;
 mod wait;
