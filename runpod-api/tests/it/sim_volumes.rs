@@ -334,3 +334,51 @@ async fn a_full_host_refuses_a_start_while_the_data_center_takes_new_pods() {
     let started = client.start_pod(&pod.id).await.expect("a GPU came free");
     assert_ne!(started.status, PodStatus::Exited);
 }
+
+/// The client's typed volume methods against the simulator: the two sides of the contract
+/// written separately (client models, simulator shapes) agree.
+#[tokio::test]
+async fn the_typed_client_drives_the_simulator_s_network_volumes() {
+    use runpod_api::models::{CreateNetworkVolumeRequest, UpdateNetworkVolumeRequest};
+
+    let sim = Simulator::start().await.expect("simulator");
+    let client = sim.client().expect("client");
+    let created = client
+        .create_network_volume(&CreateNetworkVolumeRequest::new(
+            "scenes",
+            50,
+            "SIM-LOCAL-1",
+        ))
+        .await
+        .expect("create");
+    assert_eq!((created.name.as_str(), created.size), ("scenes", 50));
+    assert_eq!(created.data_center, "SIM-LOCAL-1");
+    let read = client.get_network_volume(&created.id).await.expect("get");
+    assert_eq!(read, created);
+    let grown = client
+        .update_network_volume(&created.id, &UpdateNetworkVolumeRequest::new().size(80))
+        .await
+        .expect("grow");
+    assert_eq!(grown.size, 80);
+    let shrink = client
+        .update_network_volume(&created.id, &UpdateNetworkVolumeRequest::new().size(60))
+        .await
+        .expect_err("a volume never shrinks");
+    assert!(
+        shrink.to_string().contains("60") || shrink.to_string().contains("shrink"),
+        "{shrink}"
+    );
+    assert_eq!(client.list_network_volumes().await.expect("list").len(), 1);
+    client
+        .delete_network_volume(&created.id)
+        .await
+        .expect("delete");
+    assert!(
+        client
+            .get_network_volume(&created.id)
+            .await
+            .expect_err("deleted")
+            .is_not_found()
+    );
+    sim.shutdown().await;
+}
