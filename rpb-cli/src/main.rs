@@ -167,6 +167,20 @@ fn hint_of(error: &anyhow::Error) -> Option<String> {
             blender_session::Error::NoTunnel { pod_id } => Some(format!(
                 "open the tunnel first: `rpb tunnel up --pod-id {pod_id}` (or `rpb start`)"
             )),
+            blender_session::Error::Remote { pod_id, .. }
+                if matches!(
+                    cause.downcast_ref::<blender_session::Error>()?.ssh(),
+                    Some(pod_tunnel::Error::HostKeyMismatch { .. })
+                ) =>
+            {
+                Some(format!(
+                    "the pod offered another host key than the one pinned for it. \
+                     `rpb trust --pod-id {pod_id}` compares the pin with the key the API says the \
+                     pod was created with. A pod rpb did not create changes its key at every \
+                     start: `rpb adopt --pod-id {pod_id}` once stops that. Only if you know why \
+                     the key changed: `rpb trust --pod-id {pod_id} --reset`"
+                ))
+            }
             _ => None,
         },
     )

@@ -653,5 +653,35 @@ async fn adopt_says_what_it_will_do_does_it_once_and_undoes_it() {
         .success();
     assert_eq!(undone.json()["undone"], true);
     assert_eq!(args().await, "");
+
+    // Without the hook again, a restart brings a new key: refused, with what to do.
+    client.stop_pod(&PodId::new(&id)).await.expect("stop");
+    eventually(Duration::from_secs(20), "pod exited", || {
+        pod.simulator()
+            .pod(&id)
+            .is_some_and(|pod| pod.status == runpod_api::PodStatus::Exited)
+    })
+    .await;
+    client.start_pod(&PodId::new(&id)).await.expect("start");
+    eventually(Duration::from_secs(20), "pod running", || {
+        pod.simulator()
+            .pod(&id)
+            .is_some_and(|pod| pod.status == runpod_api::PodStatus::Running)
+    })
+    .await;
+    let refused = ws.rpb_within(SLOW, &["adopt", "--pod-id", &id]).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("does not match"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("hint: the pod offered another host key than the one pinned for it. `rpb trust --pod-id {id}`")),
+        "{}",
+        refused.stderr
+    );
     pod.shutdown().await.expect("shutdown");
 }
