@@ -159,18 +159,17 @@ async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcome> {
     volumes::check_size(args.size)?;
     let profile = ctx.profile()?;
     let client = profile.client()?;
-    let (data_center, reason) = match &args.datacenter {
-        Some(id) => (id.clone(), "given with --datacenter".to_owned()),
-        None => {
-            let gpu_type = profile
-                .config
-                .gpu_type
-                .clone()
-                .unwrap_or_else(|| DEFAULT_GPU_TYPE.to_owned());
-            let gpus = catalog::gpu_catalog(&client).await?;
-            let choice = catalog::choose_data_center(&gpus, &gpu_type)?;
-            (choice.data_center, choice.reason)
-        }
+    let (data_center, reason) = if let Some(id) = &args.datacenter {
+        (id.clone(), "given with --datacenter".to_owned())
+    } else {
+        let gpu_type = profile
+            .config
+            .gpu_type
+            .clone()
+            .unwrap_or_else(|| DEFAULT_GPU_TYPE.to_owned());
+        let gpus = catalog::gpu_catalog(&client).await?;
+        let choice = catalog::choose_data_center(&gpus, &gpu_type)?;
+        (choice.data_center, choice.reason)
     };
     let volume = volumes::create(&client, &args.name, args.size, &data_center).await?;
     let cost = profile.storage_prices.network_volume(volume.size);
