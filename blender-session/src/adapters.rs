@@ -51,6 +51,7 @@ pub(crate) fn view(pod: &runpod_api::Pod, user_override: Option<&str>) -> PodVie
             .persistent
             .as_ref()
             .map(|volume| volume.path.clone()),
+        volume_gb: pod.mounts.persistent.as_ref().map(|volume| volume.size),
     }
 }
 

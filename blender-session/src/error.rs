@@ -229,6 +229,31 @@ pub enum Error {
         /// What went wrong and what to do.
         detail: String,
     },
+
+    /// A request was refused before it reached the API: a network volume size out of range,
+    /// deleting the workspace's own volume without force, no data center where the GPU is.
+    #[error("{operation} refused: {reason}")]
+    Refused {
+        /// The operation, naming the volume or GPU type.
+        operation: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+
+    /// The network volume is mounted by a pod, so the API refuses to delete it.
+    #[error(
+        "cannot delete network volume {volume_id}: pod {pods} mounts it (a stopped pod too); \
+         terminate the pod first (its work on the volume stays), then delete the volume"
+    )]
+    VolumeInUse {
+        /// The volume.
+        volume_id: String,
+        /// The pods that mount it, comma-separated (`unknown` when they cannot be listed).
+        pods: String,
+        /// The API's refusal.
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl Error {
@@ -242,7 +267,9 @@ impl Error {
     /// [`Error::StartFailed`]), when the provider is `runpod_api`.
     pub fn runpod(&self) -> Option<&runpod_api::Error> {
         match self {
-            Self::Provider { source, .. } => source.downcast_ref(),
+            Self::Provider { source, .. } | Self::VolumeInUse { source, .. } => {
+                source.downcast_ref()
+            }
             Self::StartFailed { source, .. } => source.runpod(),
             _ => None,
         }

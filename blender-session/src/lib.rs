@@ -45,6 +45,8 @@
 
 pub mod adapters;
 pub mod assets;
+pub mod catalog;
+pub mod costs;
 pub mod daemon;
 mod error;
 #[cfg(feature = "local-pod")]
@@ -55,6 +57,7 @@ pub mod probe;
 pub mod profile;
 pub mod render;
 pub mod seams;
+pub mod volumes;
 
 pub use error::{BoxError, Error, Result};
 pub use orchestrator::{Event, Orchestrator, Session, SessionSettings, SessionStatus, Step};

@@ -11,6 +11,7 @@
 //! | `RPB_POD_ROOT` | the pod's persistent volume: an absolute path needing no shell quoting | `/runpod` |
 //! | `RPB_POD_MCP_PORT`, `RPB_POD_VNC_PORT`, `RPB_POD_NOVNC_PORT` | pod-side ports of the session | 9876, 5900, 6080 |
 //! | `RPB_BLENDER_VERSION` | the Blender setup installs on a new pod | [`DEFAULT_BLENDER_VERSION`](crate::assets::DEFAULT_BLENDER_VERSION) |
+//! | `RPB_PRICE_VOLUME_GB_MONTH`, `RPB_PRICE_VOLUME_STOPPED_GB_MONTH`, `RPB_PRICE_NETWORK_VOLUME_GB_MONTH`, `RPB_PRICE_NETWORK_VOLUME_LARGE_GB_MONTH` | storage prices in USD per GB-month, for cost estimates | [`StoragePrices::default`] |
 //! | `RPB_BLENDER_SHA256` | the SHA-256 its archive must match, or `unverified`; required with another version | the default version's, embedded |
 //!
 //! ```no_run
@@ -36,6 +37,7 @@ use secrecy::SecretString;
 
 use crate::adapters::{RunpodProvider, SshConnector};
 use crate::assets::{BLENDER_SHA256_KEY, BLENDER_VERSION_KEY, BlenderRelease};
+use crate::costs::{PRICE_KEYS, StoragePrices};
 use crate::seams::TunnelPorts;
 use crate::{Error, Orchestrator, Result, SessionSettings};
 
@@ -93,6 +95,8 @@ pub struct Profile {
     pub tunnel_reconnects: Option<u32>,
     /// `RPB_BLENDER_VERSION` and `RPB_BLENDER_SHA256`: the Blender setup installs.
     pub blender: BlenderRelease,
+    /// `RPB_PRICE_*`: the storage price table, with the workspace's overrides.
+    pub storage_prices: StoragePrices,
 }
 
 impl fmt::Debug for Profile {
@@ -107,6 +111,7 @@ impl fmt::Debug for Profile {
             .field("local_ports", &self.local_ports)
             .field("tunnel_reconnects", &self.tunnel_reconnects)
             .field("blender", &self.blender)
+            .field("storage_prices", &self.storage_prices)
             .finish()
     }
 }
@@ -133,7 +138,8 @@ impl Profile {
         let keys = ConfigKey::ALL
             .iter()
             .map(|key| key.as_str())
-            .chain(EXTRA_KEYS);
+            .chain(EXTRA_KEYS)
+            .chain(PRICE_KEYS);
         for key in keys {
             let value = explicit
                 .iter()
@@ -193,7 +199,9 @@ impl Profile {
             text(BLENDER_VERSION_KEY).as_deref(),
             text(BLENDER_SHA256_KEY).as_deref(),
         )?;
+        let storage_prices = StoragePrices::from_settings(text)?;
         Ok(Self {
+            storage_prices,
             api_url: text(API_URL),
             ssh_user: text(SSH_USER),
             pod_root: text(POD_ROOT).map_or_else(|| Ok("/runpod".into()), checked_pod_root)?,
@@ -268,6 +276,7 @@ impl Profile {
         settings.remote_ports = self.remote_ports;
         settings.local_ports = self.local_ports;
         settings.blender.clone_from(&self.blender);
+        settings.storage_prices = self.storage_prices;
         Ok(settings)
     }
 

@@ -60,6 +60,9 @@ pub struct PodView {
     pub image: String,
     /// Where the pod's persistent volume is mounted, if it has one.
     pub volume_path: Option<String>,
+    /// The size of the pod's persistent volume disk in GB, if it has one: billed also while
+    /// the pod is stopped.
+    pub volume_gb: Option<u32>,
 }
 
 /// The image a pod gets unless told otherwise: RunPod's `PyTorch` image (CUDA 12.8, Ubuntu 24.04),

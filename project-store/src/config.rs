@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `RUNPOD_API_KEY` | the `RunPod` API key (secret) | none |
 //! | `RUNPOD_POD_ID` | the pod rpb manages; written back after a pod is created | none |
+//! | `RUNPOD_NETWORK_VOLUME_ID` | the network volume the workspace uses; written by `rpb volume create --use` | none |
 //! | `VNC_PASSWORD` | password of the VNC desktop (secret) | none |
 //! | `RUNPOD_SSH_KEY` | SSH private key; `~/` and paths relative to the `.env` directory work | `~/.runpod/ssh/RunPod-Key-Go` |
 //! | `RUNPOD_GPU_TYPE` | GPU type id for new pods, e.g. `NVIDIA GeForce RTX 4090` | chosen by the caller |
@@ -35,6 +36,8 @@ pub enum ConfigKey {
     ApiKey,
     /// `RUNPOD_POD_ID`.
     PodId,
+    /// `RUNPOD_NETWORK_VOLUME_ID`.
+    NetworkVolumeId,
     /// `VNC_PASSWORD` (secret).
     VncPassword,
     /// `RUNPOD_SSH_KEY`.
@@ -61,9 +64,10 @@ pub enum ConfigKey {
 
 impl ConfigKey {
     /// Every key, in the order the template lists them.
-    pub const ALL: [ConfigKey; 13] = [
+    pub const ALL: [ConfigKey; 14] = [
         Self::ApiKey,
         Self::PodId,
+        Self::NetworkVolumeId,
         Self::VncPassword,
         Self::SshKey,
         Self::GpuType,
@@ -82,6 +86,7 @@ impl ConfigKey {
         match self {
             Self::ApiKey => "RUNPOD_API_KEY",
             Self::PodId => "RUNPOD_POD_ID",
+            Self::NetworkVolumeId => "RUNPOD_NETWORK_VOLUME_ID",
             Self::VncPassword => "VNC_PASSWORD",
             Self::SshKey => "RUNPOD_SSH_KEY",
             Self::GpuType => "RUNPOD_GPU_TYPE",
@@ -113,14 +118,19 @@ impl ConfigKey {
             }
             Self::McpPort | Self::VncPort | Self::NoVncPort => parse_port(value).map(drop),
             Self::CloudType => value.parse::<CloudType>().map(drop),
-            Self::PodId => {
+            Self::PodId | Self::NetworkVolumeId => {
+                let what = if self == Self::PodId {
+                    "a pod id"
+                } else {
+                    "a network volume id"
+                };
                 if value
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 {
                     Ok(())
                 } else {
-                    Err("a pod id is made of letters, digits, `-` and `_`".to_owned())
+                    Err(format!("{what} is made of letters, digits, `-` and `_`"))
                 }
             }
             Self::ApiKey | Self::VncPassword | Self::SshKey | Self::GpuType | Self::Image => {
@@ -329,6 +339,8 @@ pub struct Config {
     pub api_key: Option<SecretString>,
     /// `RUNPOD_POD_ID`.
     pub pod_id: Option<String>,
+    /// `RUNPOD_NETWORK_VOLUME_ID`.
+    pub network_volume_id: Option<String>,
     /// `VNC_PASSWORD`.
     pub vnc_password: Option<SecretString>,
     /// `RUNPOD_SSH_KEY`, with `~/` expanded and relative paths resolved against the directory
@@ -378,6 +390,7 @@ impl Config {
             env_file: env_file.clone(),
             api_key: None,
             pod_id: None,
+            network_volume_id: None,
             vnc_password: None,
             ssh_key: home.map(|home| home.join(DEFAULT_SSH_KEY)),
             gpu_type: None,
@@ -425,6 +438,7 @@ impl Config {
         match key {
             ConfigKey::ApiKey => self.api_key = Some(value.into()),
             ConfigKey::PodId => self.pod_id = Some(value.to_owned()),
+            ConfigKey::NetworkVolumeId => self.network_volume_id = Some(value.to_owned()),
             ConfigKey::VncPassword => self.vnc_password = Some(value.into()),
             ConfigKey::SshKey => {
                 self.ssh_key = Some(resolve_user_path(value, home, &self.env_file)?);
@@ -547,6 +561,7 @@ RUNPOD_POD_ID=
 VNC_PASSWORD=
 
 # Optional settings (remove the leading # to use one):
+# RUNPOD_NETWORK_VOLUME_ID=
 # RUNPOD_SSH_KEY=~/.runpod/ssh/RunPod-Key-Go
 # RUNPOD_GPU_TYPE='NVIDIA GeForce RTX 4090'
 # RUNPOD_GPU_COUNT=1

@@ -161,6 +161,7 @@ pub(crate) fn loose_settings(profile: &Profile) -> blender_session::SessionSetti
     settings.local_ports = profile.local_ports;
     // Commands that re-run setup (new assets) install the configured Blender, not the default.
     settings.blender.clone_from(&profile.blender);
+    settings.storage_prices = profile.storage_prices;
     settings
 }
 

@@ -65,6 +65,11 @@ enum Command {
     Adopt(commands::adopt::AdoptArgs),
     /// The pod's pinned SSH host key, checked against the API; `--reset` forgets it.
     Trust(commands::trust::TrustArgs),
+    /// GPU types with prices and availability per data center, cheapest available first.
+    Gpus(commands::volume::GpusArgs),
+    /// Network volumes: create, list (with their cost), delete.
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
     /// Local projects (and their folders on the pod).
     #[command(subcommand)]
     Project(commands::files::ProjectCommand),
@@ -212,6 +217,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => commands::session::stop(&ctx, args).await?,
         Command::Status(args) => commands::session::status(&ctx, args).await?,
         Command::SshInfo(args) => commands::session::ssh_info(&ctx, args).await?,
+        Command::Gpus(args) => commands::volume::gpus(&ctx, args).await?,
+        Command::Volume(command) => commands::volume::volume(&ctx, command).await?,
         Command::Project(command) => commands::files::project(&ctx, command).await?,
         Command::Push(args) => commands::files::push(&ctx, args).await?,
         Command::Pull(args) => commands::files::pull(&ctx, args).await?,

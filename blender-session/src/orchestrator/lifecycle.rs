@@ -724,9 +724,15 @@ impl Orchestrator {
                 |pod| pod.status == PodStatus::Exited && pod.cost_per_hour <= 0.0,
             )
             .await?;
+        let volume = pod
+            .volume_gb
+            .map(|gb| self.settings.storage_prices.stopped_volume(gb));
         clock.emit(
             Step::WaitStopped,
-            format!("pod {pod_id} is stopped; it costs $0.00/h now"),
+            format!(
+                "pod {pod_id} is stopped: {}",
+                crate::costs::stopped_pod_text(volume)
+            ),
         );
         Ok(pod)
     }

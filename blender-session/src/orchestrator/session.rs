@@ -10,6 +10,7 @@ use pod_tunnel::shell;
 use secrecy::SecretString;
 
 use crate::assets::{BlenderRelease, SessionReport};
+use crate::costs::StoragePrices;
 use crate::seams::{PodView, RemoteHost, SshAddr, TunnelHandle, TunnelPorts, TunnelState};
 use crate::{Error, Result, mcp};
 
@@ -138,6 +139,8 @@ pub struct SessionSettings {
     pub poll_interval: Duration,
     /// Retry starts while the host has no free GPU. Default: off.
     pub wait_for_gpu: Option<WaitForGpu>,
+    /// Storage prices, to tell what a stopped pod still costs. Default: [`StoragePrices::default`].
+    pub storage_prices: StoragePrices,
 }
 
 impl SessionSettings {
@@ -167,6 +170,7 @@ impl SessionSettings {
             stop_timeout: Duration::from_secs(300),
             poll_interval: Duration::from_secs(1),
             wait_for_gpu: None,
+            storage_prices: StoragePrices::default(),
         }
     }
 

@@ -98,6 +98,7 @@ impl PodProvider for FakeProvider {
                     .clone()
                     .unwrap_or_else(|| "/runpod".into()),
             ),
+            volume_gb: Some(50),
         })
     }
 
@@ -126,6 +127,7 @@ impl PodProvider for FakeProvider {
             start_command: spec.start_command.clone(),
             image: spec.image.clone(),
             volume_path: Some(spec.volume_path.clone()),
+            volume_gb: Some(spec.volume_gb),
         })
     }
 

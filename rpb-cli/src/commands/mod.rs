@@ -12,3 +12,4 @@ pub(crate) mod session;
 pub(crate) mod setup;
 pub(crate) mod trust;
 pub(crate) mod tunnel;
+pub(crate) mod volume;

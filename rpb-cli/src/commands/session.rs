@@ -116,20 +116,36 @@ pub(crate) async fn stop(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> {
     let result = orchestrator.stop(&pod_id, None, &sink(&progress)).await;
     progress.finish();
     let pod = result?;
+    let idle = pod
+        .volume_gb
+        .map(|gb| profile.storage_prices.stopped_volume(gb));
     Ok(Outcome::new(
         json!({
             "pod_id": pod_id,
             "status": pod.status.to_string(),
             "cost_per_hour": pod.cost_per_hour,
+            "idle_storage": idle_json(idle),
             "tunnel": tunnel.as_str(),
         }),
         format!(
-            "pod {pod_id} is {}; it costs ${:.2}/h now (tunnel: {})",
+            "pod {pod_id} is {}: {} (tunnel: {})",
             pod.status,
-            pod.cost_per_hour,
+            blender_session::costs::stopped_pod_text(idle),
             tunnel.as_str()
         ),
     ))
+}
+
+/// What a stopped pod's volume disk costs, for `--json` (always an estimate).
+fn idle_json(idle: Option<blender_session::costs::StorageCost>) -> serde_json::Value {
+    idle.map_or(serde_json::Value::Null, |cost| {
+        json!({
+            "volume_gb": cost.gb,
+            "cost_per_hour": cost.per_hour,
+            "cost_per_month": cost.per_month,
+            "estimate": true,
+        })
+    })
 }
 
 pub(crate) async fn status(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> {
@@ -164,6 +180,17 @@ pub(crate) async fn status(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> 
             .map(|s| format!(" (up {})", human_duration(s)))
             .unwrap_or_default(),
     );
+    let idle = pod
+        .volume_gb
+        .map(|gb| profile.storage_prices.stopped_volume(gb));
+    if let Some(cost) = idle.filter(|cost| cost.gb > 0) {
+        let _ = writeln!(
+            human,
+            "  idle   its {} GB volume costs about ${:.2}/month (${:.3}/h) while stopped \
+             (estimate)",
+            cost.gb, cost.per_month, cost.per_hour
+        );
+    }
     if let Some(addr) = &pod.ssh {
         let _ = writeln!(human, "  ssh    {addr}");
     }
@@ -194,6 +221,7 @@ pub(crate) async fn status(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> 
             "status": pod.status.to_string(),
             "cost_per_hour": pod.cost_per_hour,
             "cost_so_far": status.cost_since_start,
+            "idle_storage": idle_json(idle),
             "uptime_seconds": pod.uptime_seconds,
             "ssh": ssh,
             "tunnel": tunnel::status_json(&tunnel),

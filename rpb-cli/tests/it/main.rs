@@ -14,3 +14,4 @@ mod cli;
 mod config;
 mod local_pod;
 mod support;
+mod volumes;

@@ -1,0 +1,286 @@
+//! `rpb gpus` and `rpb volume` against the simulator: ranking, availability that follows the
+//! hosts, the data-center choice, `.env` bookkeeping, refusals; and `stop`'s idle cost line.
+
+use std::time::Duration;
+
+use runpod_api::models::{CreatePodRequest, GpuRequest, Mounts};
+
+use crate::cli::{simulator, workspace_for};
+
+fn ids(run: &crate::support::Run) -> Vec<String> {
+    run.json()["gpus"]
+        .as_array()
+        .expect("gpus")
+        .iter()
+        .map(|gpu| gpu["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn gpus_rank_cheapest_available_first_and_follow_the_hosts() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    let run = ws.rpb(&["gpus", "--json"]).await.success();
+    ws.insta()
+        .bind(|| insta::assert_json_snapshot!("gpus", run.json()));
+    assert_eq!(
+        ids(&run),
+        [
+            "NVIDIA RTX A5000",
+            "NVIDIA RTX A6000",
+            "NVIDIA GeForce RTX 4090"
+        ]
+    );
+    let run = ws
+        .rpb(&["gpus", "--min-vram", "32", "--json"])
+        .await
+        .success();
+    assert_eq!(ids(&run), ["NVIDIA RTX A6000"]);
+
+    // Other customers rent every A5000 in SIM-LOCAL-1: there it goes last.
+    for host in sim.hosts() {
+        if host.gpu_type == "NVIDIA RTX A5000" && host.data_center == "SIM-LOCAL-1" {
+            assert!(sim.set_free_gpus(&host.id, 0));
+        }
+    }
+    let run = ws
+        .rpb(&["gpus", "--datacenter", "SIM-LOCAL-1", "--json"])
+        .await
+        .success();
+    assert_eq!(
+        ids(&run),
+        [
+            "NVIDIA RTX A6000",
+            "NVIDIA GeForce RTX 4090",
+            "NVIDIA RTX A5000"
+        ]
+    );
+    assert_eq!(run.json()["gpus"][2]["available"], false);
+    // Still available in the other data center, so first when all count.
+    let run = ws.rpb(&["gpus"]).await.success();
+    assert!(
+        run.stdout
+            .lines()
+            .nth(2)
+            .is_some_and(|line| line.contains("RTX A5000")),
+        "{}",
+        run.stdout
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn volume_create_chooses_the_data_center_and_says_why() {
+    let sim = simulator().await;
+    let mut ws = workspace_for(&sim);
+    // The workspace wants an A6000; SIM-LOCAL-1 has none free, so SIM-LOCAL-2 it is.
+    ws.set("RUNPOD_GPU_TYPE", "NVIDIA RTX A6000");
+    for host in sim.hosts() {
+        if host.gpu_type == "NVIDIA RTX A6000" && host.data_center == "SIM-LOCAL-1" {
+            sim.set_free_gpus(&host.id, 0);
+        }
+    }
+    let run = ws
+        .rpb(&["volume", "create", "--size", "50", "--use", "--json"])
+        .await
+        .success();
+    let json = run.json();
+    assert_eq!(json["volume"]["dataCenter"], "SIM-LOCAL-2", "{json}");
+    let reason = json["data_center_reason"].as_str().unwrap();
+    assert!(reason.contains("NVIDIA RTX A6000"), "{reason}");
+    assert!(reason.contains("HIGH"), "{reason}");
+    assert!((json["cost_per_month"].as_f64().unwrap() - 3.5).abs() < 1e-9);
+    let id = json["volume"]["id"].as_str().unwrap().to_owned();
+    let env = std::fs::read_to_string(ws.root().join(".env")).unwrap();
+    assert!(
+        env.contains(&format!("RUNPOD_NETWORK_VOLUME_ID={id}")),
+        "{env}"
+    );
+
+    // Given explicitly, the reason says so; the human text tells the cost.
+    let run = ws
+        .rpb(&[
+            "volume",
+            "create",
+            "--size",
+            "1000",
+            "--datacenter",
+            "SIM-LOCAL-1",
+            "--name",
+            "big",
+        ])
+        .await
+        .success();
+    assert!(
+        run.stdout.contains("given with --datacenter"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("$50.00/month"), "{}", run.stdout);
+
+    let run = ws.rpb(&["volume", "list", "--json"]).await.success();
+    let volumes = run.json()["volumes"].as_array().unwrap().clone();
+    assert_eq!(volumes.len(), 2);
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["id"] == id.as_str() && v["workspace"] == true)
+    );
+    assert!((run.json()["cost_per_month"].as_f64().unwrap() - 53.5).abs() < 1e-9);
+    let run = ws.rpb(&["volume", "list"]).await.success();
+    assert!(run.stdout.contains("(this workspace's)"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("about $53.50/month in all"),
+        "{}",
+        run.stdout
+    );
+
+    // No data center with the GPU free: a clear refusal, nothing created.
+    for host in sim.hosts() {
+        if host.gpu_type == "NVIDIA RTX A6000" {
+            sim.set_free_gpus(&host.id, 0);
+        }
+    }
+    let run = ws.rpb(&["volume", "create", "--size", "20"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("--datacenter"), "{}", run.stderr);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn volume_sizes_out_of_range_are_refused_before_any_request() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    for size in ["9", "4097"] {
+        let run = ws.rpb(&["volume", "create", "--size", size]).await;
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(
+            run.stderr.contains("10 to 4096 GB"),
+            "{size}: {}",
+            run.stderr
+        );
+    }
+    assert!(
+        sim.client()
+            .unwrap()
+            .list_network_volumes()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn volume_delete_is_refused_while_a_pod_mounts_it() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    let run = ws
+        .rpb(&[
+            "volume",
+            "create",
+            "--size",
+            "10",
+            "--datacenter",
+            "SIM-LOCAL-1",
+            "--use",
+            "--json",
+        ])
+        .await
+        .success();
+    let id = run.json()["volume"]["id"].as_str().unwrap().to_owned();
+    let client = sim.client().unwrap();
+    let pod = client
+        .create_pod(
+            &CreatePodRequest::new("on-volume")
+                .image("runpod/pytorch")
+                .gpu(GpuRequest::new("NVIDIA RTX A5000"))
+                .data_center("SIM-LOCAL-1")
+                .mounts(Mounts::network(id.clone(), "/runpod")),
+        )
+        .await
+        .expect("a pod on the volume");
+
+    // The workspace's own volume needs --force.
+    let run = ws.rpb(&["volume", "delete", &id]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("--force"), "{}", run.stderr);
+    assert!(run.stderr.contains("workspace's volume"), "{}", run.stderr);
+
+    // Forced, the API still refuses while the pod mounts it: the error names the pod.
+    let run = ws.rpb(&["volume", "delete", &id, "--force"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("pod {} mounts it", pod.id)),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("terminate the pod first"),
+        "{}",
+        run.stderr
+    );
+
+    client.terminate_pod(&pod.id).await.expect("terminate");
+    crate::support::eventually(Duration::from_secs(10), "pod gone", || {
+        sim.pod(pod.id.as_str())
+            .is_none_or(|pod| pod.status == runpod_api::PodStatus::Terminated)
+    })
+    .await;
+    let run = ws
+        .rpb(&["volume", "delete", &id, "--force", "--json"])
+        .await
+        .success();
+    assert_eq!(run.json()["workspace_cleared"], true);
+    let env = std::fs::read_to_string(ws.root().join(".env")).unwrap();
+    assert!(!env.contains(&id), "{env}");
+    assert!(client.list_network_volumes().await.unwrap().is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_tells_what_the_stopped_volume_still_costs() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    let client = sim.client().unwrap();
+    let pod = client
+        .create_pod(
+            &CreatePodRequest::new("with-disk")
+                .image("runpod/pytorch")
+                .gpu(GpuRequest::new("NVIDIA RTX A5000"))
+                .mounts(Mounts::persistent(50, "/runpod"))
+                .port("22/tcp"),
+        )
+        .await
+        .expect("create");
+    let id = pod.id.to_string();
+    crate::support::eventually(Duration::from_secs(10), "pod running", || {
+        sim.pod(&id)
+            .is_some_and(|pod| pod.status == runpod_api::PodStatus::Running)
+    })
+    .await;
+    let run = ws.rpb(&["stop", "--pod-id", &id]).await.success();
+    assert!(
+        run.stdout.contains(
+            "$0.00/h for the GPU; its 50 GB volume still costs about $10.00/month ($0.014/h) \
+             while stopped (estimate)"
+        ),
+        "{}",
+        run.stdout
+    );
+    let run = ws
+        .rpb(&["status", "--pod-id", &id, "--json"])
+        .await
+        .success();
+    let idle = &run.json()["idle_storage"];
+    assert_eq!(idle["volume_gb"], 50);
+    assert!((idle["cost_per_month"].as_f64().unwrap() - 10.0).abs() < 1e-9);
+    assert_eq!(idle["estimate"], true);
+
+    // The price table follows the workspace's setting.
+    let mut ws = ws;
+    ws.set("RPB_PRICE_VOLUME_STOPPED_GB_MONTH", "0.3");
+    let run = ws.rpb(&["status", "--pod-id", &id]).await.success();
+    assert!(run.stdout.contains("about $15.00/month"), "{}", run.stdout);
+    sim.shutdown().await;
+}
