@@ -48,7 +48,7 @@ pub fn check_size(gb: u32) -> Result<()> {
         operation: format!("creating a network volume of {gb} GB"),
         reason: format!(
             "RunPod makes network volumes of {MIN_NETWORK_VOLUME_GB} to {MAX_NETWORK_VOLUME_GB} \
-             GB; pass --size in that range"
+             GB; choose a size in that range"
         ),
     })
 }
@@ -182,7 +182,7 @@ mod tests {
         assert_eq!(
             error,
             "creating a network volume of 9 GB refused: RunPod makes network volumes of 10 to \
-             4096 GB; pass --size in that range"
+             4096 GB; choose a size in that range"
         );
         assert!(check_size(4097).is_err());
     }
