@@ -52,6 +52,16 @@ pub(crate) fn view(pod: &runpod_api::Pod, user_override: Option<&str>) -> PodVie
             .as_ref()
             .map(|volume| volume.path.clone()),
         volume_gb: pod.mounts.persistent.as_ref().map(|volume| volume.size),
+        gpu_type: pod.gpu.as_ref().map(|gpu| gpu.id.clone()),
+        network_volume: pod
+            .mounts
+            .network
+            .first()
+            .map(|mount| crate::seams::NetworkVolumeMount {
+                volume_id: mount.volume_id.clone(),
+                path: mount.path.clone(),
+            }),
+        data_center: pod.data_center_id.clone(),
     }
 }
 
@@ -102,10 +112,19 @@ impl PodProvider for RunpodProvider {
             .gpu(GpuRequest::new(&spec.gpu_type).count(spec.gpu_count))
             .cloud(spec.cloud.clone())
             .disk(spec.disk_gb)
-            .mounts(Mounts::persistent(spec.volume_gb, &spec.volume_path))
+            .mounts(match &spec.network_volume {
+                Some(volume) => Mounts::network(volume, &spec.volume_path),
+                None => Mounts::persistent(spec.volume_gb, &spec.volume_path),
+            })
             .port("22/tcp")
             .args(&spec.start_command)
             .start_ssh(true);
+        if let Some(center) = &spec.data_center {
+            request = request.data_center(center);
+        }
+        if let (None, Some(public)) = (&spec.host_key, &spec.known_host_key) {
+            request = request.env(crate::assets::HOST_PUBLIC_KEY_ENV, public);
+        }
         if let Some(pair) = &spec.host_key {
             let private = base64::Engine::encode(
                 &base64::engine::general_purpose::STANDARD,
@@ -164,6 +183,29 @@ impl PodProvider for RunpodProvider {
             .await
             .map_err(|source| provider_error("registering the ssh key".into(), source))?;
         Ok(true)
+    }
+
+    async fn terminate(&self, id: &str) -> Result<()> {
+        match self.client.terminate_pod(&PodId::new(id)).await {
+            // Already gone: what terminating wants.
+            Err(error) if error.kind() == Some(&ApiErrorKind::NotFound) => Ok(()),
+            other => {
+                other.map_err(|source| provider_error(format!("terminating pod {id}"), source))
+            }
+        }
+    }
+
+    async fn volume_data_center(&self, volume_id: &str) -> Result<String> {
+        self.client
+            .get_network_volume(&runpod_api::models::NetworkVolumeId::from(volume_id))
+            .await
+            .map(|volume| volume.data_center)
+            .map_err(|source| provider_error(format!("reading network volume {volume_id}"), source))
+    }
+
+    async fn available_gpu_types(&self, data_center: &str) -> Result<Vec<String>> {
+        let catalog = crate::catalog::gpu_catalog(&self.client).await?;
+        Ok(crate::catalog::available_in(&catalog, data_center))
     }
 }
 
@@ -327,6 +369,24 @@ impl HostConnector for SshConnector {
                     &self.known_hosts,
                     source,
                 )
+            })
+    }
+
+    async fn pinned_public_key(&self, name: &str) -> Result<Option<String>> {
+        let known_hosts = self.known_hosts.clone();
+        let owned = name.to_owned();
+        let found = tokio::task::spawn_blocking(move || {
+            pod_tunnel::known_host(&known_hosts, &owned).map_err(Box::new)
+        })
+        .await
+        .map_err(|source| Error::Task {
+            operation: format!("reading the host key pinned for {name}"),
+            source,
+        })?;
+        found
+            .map(|entry| entry.map(|entry| entry.public_key))
+            .map_err(|source| {
+                host_key_error(name, "reading the host key pin", &self.known_hosts, source)
             })
     }
 

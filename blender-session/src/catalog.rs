@@ -224,6 +224,18 @@ pub fn choose_data_center(gpus: &[GpuType], gpu_type: &str) -> Result<DataCenter
     }
 }
 
+/// The GPU type ids the catalog shows in stock (LOW or better) in `data_center`, on any cloud.
+pub fn available_in(gpus: &[GpuType], data_center: &str) -> Vec<String> {
+    gpus.iter()
+        .filter(|gpu| {
+            stock_of(gpu)
+                .iter()
+                .any(|stock| stock.id == data_center && rank_of(&stock.availability) > 0)
+        })
+        .map(|gpu| gpu.id.clone())
+        .collect()
+}
+
 /// The GPU catalog with availability for pods, per data center (`GET /v2/catalog/gpus`).
 ///
 /// # Errors

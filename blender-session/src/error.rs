@@ -42,8 +42,10 @@ pub enum Error {
     /// The stopped pod's host has no free GPU.
     #[error(
         "pod {pod_id} cannot start: its host machine has no free GPU. A stopped pod can only \
-         start on its own host. Options: wait and retry (start with wait-for-gpu retries on an \
-         interval), or create a new pod (keep work on the persistent volume synced locally first)"
+         start on its own host, and this pod keeps its work on its own volume disk. Options: \
+         wait and retry (start with wait-for-gpu retries on an interval), or keep the work on a \
+         network volume, which any host of its data center can mount, so a new pod takes over \
+         when a host is full (copy the pod root to one once the pod runs again)"
     )]
     NoGpuOnHost {
         /// The pod.
@@ -238,6 +240,39 @@ pub enum Error {
         operation: String,
         /// Why, and what to do.
         reason: String,
+    },
+
+    /// A pod on a network volume could not start, and no new pod could be made in the volume's
+    /// data center with any of the GPU types allowed. The old pod was left as it was.
+    #[error(
+        "pod {pod_id} cannot start ({reason}), and no new pod could be made for network volume \
+         {volume_id} in data center {data_center}: {tried}. Pod {pod_id} was left as it was. \
+         Allow more GPU types (RUNPOD_GPU_TYPES, comma-separated), see what is free there \
+         (`rpb gpus --datacenter {data_center}`), or wait and retry"
+    )]
+    NoReplacement {
+        /// The pod that could not start.
+        pod_id: String,
+        /// Why it could not start.
+        reason: String,
+        /// The volume.
+        volume_id: String,
+        /// The volume's data center.
+        data_center: String,
+        /// Each GPU type tried, with why it failed.
+        tried: String,
+    },
+
+    /// Moving a session to a new pod on another host failed after the decision to move.
+    #[error("moving pod {pod_id} to another host failed: {detail}")]
+    MoveFailed {
+        /// The pod that could not start.
+        pod_id: String,
+        /// What happened to the old and the new pod.
+        detail: String,
+        /// The failure.
+        #[source]
+        source: BoxError,
     },
 
     /// The network volume is mounted by a pod, so the API refuses to delete it.

@@ -58,8 +58,13 @@ pub const POD_NOVNC_PORT: &str = "RPB_POD_NOVNC_PORT";
 /// (a number, or `unlimited`).
 pub const TUNNEL_RECONNECTS: &str = "RPB_TUNNEL_RECONNECTS";
 
+/// `RUNPOD_GPU_TYPES`: the GPU types a pod that replaces another on a network volume may have,
+/// comma-separated, in order of preference.
+pub const GPU_TYPES: &str = "RUNPOD_GPU_TYPES";
+
 /// The keys a profile reads beyond [`ConfigKey`].
-pub const EXTRA_KEYS: [&str; 9] = [
+pub const EXTRA_KEYS: [&str; 10] = [
+    GPU_TYPES,
     API_URL,
     SSH_USER,
     POD_ROOT,
@@ -97,6 +102,8 @@ pub struct Profile {
     pub blender: BlenderRelease,
     /// `RPB_PRICE_*`: the storage price table, with the workspace's overrides.
     pub storage_prices: StoragePrices,
+    /// `RUNPOD_GPU_TYPES`, in order (empty when unset).
+    pub gpu_types: Vec<String>,
 }
 
 impl fmt::Debug for Profile {
@@ -112,6 +119,7 @@ impl fmt::Debug for Profile {
             .field("tunnel_reconnects", &self.tunnel_reconnects)
             .field("blender", &self.blender)
             .field("storage_prices", &self.storage_prices)
+            .field("gpu_types", &self.gpu_types)
             .finish()
     }
 }
@@ -200,8 +208,18 @@ impl Profile {
             text(BLENDER_SHA256_KEY).as_deref(),
         )?;
         let storage_prices = StoragePrices::from_settings(text)?;
+        let gpu_types = text(GPU_TYPES)
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|gpu| !gpu.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
             storage_prices,
+            gpu_types,
             api_url: text(API_URL),
             ssh_user: text(SSH_USER),
             pod_root: text(POD_ROOT).map_or_else(|| Ok("/runpod".into()), checked_pod_root)?,
@@ -257,6 +275,7 @@ impl Profile {
             },
             volume_gb: config.volume_gb.unwrap_or(defaults.volume_gb),
             disk_gb: config.container_disk_gb.unwrap_or(defaults.disk_gb),
+            network_volume: config.network_volume_id.clone(),
             ..defaults
         }
     }
@@ -277,6 +296,11 @@ impl Profile {
         settings.local_ports = self.local_ports;
         settings.blender.clone_from(&self.blender);
         settings.storage_prices = self.storage_prices;
+        settings
+            .network_volume
+            .clone_from(&self.config.network_volume_id);
+        settings.gpu_types.clone_from(&self.gpu_types);
+        settings.replacement = Some(self.pod_spec("rpb-blender"));
         Ok(settings)
     }
 

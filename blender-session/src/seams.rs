@@ -63,6 +63,21 @@ pub struct PodView {
     /// The size of the pod's persistent volume disk in GB, if it has one: billed also while
     /// the pod is stopped.
     pub volume_gb: Option<u32>,
+    /// The GPU type id (`NVIDIA GeForce RTX 4090`), when the provider says.
+    pub gpu_type: Option<String>,
+    /// The network volume the pod mounts, with its mount path, if any.
+    pub network_volume: Option<NetworkVolumeMount>,
+    /// The data center the pod runs in, when the provider says.
+    pub data_center: Option<String>,
+}
+
+/// A network volume mounted by a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkVolumeMount {
+    /// The volume's id.
+    pub volume_id: String,
+    /// Where it is mounted in the container.
+    pub path: String,
 }
 
 /// The image a pod gets unless told otherwise: RunPod's `PyTorch` image (CUDA 12.8, Ubuntu 24.04),
@@ -123,6 +138,17 @@ pub struct PodSpec {
     /// and pins it before connecting, so even the first contact is verified. `Debug` shows
     /// only its public half.
     pub host_key: Option<pod_tunnel::HostKeyPair>,
+    /// The public host key the pod will serve when it is known without its private half: a
+    /// pod that replaces another on the same network volume serves the key persisted there
+    /// (rpb's boot hook restores it), so only the public key goes into its environment, for
+    /// machines that pin from the API. Ignored when `host_key` is set.
+    pub known_host_key: Option<String>,
+    /// A network volume (id) to mount at `volume_path` instead of a persistent volume disk:
+    /// the work then outlives the pod, and a new pod on any host of the volume's data center
+    /// takes it over.
+    pub network_volume: Option<String>,
+    /// The data center to place the pod in (a network volume's own; RunPod refuses another).
+    pub data_center: Option<String>,
 }
 
 impl PodSpec {
@@ -141,6 +167,9 @@ impl PodSpec {
             disk_gb: DEFAULT_DISK_GB,
             start_command: crate::assets::boot_command(DEFAULT_POD_ROOT),
             host_key: None,
+            known_host_key: None,
+            network_volume: None,
+            data_center: None,
         }
     }
 
@@ -155,6 +184,19 @@ impl PodSpec {
     #[must_use]
     pub fn cloud(mut self, cloud: runpod_api::models::Cloud) -> Self {
         self.cloud = cloud;
+        self
+    }
+
+    /// Mounts network volume `volume_id` (in `data_center`) at the pod root instead of a
+    /// volume disk.
+    #[must_use]
+    pub fn network_volume(
+        mut self,
+        volume_id: impl Into<String>,
+        data_center: impl Into<String>,
+    ) -> Self {
+        self.network_volume = Some(volume_id.into());
+        self.data_center = Some(data_center.into());
         self
     }
 
@@ -183,6 +225,29 @@ pub trait PodProvider: Send + Sync {
     /// Makes sure `public_key` is registered on the account (keeping every other key); returns
     /// whether it had to be added.
     async fn ensure_ssh_key(&self, public_key: &str) -> Result<bool>;
+    /// Terminates a pod: it and its container disk are gone; a network volume it mounted
+    /// stays. The default refuses (a provider without pods that move).
+    async fn terminate(&self, id: &str) -> Result<()> {
+        Err(unsupported(format!("terminating pod {id}")))
+    }
+    /// The data center a network volume lives in. The default refuses.
+    async fn volume_data_center(&self, volume_id: &str) -> Result<String> {
+        Err(unsupported(format!("reading network volume {volume_id}")))
+    }
+    /// The GPU type ids with free GPUs in `data_center` now, per the provider's catalog. The
+    /// default refuses.
+    async fn available_gpu_types(&self, data_center: &str) -> Result<Vec<String>> {
+        Err(unsupported(format!(
+            "reading the gpu availability of data center {data_center}"
+        )))
+    }
+}
+
+fn unsupported(operation: String) -> crate::Error {
+    crate::Error::Refused {
+        operation,
+        reason: "this pod provider has no network volumes or gpu catalog".into(),
+    }
 }
 
 /// The result of a remote command.
@@ -330,6 +395,12 @@ pub trait HostConnector: Send + Sync {
     /// Pins `public_key` (`ssh-ed25519 AAAA…`) for `pod_id` before any connection. A pod that
     /// already has this pin is left as it is; another pin is an error.
     async fn pin_host_key(&self, pod_id: &str, public_key: &str) -> Result<()>;
+    /// The public key pinned for `name` (a pod id, or a network volume's alias), as a
+    /// `<type> <base64>` line, or `None`. The default knows none.
+    async fn pinned_public_key(&self, name: &str) -> Result<Option<String>> {
+        let _ = name;
+        Ok(None)
+    }
     /// Opens a tunnel forwarding `local → remote` ports for (MCP, VNC, noVNC).
     async fn tunnel(
         &self,

@@ -26,6 +26,9 @@ pub struct KnownHost {
     pub key_type: String,
     /// Its `SHA256:…` fingerprint.
     pub fingerprint: String,
+    /// The key as a `<type> <base64>` line, as [`pin_host_key`] takes it: what pins the same
+    /// key under another name (a pod that replaces another on the same network volume).
+    pub public_key: String,
     /// The line number in the file (from 1).
     pub line: usize,
 }
@@ -143,6 +146,7 @@ pub fn known_host(known_hosts: &Path, name: &str) -> Result<Option<KnownHost>> {
         .find(|entry| entry.names.iter().any(|n| n == name))
         .map(|entry| KnownHost {
             fingerprint: entry.fingerprint(),
+            public_key: format!("{} {}", entry.kind, entry.blob),
             key_type: entry.kind,
             names: entry.names,
             line: entry.line,

@@ -55,8 +55,8 @@ enum Command {
     Create(commands::setup::CreateArgs),
     /// Start the pod and Blender, and keep a tunnel open in the background.
     Start(commands::session::StartArgs),
-    /// Close the tunnel, stop the pod, and wait until it costs nothing.
-    Stop(ctx::PodArgs),
+    /// Close the tunnel and stop the pod (terminate it when its work is on a network volume).
+    Stop(commands::session::StopArgs),
     /// The pod, its cost, the tunnel and Blender.
     Status(ctx::PodArgs),
     /// The pod's SSH endpoint and a ready `ssh` command line.
@@ -196,7 +196,8 @@ fn exit_code_of(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(error) = cause.downcast_ref::<blender_session::Error>() {
             match error {
-                blender_session::Error::NoGpuOnHost { .. } => return EXIT_NO_GPU,
+                blender_session::Error::NoGpuOnHost { .. }
+                | blender_session::Error::NoReplacement { .. } => return EXIT_NO_GPU,
                 blender_session::Error::NotReady { .. }
                 | blender_session::Error::ServiceNotReady { .. }
                 | blender_session::Error::SshUnreachable { .. } => return EXIT_NOT_READY,

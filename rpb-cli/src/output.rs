@@ -120,8 +120,9 @@ impl Progress {
 
     /// Shows a lifecycle event.
     pub(crate) fn event(&self, event: &Event) {
-        if event.step == Step::HostKey && self.notices {
-            // A fingerprint to compare stays on screen, not in a spinner that moves on.
+        if matches!(event.step, Step::HostKey | Step::Move | Step::Terminate) && self.notices {
+            // A fingerprint to compare, or a pod that moved or ended, stays on screen, not in a
+            // spinner that moves on.
             let line = format!("{}: {}", event.step, event.detail);
             match &self.bar {
                 Some(bar) => bar.println(line),

@@ -101,11 +101,21 @@ pub(super) async fn watch_pods(
     container: mpsc::Sender<()>,
     interval: Duration,
     mut host_keys: HostKeys,
+    paths: Paths,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut before = BTreeMap::new();
     loop {
         let now = observe(&simulator);
+        // A boot that just began mounts its volume at the pod root, as a container does.
+        for (id, boot) in &now {
+            if before
+                .get(id)
+                .is_none_or(|previous: &Boot| previous.number() != boot.number())
+            {
+                mount_volume(&simulator, &paths, id);
+            }
+        }
         // A boot that just came up gets its host key before its SSH port opens.
         for (id, boot) in &now {
             let new_boot = before.get(id).is_none_or(|previous: &Boot| {
@@ -132,6 +142,32 @@ pub(super) async fn watch_pods(
         tokio::select! {
             () = sleep(interval) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+/// Points the pod root at the volume pod `pod_id` mounts: its network volume's folder, or the
+/// machine's disk. Failures are logged: the pod then sees another volume, which setup and the
+/// client's checks report.
+fn mount_volume(simulator: &Simulator, paths: &Paths, pod_id: &str) {
+    let Some(pod) = simulator.pod(pod_id) else {
+        return;
+    };
+    let target = match pod.mounts.network.first() {
+        Some(mount) => paths.volume_dir(&mount.volume_id),
+        None => Ok(paths.machine_disk.clone()),
+    };
+    match target.and_then(|target| {
+        paths
+            .point_pod_root_at(&target)
+            .map(|changed| (target, changed))
+    }) {
+        Ok((target, true)) => {
+            tracing::debug!(pod_id, target = %target.display(), "the pod root now leads to the pod's volume");
+        }
+        Ok((_, false)) => {}
+        Err(error) => {
+            tracing::warn!(pod_id, %error, "mounting the pod's volume at the pod root failed");
         }
     }
 }

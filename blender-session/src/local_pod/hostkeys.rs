@@ -78,12 +78,21 @@ impl HostKeys {
             .env
             .get(crate::assets::HOST_KEY_ENV)
             .zip(pod.env.get(crate::assets::HOST_PUBLIC_KEY_ENV));
-        let wanted = match own_key {
-            Some((private, public)) => Some((private.clone(), public.clone())),
-            None if self.fresh_per_boot => {
+        // On a pod, the boot hook restores the keys persisted on the volume after the start
+        // command installed the environment's key, so those win. Only a network volume is the
+        // pod's own here: the machine's disk is shared by every other pod.
+        let from_volume = if pod.mounts.network.is_empty() {
+            None
+        } else {
+            self.restored_by_hook(&pod.args)
+        };
+        let wanted = match (from_volume, own_key) {
+            (Some(keys), _) => Some(keys),
+            (None, Some((private, public))) => Some((private.clone(), public.clone())),
+            (None, None) if self.fresh_per_boot => {
                 Some(self.restored_by_hook(&pod.args).unwrap_or_else(fresh_key))
             }
-            None => None,
+            (None, None) => None,
         };
         if wanted.as_ref().map(|(_, public)| public) == self.installed.as_ref() {
             return;

@@ -366,7 +366,11 @@ impl LocalPodBuilder {
         pod_tunnel::fixture::check_path(&state_dir).map_err(|_| Error::UnsupportedPath {
             path: state_dir.clone(),
         })?;
-        let paths = Paths::new(&state_dir);
+        let mut paths = Paths::new(&state_dir);
+        let volumes = volumes_elsewhere(&state_dir);
+        if let Some(volumes) = &volumes {
+            paths.volumes = volumes.path().to_path_buf();
+        }
         paths.create()?;
         assets::write_to(&paths.assets).map_err(|error| Error::Assets(Box::new(error)))?;
 
@@ -408,6 +412,7 @@ impl LocalPodBuilder {
             paths,
             state_dir,
             processes: None,
+            _volumes: volumes,
             _temporary: temporary,
         };
         pod.processes = Some(
@@ -447,8 +452,30 @@ pub struct LocalPod {
     paths: Paths,
     state_dir: PathBuf,
     processes: Option<Processes>,
+    /// The network volumes' folders on a tmpfs, removed with the local pod (the simulator
+    /// that knows the volumes lives as long).
+    _volumes: Option<tempfile::TempDir>,
     /// Declared last: removed after everything else is dropped.
     _temporary: Option<tempfile::TempDir>,
+}
+
+/// A folder for the network volumes on another file system than the state directory (the
+/// tmpfs at `/dev/shm`), so a pod root on a network volume really is not on the "container
+/// disk"; `None` (volumes under the state directory) when there is none.
+fn volumes_elsewhere(state_dir: &Path) -> Option<tempfile::TempDir> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shm = Path::new("/dev/shm");
+    let other_device = std::fs::metadata(shm)
+        .ok()
+        .zip(std::fs::metadata(state_dir).ok())
+        .is_some_and(|(shm, state)| shm.is_dir() && shm.dev() != state.dev());
+    if !other_device {
+        return None;
+    }
+    tempfile::Builder::new()
+        .prefix("rpb-local-volumes-")
+        .tempdir_in(shm)
+        .ok()
 }
 
 impl fmt::Debug for LocalPod {
@@ -532,9 +559,27 @@ impl LocalPod {
         &self.host_key_fingerprint
     }
 
-    /// The pod root, which stands in for a real pod's `/runpod` volume.
+    /// The pod root, which stands in for a real pod's `/runpod` volume: a symlink to the
+    /// volume of the pod that booted last, the machine's own disk (shared by every pod without
+    /// a network volume) or a network volume's folder ([`LocalPod::volume_dir`]).
     pub fn pod_root(&self) -> &Path {
         &self.paths.pod_root
+    }
+
+    /// The folder that holds network volume `volume_id`'s files, as every pod that mounts it
+    /// sees them at its pod root. It lives on a tmpfs when one is at hand, and is removed
+    /// with the local pod, as the simulator's volumes are.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Prepare`] when the id is not a plain name or the folder cannot be made.
+    pub fn volume_dir(&self, volume_id: &str) -> Result<PathBuf> {
+        self.paths
+            .volume_dir(volume_id)
+            .map_err(|source| Error::Prepare {
+                path: self.paths.volumes.join(volume_id),
+                source,
+            })
     }
 
     /// The state directory (pod root, sshd keys and config, logs, assets).
@@ -568,6 +613,7 @@ impl LocalPod {
     /// | `RPB_PACKAGES` | `xvfb x11vnc novnc websockify` (installed here; nothing is installed) |
     /// | `RPB_DEB_SOURCE` | an empty `.deb` folder in the state directory: setup's package cache stays offline |
     /// | `RPB_SSH_DIR` | the folder of the local sshd's host key, which setup persists (not `/etc/ssh`) |
+    /// | `RPB_CONTAINER_DISK` | the state directory: what stands for the container disk, which a network volume is not |
     /// | `HOME` | an empty folder in the state directory, as a pod's `/root`: SSH sessions do not run this machine user's shell startup files (a `~/.bashrc` that takes a lock, such as `pyenv init`, stalls every later session once a fault test kills a shell inside it), and Blender keeps its preferences there |
     pub fn pod_env(&self) -> &BTreeMap<String, String> {
         &self.env

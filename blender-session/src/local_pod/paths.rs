@@ -12,7 +12,16 @@ use crate::assets::{self, SessionPorts};
 /// Where everything lives in the state directory.
 #[derive(Debug, Clone)]
 pub(super) struct Paths {
+    /// What the pods see as their pod root: a symlink to the volume of the pod that booted
+    /// last (`machine_disk`, or a network volume's folder under `volumes`).
     pub(super) pod_root: PathBuf,
+    /// The volume disk of pods without a network volume (all of them share it).
+    pub(super) machine_disk: PathBuf,
+    /// The network volumes' folders, one per volume id; on another file system than the state
+    /// directory when one is at hand (a tmpfs), as a network volume is not the container disk.
+    pub(super) volumes: PathBuf,
+    /// What stands for the container disk (`RPB_CONTAINER_DISK`, `/` on a pod).
+    pub(super) container_disk: PathBuf,
     pub(super) rpb_home: PathBuf,
     pub(super) sshd_dir: PathBuf,
     pub(super) host_keys: PathBuf,
@@ -27,10 +36,13 @@ pub(super) struct Paths {
 impl Paths {
     pub(super) fn new(state: &Path) -> Self {
         let sshd_dir = state.join("sshd");
-        let pod_root = state.join("runpod");
+        let pod_root = state.join("pod-root");
         Self {
             rpb_home: pod_root.join("rpb"),
             pod_root,
+            machine_disk: state.join("runpod"),
+            volumes: state.join("volumes"),
+            container_disk: state.to_path_buf(),
             host_keys: sshd_dir.join("host-keys"),
             client_key: sshd_dir.join("client").join("id_ed25519"),
             sshd_dir,
@@ -43,7 +55,8 @@ impl Paths {
 
     pub(super) fn create(&self) -> Result<()> {
         for dir in [
-            &self.pod_root,
+            &self.machine_disk,
+            &self.volumes,
             &self.debs,
             &self.assets,
             &self.logs,
@@ -61,7 +74,54 @@ impl Paths {
         for dir in [&self.sshd_dir, &self.host_keys, &client_dir.to_path_buf()] {
             create_private_dir(dir)?;
         }
-        Ok(())
+        // A run that did not shut down may have left it on a volume: back to the machine's.
+        self.point_pod_root_at(&self.machine_disk.clone())
+            .map(drop)
+            .map_err(|source| Error::Prepare {
+                path: self.pod_root.clone(),
+                source,
+            })
+    }
+
+    /// The folder of network volume `volume_id` (made when missing).
+    pub(super) fn volume_dir(&self, volume_id: &str) -> io::Result<PathBuf> {
+        // Volume ids are the simulator's own; anything else would not be one folder.
+        if volume_id.is_empty()
+            || !volume_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(io::Error::other(format!(
+                "network volume id {volume_id:?} is not a plain name"
+            )));
+        }
+        let dir = self.volumes.join(volume_id);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Makes the pod root lead to `target`, replacing the symlink in one rename. Returns
+    /// whether it changed.
+    pub(super) fn point_pod_root_at(&self, target: &Path) -> io::Result<bool> {
+        if std::fs::read_link(&self.pod_root).is_ok_and(|current| current == target) {
+            return Ok(false);
+        }
+        if self
+            .pod_root
+            .symlink_metadata()
+            .is_ok_and(|meta| meta.is_dir())
+        {
+            return Err(io::Error::other(
+                "the pod root is a folder, not the local pod's symlink",
+            ));
+        }
+        let mut name = self.pod_root.as_os_str().to_owned();
+        name.push(".rpb-new");
+        let temporary = PathBuf::from(name);
+        let _ = std::fs::remove_file(&temporary);
+        std::os::unix::fs::symlink(target, &temporary)?;
+        std::fs::rename(&temporary, &self.pod_root)?;
+        Ok(true)
     }
 
     pub(super) fn session_script(&self) -> PathBuf {
@@ -93,6 +153,7 @@ pub(super) fn pod_env(
         ("RPB_PACKAGES", SESSION_PACKAGES.to_owned()),
         ("RPB_DEB_SOURCE", path(&paths.debs)),
         ("RPB_SSH_DIR", path(&paths.host_keys)),
+        ("RPB_CONTAINER_DISK", path(&paths.container_disk)),
         ("HOME", path(&paths.home)),
     ]
     .into_iter()
@@ -133,13 +194,41 @@ mod tests {
             novnc: 21_003,
         };
         let env = pod_env(&paths, ports, 321);
-        assert_eq!(env["RPB_POD_ROOT"], "/state/runpod");
-        assert_eq!(env["RPB_HOME"], "/state/runpod/rpb");
+        assert_eq!(env["RPB_POD_ROOT"], "/state/pod-root");
+        assert_eq!(env["RPB_HOME"], "/state/pod-root/rpb");
+        assert_eq!(env["RPB_CONTAINER_DISK"], "/state");
         assert_eq!(env["RPB_DISPLAY"], "321");
         assert_eq!(env["RPB_SSH_DIR"], "/state/sshd/host-keys");
         assert_eq!(env["BLENDER_BIN"], BLENDER);
         assert_eq!(env["RPB_PACKAGES"], "xvfb x11vnc novnc websockify");
         assert_eq!(env["RPB_MCP_PORT"], "21001");
         assert_eq!(env["HOME"], "/state/home");
+    }
+}
+
+#[cfg(test)]
+mod switch_tests {
+    use super::*;
+
+    #[test]
+    fn the_pod_root_switches_between_disks_in_one_rename() {
+        let state = tempfile::tempdir().expect("tempdir");
+        let paths = Paths::new(state.path());
+        paths.create().expect("create");
+        assert_eq!(
+            std::fs::read_link(&paths.pod_root).expect("symlink"),
+            paths.machine_disk
+        );
+        std::fs::write(paths.pod_root.join("on-disk"), b"1").expect("write");
+        let volume = paths.volume_dir("vol-1").expect("volume dir");
+        assert!(paths.point_pod_root_at(&volume).expect("switch"));
+        assert!(!paths.point_pod_root_at(&volume).expect("same"));
+        assert!(!paths.pod_root.join("on-disk").exists());
+        std::fs::write(paths.pod_root.join("on-volume"), b"2").expect("write");
+        assert!(volume.join("on-volume").is_file());
+        // A new run starts on the machine's disk again.
+        paths.create().expect("create again");
+        assert!(paths.pod_root.join("on-disk").is_file());
+        assert!(paths.volume_dir("../x").is_err());
     }
 }

@@ -109,6 +109,7 @@ impl Processes {
             container_tx,
             options.poll_interval,
             host_keys,
+            paths.clone(),
             stop_rx,
         ));
         Ok(Self {

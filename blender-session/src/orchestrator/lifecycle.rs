@@ -50,6 +50,10 @@ impl Orchestrator {
             format!("{} on {}", spec.gpu_type, spec.cloud),
         );
         let mut spec = spec.clone();
+        if let (Some(volume), None) = (&spec.network_volume, &spec.data_center) {
+            // RunPod places a pod that mounts a network volume only in the volume's data center.
+            spec.data_center = Some(self.provider.volume_data_center(volume).await?);
+        }
         let host_key = if let Some(pair) = &spec.host_key {
             pair.clone()
         } else {
@@ -80,28 +84,12 @@ impl Orchestrator {
                 host_key.fingerprint()
             ),
         );
-        if let Some(store) = self.store.clone() {
-            // Recorded before anything else can fail, so the pod is never lost track of.
-            let id = pod.id.clone();
-            let recorded = tokio::task::spawn_blocking(move || {
-                store.set_config(project_store::ConfigKey::PodId, id.as_str())
-            })
-            .await;
-            match recorded {
-                Ok(Ok(_)) => clock.emit(Step::CreatePod, "saved RUNPOD_POD_ID in .env"),
-                Ok(Err(error)) => {
-                    let error =
-                        Error::store(format!("saving RUNPOD_POD_ID={} in .env", pod.id))(error);
-                    return Err(self.fail_after_starting(pod.id.as_str(), error).await);
-                }
-                Err(join) => {
-                    let error = Error::Task {
-                        operation: format!("saving RUNPOD_POD_ID={} in .env", pod.id),
-                        source: join,
-                    };
-                    return Err(self.fail_after_starting(pod.id.as_str(), error).await);
-                }
-            }
+        // Recorded before anything else can fail, so the pod is never lost track of.
+        if let Err(error) = self.record_pod_id(pod.id.as_str(), &clock).await {
+            return Err(self.fail_after_starting(pod.id.as_str(), error).await);
+        }
+        if let Some(volume) = &spec.network_volume {
+            self.pin_volume_alias(volume, host_key.public_key()).await;
         }
         match self.set_up(pod.id.as_str(), &clock).await {
             Ok(()) => self.provider.pod(pod.id.as_str()).await,
@@ -131,7 +119,18 @@ impl Orchestrator {
             started: Instant::now(),
             events,
         };
-        let pod = self.provider.pod(pod_id).await?;
+        let pod = match self.provider.pod(pod_id).await {
+            Ok(pod) => pod,
+            Err(error) if super::portable::is_gone(&error) => {
+                let Some(volume) = self.settings.network_volume.clone() else {
+                    return Err(error);
+                };
+                return self
+                    .move_to_another_host(pod_id, None, &volume, "it no longer exists", &clock)
+                    .await;
+            }
+            Err(error) => return Err(error),
+        };
         if !pod.start_command.contains(assets::BOOT_HOOK_MARKER) && pod.host_public_key.is_none() {
             clock.emit(
                 Step::HostKey,
@@ -142,12 +141,42 @@ impl Orchestrator {
                 ),
             );
         }
+        // Only a pod that mounts a network volume moves: one with its own volume disk would
+        // leave its work behind.
+        let volume = pod
+            .network_volume
+            .as_ref()
+            .map(|mount| mount.volume_id.clone());
         let started_pod = match pod.status {
             PodStatus::Exited | PodStatus::Error => {
-                self.start_pod(pod_id, &clock).await?;
-                true
+                match (self.start_pod(pod_id, &clock).await, volume) {
+                    (Ok(()), _) => true,
+                    (Err(Error::NoGpuOnHost { .. }), Some(volume)) => {
+                        return self
+                            .move_to_another_host(
+                                pod_id,
+                                Some(pod),
+                                &volume,
+                                "its host has no free GPU",
+                                &clock,
+                            )
+                            .await;
+                    }
+                    (Err(error), _) => return Err(error),
+                }
             }
             PodStatus::Terminated => {
+                if let Some(volume) = volume.or_else(|| self.settings.network_volume.clone()) {
+                    return self
+                        .move_to_another_host(
+                            pod_id,
+                            Some(pod),
+                            &volume,
+                            "it was terminated",
+                            &clock,
+                        )
+                        .await;
+                }
                 return Err(Error::PodFailed {
                     pod_id: pod_id.into(),
                     status: pod.status.to_string(),
@@ -221,7 +250,7 @@ impl Orchestrator {
         }
     }
 
-    async fn bring_up(
+    pub(super) async fn bring_up(
         &self,
         pod_id: &str,
         started_pod: bool,
@@ -275,6 +304,7 @@ impl Orchestrator {
             ports,
             report,
             started_pod,
+            moved: None,
             host,
             tunnel: Some(tunnel),
         };
@@ -314,6 +344,7 @@ impl Orchestrator {
             ports: tunnel_ports,
             report,
             started_pod: false,
+            moved: None,
             host,
             tunnel: None,
         })

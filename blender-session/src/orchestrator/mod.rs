@@ -19,12 +19,16 @@ use crate::{Error, Result};
 mod adopt;
 mod files;
 mod lifecycle;
+mod portable;
 mod session;
 
 pub use adopt::{AdoptOptions, AdoptReport};
 pub use files::RemoteBlend;
 
-pub use session::{Event, Events, Session, SessionSettings, SessionStatus, Step, WaitForGpu};
+pub use portable::Terminated;
+pub use session::{
+    Event, Events, Moved, Session, SessionSettings, SessionStatus, Step, WaitForGpu,
+};
 
 /// Drives sessions on pods through a provider and a connector.
 pub struct Orchestrator {

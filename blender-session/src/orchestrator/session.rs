@@ -53,6 +53,11 @@ pub enum Step {
     WaitStopped,
     /// Saving or opening a scene, moving files.
     Transfer,
+    /// Replacing a pod that cannot start with a new pod on another host that mounts the same
+    /// network volume.
+    Move,
+    /// Terminating a pod whose work is on a network volume.
+    Terminate,
 }
 
 impl fmt::Display for Step {
@@ -75,6 +80,8 @@ impl fmt::Display for Step {
             Self::WaitStopped => "wait for the pod to stop",
             Self::Transfer => "transfer",
             Self::HostKey => "host key",
+            Self::Move => "move to another host",
+            Self::Terminate => "terminate pod",
         })
     }
 }
@@ -141,6 +148,17 @@ pub struct SessionSettings {
     pub wait_for_gpu: Option<WaitForGpu>,
     /// Storage prices, to tell what a stopped pod still costs. Default: [`StoragePrices::default`].
     pub storage_prices: StoragePrices,
+    /// The workspace's network volume (`RUNPOD_NETWORK_VOLUME_ID`): a pod that cannot start
+    /// (its host has no free GPU, or it is gone) is replaced by a new pod on another host of
+    /// the volume's data center, mounting the same volume. Default: none (a pod that cannot
+    /// start is an error).
+    pub network_volume: Option<String>,
+    /// The GPU types a replacement pod may have, in order of preference (`RUNPOD_GPU_TYPES`);
+    /// the catalog's available ones are tried first. Empty: the old pod's type.
+    pub gpu_types: Vec<String>,
+    /// What a replacement pod is made from when the old pod is gone (image, cloud, disk,
+    /// start command). Default: [`PodSpec::new`](crate::seams::PodSpec::new) at the pod root.
+    pub replacement: Option<crate::seams::PodSpec>,
 }
 
 impl SessionSettings {
@@ -171,6 +189,9 @@ impl SessionSettings {
             poll_interval: Duration::from_secs(1),
             wait_for_gpu: None,
             storage_prices: StoragePrices::default(),
+            network_volume: None,
+            gpu_types: Vec::new(),
+            replacement: None,
         }
     }
 
@@ -218,6 +239,27 @@ impl SessionSettings {
     }
 }
 
+/// How a session moved to another host ([`Session::moved`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Moved {
+    /// The pod that could not start.
+    pub from_pod: String,
+    /// Why it was replaced (`its host has no free GPU`, `it was terminated`).
+    pub reason: String,
+    /// The network volume both mount.
+    pub volume_id: String,
+    /// The data center of the volume, where the new pod runs.
+    pub data_center: String,
+    /// The new pod's GPU type.
+    pub gpu_type: String,
+    /// The GPU types tried before, each with why it failed.
+    pub tried: Vec<String>,
+    /// `None` when the old pod was terminated (or was already gone); else why terminating it
+    /// failed (it is stopped and bills only its disk; terminate it by hand).
+    pub old_pod_left: Option<String>,
+}
+
 /// A running session: the tunnel and what the session script reported.
 pub struct Session {
     /// The pod.
@@ -230,6 +272,9 @@ pub struct Session {
     pub report: SessionReport,
     /// Whether this start started the pod.
     pub started_pod: bool,
+    /// Set when the pod could not start and a new pod on another host took over its network
+    /// volume: `pod_id` is then the new pod's.
+    pub moved: Option<Moved>,
     pub(super) host: Arc<dyn RemoteHost>,
     pub(super) tunnel: Option<Box<dyn TunnelHandle>>,
 }

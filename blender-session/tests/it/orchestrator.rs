@@ -99,6 +99,9 @@ impl PodProvider for FakeProvider {
                     .unwrap_or_else(|| "/runpod".into()),
             ),
             volume_gb: Some(50),
+            gpu_type: None,
+            network_volume: None,
+            data_center: None,
         })
     }
 
@@ -128,6 +131,9 @@ impl PodProvider for FakeProvider {
             image: spec.image.clone(),
             volume_path: Some(spec.volume_path.clone()),
             volume_gb: Some(spec.volume_gb),
+            gpu_type: None,
+            network_volume: None,
+            data_center: None,
         })
     }
 

@@ -23,12 +23,27 @@ pub(crate) struct StartArgs {
     /// Keep retrying for this many minutes while the pod's host has no free GPU.
     #[arg(long, value_name = "MINUTES")]
     wait_for_gpu: Option<f64>,
+    /// A GPU type a replacement pod may have when the pod (on a network volume) cannot start;
+    /// repeat it, in order of preference [env: RUNPOD_GPU_TYPES, comma-separated; default: the
+    /// pod's own type].
+    #[arg(long = "gpu-type", value_name = "TYPE")]
+    gpu_types: Vec<String>,
 }
 
 pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome> {
     let guard = args.guard.guard()?;
-    let profile = ctx.profile_with(&args.pod.explicit())?;
-    let pod_id = pod_id_of(&profile)?;
+    let mut explicit = args.pod.explicit();
+    if !args.gpu_types.is_empty() {
+        if let Some(bad) = args.gpu_types.iter().find(|gpu| gpu.contains(',')) {
+            bail!("--gpu-type takes one GPU type id, not a list ({bad:?}): repeat the flag");
+        }
+        explicit.push((
+            blender_session::profile::GPU_TYPES,
+            args.gpu_types.join(","),
+        ));
+    }
+    let profile = ctx.profile_with(&explicit)?;
+    let old_pod_id = pod_id_of(&profile)?;
     let state_dir = ctx.state_dir()?;
     // A tunnel of ours for another pod (or a stale record) goes first; one for this pod stays
     // only when its guard is the same.
@@ -43,7 +58,7 @@ pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome>
     }
     let orchestrator = profile.orchestrator_with(&ctx.store, settings)?;
     let progress = ctx.progress().spinner("starting");
-    let result = orchestrator.start(&pod_id, &sink(&progress)).await;
+    let result = orchestrator.start(&old_pod_id, &sink(&progress)).await;
     let session = match result {
         Ok(session) => session,
         Err(error) => {
@@ -51,6 +66,9 @@ pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome>
             return Err(error.into());
         }
     };
+    // After a move, the session runs on the new pod.
+    let pod_id = session.pod_id.clone();
+    let moved = session.moved.clone();
     // The session works; hand the tunnel over to a background process of ours.
     let started_pod = session.started_pod;
     let blender = session
@@ -76,7 +94,9 @@ pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome>
         }
         Err(error) => return Err(error),
     };
-    let mut human = format!(
+    let mut human = moved.as_ref().map(moved_text).unwrap_or_default();
+    let _ = write!(
+        human,
         "pod {pod_id} is running Blender{}\n  open   {}\n  mcp    127.0.0.1:{} (rpb mcp-config writes .mcp.json)\n  vnc    127.0.0.1:{}\n  tunnel pid {} (rpb tunnel status; log {})\n",
         blender
             .as_deref()
@@ -102,16 +122,113 @@ pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome>
             "novnc_port": record.novnc_port,
             "blender_version": blender,
             "tunnel": record_json(&record),
+            "moved": moved.as_ref().map(moved_json),
         }),
         human,
     ))
 }
 
-pub(crate) async fn stop(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> {
-    let profile = ctx.profile_with(&args.explicit())?;
+/// The lines that say a session moved to another host, and why.
+fn moved_text(moved: &blender_session::orchestrator::Moved) -> String {
+    let mut text = format!(
+        "moved: pod {} could not start ({}); a new pod with {} in {} took over network volume {}\n",
+        moved.from_pod, moved.reason, moved.gpu_type, moved.data_center, moved.volume_id
+    );
+    if !moved.tried.is_empty() {
+        let _ = writeln!(text, "  tried first: {}", moved.tried.join("; "));
+    }
+    match &moved.old_pod_left {
+        None => {
+            let _ = writeln!(text, "  the old pod {} is terminated", moved.from_pod);
+        }
+        Some(error) => {
+            let _ = writeln!(
+                text,
+                "  the old pod {} could not be terminated ({error}): it is stopped and bills only \
+                 its disk; terminate it in the RunPod console",
+                moved.from_pod
+            );
+        }
+    }
+    text
+}
+
+fn moved_json(moved: &blender_session::orchestrator::Moved) -> serde_json::Value {
+    json!({
+        "from_pod": moved.from_pod,
+        "reason": moved.reason,
+        "volume_id": moved.volume_id,
+        "data_center": moved.data_center,
+        "gpu_type": moved.gpu_type,
+        "tried": moved.tried,
+        "old_pod_terminated": moved.old_pod_left.is_none(),
+        "old_pod_error": moved.old_pod_left,
+    })
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StopArgs {
+    #[command(flatten)]
+    pod: PodArgs,
+    /// Stop a pod on a network volume instead of terminating it (it keeps its container disk
+    /// and its host, and bills for the disk).
+    #[arg(long)]
+    keep: bool,
+}
+
+pub(crate) async fn stop(ctx: &Ctx, args: StopArgs) -> anyhow::Result<Outcome> {
+    let profile = ctx.profile_with(&args.pod.explicit())?;
     let pod_id = pod_id_of(&profile)?;
     let tunnel = daemon::stop(&ctx.store.state_dir(), tunnel::DOWN_TIMEOUT).await?;
     let orchestrator = profile.orchestrator(&ctx.store)?;
+    // A pod whose work is on a network volume is disposable: the next start makes a new one.
+    let on_volume = match orchestrator.status(&pod_id, None).await {
+        Ok(status) => status.pod.network_volume.is_some(),
+        Err(error)
+            if error
+                .runpod()
+                .and_then(runpod_api::Error::kind)
+                .is_some_and(|kind| *kind == runpod_api::ApiErrorKind::NotFound) =>
+        {
+            return Ok(Outcome::new(
+                json!({
+                    "pod_id": pod_id,
+                    "status": "NOT_FOUND",
+                    "cost_per_hour": 0.0,
+                    "tunnel": tunnel.as_str(),
+                }),
+                format!(
+                    "pod {pod_id} no longer exists: nothing to stop (tunnel: {})",
+                    tunnel.as_str()
+                ),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if on_volume && !args.keep {
+        let progress = ctx.progress().spinner("terminating");
+        let result = orchestrator
+            .terminate(&pod_id, None, &sink(&progress))
+            .await;
+        progress.finish();
+        let terminated = result?;
+        return Ok(Outcome::new(
+            json!({
+                "pod_id": pod_id,
+                "status": "TERMINATED",
+                "cost_per_hour": 0.0,
+                "volume_id": terminated.volume_id,
+                "checked_on_pod": terminated.checked_on_pod,
+                "tunnel": tunnel.as_str(),
+            }),
+            format!(
+                "pod {pod_id} is terminated; network volume {} keeps the work and bills for its \
+                 size only (rpb volume list); `rpb start` makes a new pod on it (tunnel: {})",
+                terminated.volume_id,
+                tunnel.as_str()
+            ),
+        ));
+    }
     let progress = ctx.progress().spinner("stopping");
     let result = orchestrator.stop(&pod_id, None, &sink(&progress)).await;
     progress.finish();

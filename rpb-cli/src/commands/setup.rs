@@ -192,6 +192,11 @@ pub(crate) struct CreateArgs {
     /// Container image [env: RUNPOD_IMAGE].
     #[arg(long)]
     image: Option<String>,
+    /// Mount this network volume at the pod root instead of a volume disk, and record it as
+    /// the workspace's (RUNPOD_NETWORK_VOLUME_ID): a pod that cannot start is then replaced by
+    /// a new one on any host of the volume's data center [env: RUNPOD_NETWORK_VOLUME_ID].
+    #[arg(long, value_name = "ID")]
+    volume: Option<String>,
 }
 
 pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcome> {
@@ -210,6 +215,7 @@ pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcom
         args.disk_gb.map(|n| n.to_string()),
     );
     put(ConfigKey::Image, args.image);
+    put(ConfigKey::NetworkVolumeId, args.volume.clone());
     let profile = ctx.profile_with(&explicit)?;
     let spec = profile.pod_spec(args.name);
     let public = read_public_key(&profile.ssh_key()?)?;
@@ -218,6 +224,17 @@ pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcom
     let result = orchestrator.create(&spec, &public, &sink(&progress)).await;
     progress.finish();
     let pod = result?;
+    if let Some(volume) = &args.volume {
+        ctx.store
+            .set_config(ConfigKey::NetworkVolumeId, volume)
+            .with_context(|| {
+                format!(
+                    "pod {} was created on network volume {volume}, but saving \
+                     RUNPOD_NETWORK_VOLUME_ID={volume} in .env failed: add it by hand",
+                    pod.id
+                )
+            })?;
+    }
     Ok(Outcome::new(
         json!({
             "pod_id": pod.id,
@@ -225,11 +242,16 @@ pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcom
             "status": pod.status.to_string(),
             "cost_per_hour": pod.cost_per_hour,
             "gpu_type": spec.gpu_type,
+            "network_volume": spec.network_volume,
         }),
         format!(
-            "created pod {} ({}), set up and {}; RUNPOD_POD_ID saved in {}\nnext: rpb start",
+            "created pod {} ({}{}), set up and {}; RUNPOD_POD_ID saved in {}\nnext: rpb start",
             pod.id,
             spec.gpu_type,
+            spec.network_volume
+                .as_deref()
+                .map(|volume| format!(", on network volume {volume}"))
+                .unwrap_or_default(),
             pod.status,
             ctx.store.env_file().display()
         ),

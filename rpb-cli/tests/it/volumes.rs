@@ -284,3 +284,93 @@ async fn stop_tells_what_the_stopped_volume_still_costs() {
     assert!(run.stdout.contains("about $15.00/month"), "{}", run.stdout);
     sim.shutdown().await;
 }
+
+/// A pod on a network volume whose host is full, in a data center where no allowed GPU type is
+/// free: `start` tries each type in order, creates nothing, leaves the pod as it was, and says
+/// what it tried and what to do.
+#[tokio::test]
+async fn a_move_with_no_capacity_anywhere_leaves_the_pod_as_it_was() {
+    let sim = simulator().await;
+    let mut ws = workspace_for(&sim);
+    let run = ws
+        .rpb(&[
+            "volume",
+            "create",
+            "--size",
+            "10",
+            "--datacenter",
+            "SIM-LOCAL-1",
+            "--use",
+            "--json",
+        ])
+        .await
+        .success();
+    let volume = run.json()["volume"]["id"].as_str().unwrap().to_owned();
+    let client = sim.client().unwrap();
+    let pod = client
+        .create_pod(
+            &CreatePodRequest::new("on-volume")
+                .image("runpod/pytorch")
+                .gpu(GpuRequest::new("NVIDIA RTX A5000"))
+                .data_center("SIM-LOCAL-1")
+                .port("22/tcp")
+                .mounts(Mounts::network(volume.clone(), "/runpod")),
+        )
+        .await
+        .expect("a pod on the volume");
+    let pod_id = pod.id.to_string();
+    crate::support::eventually(Duration::from_secs(10), "pod running", || {
+        sim.pod(&pod_id)
+            .is_some_and(|pod| pod.status == runpod_api::PodStatus::Running)
+    })
+    .await;
+    client.stop_pod(&pod.id).await.expect("stop");
+    // Its host and every other A5000 and A6000 host of the data center are rented out.
+    for host in sim.hosts() {
+        if host.data_center == "SIM-LOCAL-1"
+            && ["NVIDIA RTX A5000", "NVIDIA RTX A6000"].contains(&host.gpu_type.as_str())
+        {
+            assert!(sim.set_free_gpus(&host.id, 0));
+        }
+    }
+    ws.set("RUNPOD_POD_ID", pod_id.clone());
+    let run = ws
+        .rpb(&[
+            "start",
+            "--gpu-type",
+            "NVIDIA RTX A6000",
+            "--gpu-type",
+            "NVIDIA RTX A5000",
+        ])
+        .await;
+    assert_eq!(run.code, 4, "{run:?}");
+    for expected in [
+        format!("pod {pod_id} cannot start (its host has no free GPU)"),
+        format!("no new pod could be made for network volume {volume} in data center SIM-LOCAL-1"),
+        "tried NVIDIA RTX A6000: no free gpu; NVIDIA RTX A5000: no free gpu".to_owned(),
+        format!("Pod {pod_id} was left as it was"),
+        "rpb gpus --datacenter SIM-LOCAL-1".to_owned(),
+    ] {
+        assert!(
+            run.stderr.contains(&expected),
+            "{expected:?} in {}",
+            run.stderr
+        );
+    }
+    let pods = sim.pods();
+    assert_eq!(pods.len(), 1, "no pod was created: {pods:?}");
+    assert_eq!(pods[0].status, runpod_api::PodStatus::Exited);
+    let env = std::fs::read_to_string(ws.root().join(".env")).unwrap();
+    assert!(
+        !env.contains("RUNPOD_POD_ID="),
+        "the workspace still names no other pod: {env}"
+    );
+
+    // A comma inside one --gpu-type is a usage mistake, said before anything happens.
+    let run = ws
+        .rpb(&["start", "--gpu-type", "NVIDIA RTX A6000,NVIDIA RTX A5000"])
+        .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("repeat the flag"), "{}", run.stderr);
+    sim.shutdown().await;
+}

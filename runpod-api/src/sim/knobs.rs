@@ -82,6 +82,9 @@ pub struct Faults {
     pub insufficient_balance: bool,
     /// The next pod that would reach `RUNNING` goes to `ERROR` instead (N times).
     pub error_next_boot: u32,
+    /// Refuse the next N terminates (the terminate action, or `DELETE /pods/{id}`) with 409;
+    /// the pod stays as it was.
+    pub terminate_refused_next: u32,
 }
 
 /// A rule the request breaks, answered with 400, 402, 404 or 409.

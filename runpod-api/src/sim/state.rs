@@ -532,7 +532,19 @@ impl World {
                 sim.phase_since = now;
                 self.log(sim, now, LogSource::System, "pod stopped");
             }
-            PodAction::Terminate => {}
+            PodAction::Terminate => {
+                if self.faults.terminate_refused_next > 0 {
+                    self.faults.terminate_refused_next -= 1;
+                    return Err(Refusal::new(
+                        409,
+                        "Conflict",
+                        format!(
+                            "pod {} cannot be terminated now (simulated fault)",
+                            sim.pod.id
+                        ),
+                    ));
+                }
+            }
             PodAction::Unknown(other) => {
                 return Err(Refusal::new(
                     422,
@@ -616,6 +628,14 @@ impl World {
     }
 
     pub(crate) fn delete(&mut self, id: &str) -> Result<(), Refusal> {
+        if self.pods.contains_key(id) && self.faults.terminate_refused_next > 0 {
+            self.faults.terminate_refused_next -= 1;
+            return Err(Refusal::new(
+                409,
+                "Conflict",
+                format!("pod {id} cannot be terminated now (simulated fault)"),
+            ));
+        }
         self.pods
             .remove(id)
             .map(drop)
