@@ -246,8 +246,8 @@ pub enum Error {
     /// data center with any of the GPU types allowed. The old pod was left as it was.
     #[error(
         "pod {pod_id} cannot start ({reason}), and no new pod could be made for network volume \
-         {volume_id} in data center {data_center}: {tried}. Pod {pod_id} was left as it was. \
-         Allow more GPU types (RUNPOD_GPU_TYPES, comma-separated), see what is free there \
+         {volume_id} in data center {data_center}: {tried}. No pod was created, and pod {pod_id} \
+         was left as it was. Allow more GPU types (RUNPOD_GPU_TYPES, comma-separated), see what is free there \
          (`rpb gpus --datacenter {data_center}`), or wait and retry"
     )]
     NoReplacement {

@@ -13,5 +13,6 @@
 mod cli;
 mod config;
 mod local_pod;
+mod portable;
 mod support;
 mod volumes;

@@ -348,7 +348,7 @@ async fn a_move_with_no_capacity_anywhere_leaves_the_pod_as_it_was() {
         format!("pod {pod_id} cannot start (its host has no free GPU)"),
         format!("no new pod could be made for network volume {volume} in data center SIM-LOCAL-1"),
         "tried NVIDIA RTX A6000: no free gpu; NVIDIA RTX A5000: no free gpu".to_owned(),
-        format!("Pod {pod_id} was left as it was"),
+        format!("No pod was created, and pod {pod_id} was left as it was"),
         "rpb gpus --datacenter SIM-LOCAL-1".to_owned(),
     ] {
         assert!(

@@ -1,0 +1,256 @@
+//! Portable pods on the embedded local pod: a workspace on a network volume outlives a host
+//! without a free GPU (a new pod on another host takes over the volume), and `stop` terminates
+//! such a pod once the volume provably holds the pod root.
+
+use std::time::Duration;
+
+use blender_session::local_pod::LocalPod;
+
+use crate::support::{Workspace, free_port, path_string, serial};
+
+const SLOW: Duration = Duration::from_secs(400);
+
+fn workspace_on(pod: &LocalPod) -> Workspace {
+    let remote = pod.remote_ports();
+    let mut ws = Workspace::new();
+    ws.write_env(&[
+        ("RUNPOD_API_URL", pod.api_url()),
+        ("RPB_SSH_USER", pod.ssh_user().to_owned()),
+        ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
+        ("RPB_POD_ROOT", path_string(pod.pod_root())),
+        ("RPB_POD_MCP_PORT", remote.mcp.to_string()),
+        ("RPB_POD_VNC_PORT", remote.vnc.to_string()),
+        ("RPB_POD_NOVNC_PORT", remote.novnc.to_string()),
+        ("RPB_MCP_PORT", free_port().to_string()),
+        ("RPB_VNC_PORT", free_port().to_string()),
+        ("RPB_NOVNC_PORT", free_port().to_string()),
+        ("VNC_PASSWORD", "portable-vnc".into()),
+    ]);
+    ws.set(
+        "RUNPOD_API_KEY",
+        secrecy::ExposeSecret::expose_secret(pod.api_key()).to_owned(),
+    );
+    ws
+}
+
+fn sha256_of(path: &std::path::Path) -> String {
+    let output = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum (coreutils) runs");
+    assert!(output.status.success(), "sha256sum {path:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned()
+}
+
+fn env_pod_id(ws: &Workspace) -> String {
+    let env = std::fs::read_to_string(ws.root().join(".env")).expect(".env");
+    env.lines()
+        .find_map(|line| line.strip_prefix("RUNPOD_POD_ID="))
+        .expect("RUNPOD_POD_ID in .env")
+        .to_owned()
+}
+
+/// The index of the first stderr line containing `needle`.
+fn line_of(stderr: &str, needle: &str) -> usize {
+    stderr
+        .lines()
+        .position(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} in:\n{stderr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_on_a_network_volume_moves_off_a_full_host_and_stop_terminates() {
+    let _serial = serial().await;
+    let pod = LocalPod::builder()
+        .start()
+        .await
+        .expect("the local pod starts (openssh-server, blender, xvfb, x11vnc, novnc, websockify)");
+    let sim = pod.simulator();
+    let ws = workspace_on(&pod);
+    let known_hosts = ws.state_dir().join("known_hosts");
+
+    let volume = ws
+        .rpb(&[
+            "volume",
+            "create",
+            "--size",
+            "10",
+            "--datacenter",
+            "SIM-LOCAL-1",
+            "--use",
+            "--json",
+        ])
+        .await
+        .success()
+        .json()["volume"]["id"]
+        .as_str()
+        .expect("volume id")
+        .to_owned();
+    let created = ws.rpb_within(SLOW, &["create", "--json"]).await.success();
+    assert_eq!(created.json()["network_volume"], volume.as_str());
+    let first = env_pod_id(&ws);
+    let mounts = sim.pod(&first).expect("pod").mounts;
+    assert_eq!(mounts.network.len(), 1, "{mounts:?}");
+    assert_eq!(mounts.network[0].volume_id, volume);
+    assert!(mounts.persistent.is_none(), "no volume disk: {mounts:?}");
+
+    // Work saved on the first pod lands on the volume, not on the machine's disk.
+    ws.rpb_within(SLOW, &["start", "--json"]).await.success();
+    let saved = ws
+        .rpb_within(SLOW, &["save", "--project", "chair", "--json"])
+        .await
+        .success()
+        .json();
+    let sha = saved["sha256"].as_str().expect("sha256").to_owned();
+    // Blender saved it on the pod as projects/chair/scene.blend (the local copy is a version).
+    let name = "scene.blend";
+    let on_volume = pod
+        .volume_dir(&volume)
+        .expect("volume dir")
+        .join("projects/chair")
+        .join(name);
+    assert_eq!(sha256_of(&on_volume), sha);
+    assert!(
+        !pod.state_dir()
+            .join("runpod/projects/chair")
+            .join(&name)
+            .exists(),
+        "the machine's disk holds no copy"
+    );
+    let pin = pod_tunnel::known_host(&known_hosts, &first)
+        .expect("known_hosts")
+        .expect("pinned at create");
+
+    // Stopped (kept), then other customers rent every GPU of its host: the next start moves.
+    let kept = ws
+        .rpb_within(SLOW, &["stop", "--keep", "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(kept["status"], "EXITED");
+    let full_host = sim.fill_host(&first).expect("the pod has a host");
+    let moved = ws.rpb_within(SLOW, &["start", "--json"]).await.success();
+    let json = moved.json();
+    let second = json["pod_id"].as_str().expect("pod_id").to_owned();
+    assert_ne!(second, first);
+    assert_eq!(env_pod_id(&ws), second);
+    assert_eq!(json["moved"]["from_pod"], first.as_str(), "{json}");
+    assert_eq!(json["moved"]["reason"], "its host has no free GPU");
+    assert_eq!(json["moved"]["volume_id"], volume.as_str());
+    assert_eq!(json["moved"]["data_center"], "SIM-LOCAL-1");
+    assert_eq!(json["moved"]["old_pod_terminated"], true, "{json}");
+    assert!(sim.pod(&first).is_none(), "the old pod is terminated");
+    assert_ne!(sim.host_of(&second), Some(full_host));
+    // The host key is the volume's, verified without a first contact; the old pod went only
+    // after the new one answered.
+    assert!(!moved.stderr.contains("first contact"), "{}", moved.stderr);
+    let second_pin = pod_tunnel::known_host(&known_hosts, &second)
+        .expect("known_hosts")
+        .expect("pinned before the first connection");
+    assert_eq!(second_pin.fingerprint, pin.fingerprint);
+    assert!(
+        line_of(
+            &moved.stderr,
+            &format!("pod {second} answers and runs Blender")
+        ) < line_of(&moved.stderr, &format!("terminated the old pod {first}")),
+        "{}",
+        moved.stderr
+    );
+
+    // Blender on the new pod opens the scene saved before the move, from the volume.
+    let remote = format!("{}/projects/chair/{name}", path_string(pod.pod_root()));
+    let code = format!(
+        "import bpy, hashlib\n\
+         path = {remote:?}\n\
+         print(hashlib.sha256(open(path, 'rb').read()).hexdigest())\n\
+         bpy.ops.wm.open_mainfile(filepath=path)\n\
+         print(bpy.data.filepath)"
+    );
+    let opened = ws.rpb_within(SLOW, &["py", &code]).await.success();
+    assert!(opened.stdout.contains(&sha), "{}", opened.stdout);
+    assert!(opened.stdout.contains(&remote), "{}", opened.stdout);
+
+    // A terminate the API refuses is reported, and never makes a second replacement.
+    ws.rpb_within(SLOW, &["stop", "--keep"]).await.success();
+    sim.fill_host(&second).expect("host");
+    sim.set_faults(|faults| faults.terminate_refused_next = 1);
+    // Both RTX 4090 hosts of the data center are full now: another allowed type takes over.
+    let moved = ws
+        .rpb_within(
+            SLOW,
+            &[
+                "start",
+                "--gpu-type",
+                "NVIDIA GeForce RTX 4090",
+                "--gpu-type",
+                "NVIDIA RTX A5000",
+                "--json",
+            ],
+        )
+        .await
+        .success();
+    let json = moved.json();
+    let third = json["pod_id"].as_str().expect("pod_id").to_owned();
+    assert_eq!(json["moved"]["gpu_type"], "NVIDIA RTX A5000", "{json}");
+    // The catalog shows no free 4090 there, so the A5000 is tried first, and succeeds.
+    assert_eq!(json["moved"]["tried"], serde_json::json!([]), "{json}");
+    assert_eq!(json["moved"]["old_pod_terminated"], false, "{json}");
+    assert!(
+        json["moved"]["old_pod_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("cannot be terminated now")),
+        "{json}"
+    );
+    assert!(
+        moved
+            .stderr
+            .contains(&format!("could not terminate the old pod {second}")),
+        "{}",
+        moved.stderr
+    );
+    let pods = sim.pods();
+    assert_eq!(pods.len(), 2, "the old pod and one new pod: {pods:?}");
+    assert_eq!(
+        sim.pod(&second).map(|pod| pod.status),
+        Some(runpod_api::PodStatus::Exited)
+    );
+
+    // stop terminates a pod on a volume, after checking the volume holds the pod root; the
+    // files stay; the next start makes a new pod for the volume.
+    let stopped = ws
+        .rpb_within(SLOW, &["stop", "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(stopped["status"], "TERMINATED", "{stopped}");
+    assert_eq!(
+        stopped["checked_on_pod"], true,
+        "checked on the running pod"
+    );
+    assert!(sim.pod(&third).is_none());
+    assert_eq!(sha256_of(&on_volume), sha);
+    let again = ws
+        .rpb_within(SLOW, &["start", "--gpu-type", "NVIDIA RTX A5000", "--json"])
+        .await
+        .success();
+    let json = again.json();
+    assert_eq!(json["moved"]["reason"], "it no longer exists", "{json}");
+    let fourth = json["pod_id"].as_str().expect("pod_id").to_owned();
+    let listed = ws
+        .rpb(&["project", "list", "--remote", "--json"])
+        .await
+        .success();
+    assert!(listed.stdout.contains(name), "{}", listed.stdout);
+    let stopped = ws
+        .rpb_within(SLOW, &["stop", "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(stopped["pod_id"], fourth.as_str());
+    assert_eq!(stopped["status"], "TERMINATED");
+    pod.shutdown().await.expect("shutdown");
+}
