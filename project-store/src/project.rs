@@ -211,23 +211,33 @@ impl Manifest {
     }
 
     /// Resolves `spec`: `latest`, a version's file name, a stem (its latest version), or the
-    /// name of a recorded `.blend` file.
+    /// name of a recorded `.blend` file. `latest` in a project without versions (a hand-made
+    /// one whose `.blend` files were recorded as they are) is its newest recorded `.blend`.
     pub fn resolve(&self, spec: &str) -> Option<&FileEntry> {
         if spec == "latest" {
-            return self.latest();
+            return self.latest().or_else(|| {
+                self.loose_blends().max_by(|a, b| {
+                    a.saved_at
+                        .cmp(&b.saved_at)
+                        .then_with(|| a.name.cmp(&b.name))
+                })
+            });
         }
         self.versions()
             .find(|f| f.name == spec)
             .or_else(|| self.latest_of(spec))
             // A recorded `.blend` that is not a version (found in a hand-made project), by name.
-            .or_else(|| {
-                self.files.iter().find(|f| {
-                    f.name == spec
-                        && Path::new(&f.name)
-                            .extension()
-                            .is_some_and(|extension| extension.eq_ignore_ascii_case("blend"))
-                })
-            })
+            .or_else(|| self.loose_blends().find(|f| f.name == spec))
+    }
+
+    /// Recorded `.blend` files that are not versions (found in a hand-made project).
+    fn loose_blends(&self) -> impl Iterator<Item = &FileEntry> {
+        self.files.iter().filter(|f| {
+            f.kind != FileKind::Version
+                && Path::new(&f.name)
+                    .extension()
+                    .is_some_and(|extension| extension.eq_ignore_ascii_case("blend"))
+        })
     }
 
     /// The entry for a tracked file or version named `name`.

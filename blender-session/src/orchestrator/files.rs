@@ -132,7 +132,9 @@ impl Orchestrator {
     }
 
     /// Opens a local version (`latest`, a file name or a stem) in Blender on the pod, uploading
-    /// it first when the pod lacks it or holds a different file. Returns the remote path.
+    /// it first when the pod lacks it or holds a different file; a `.blend` file name that is
+    /// no local version but is in the pod's project folder opens there. Returns the remote
+    /// path.
     ///
     /// # Errors
     ///
@@ -144,12 +146,49 @@ impl Orchestrator {
         project: &project_store::ProjectName,
         version: &str,
     ) -> Result<String> {
-        let (remote, _) = self
-            .upload_version(session, store, project, version)
-            .await?;
+        let remote = match self.upload_version(session, store, project, version).await {
+            Ok((remote, _)) => remote,
+            // Not a local version: a `.blend` only on the pod (made there, or by the original
+            // scripts) opens where it is.
+            Err(Error::Store {
+                source: project_store::Error::VersionNotFound { .. },
+                ..
+            }) if self.remote_blend_exists(session, project, version).await? => {
+                format!("{}/{version}", self.remote_project_dir(project))
+            }
+            Err(error) => return Err(error),
+        };
         let mut client = session.mcp().await?;
         client.open_blend(&remote).await?;
         Ok(remote)
+    }
+
+    /// Whether `name` (a plain `.blend` file name) is a file in the pod's folder of `project`.
+    async fn remote_blend_exists(
+        &self,
+        session: &Session,
+        project: &project_store::ProjectName,
+        name: &str,
+    ) -> Result<bool> {
+        let plain = !name.is_empty()
+            && !name.contains('/')
+            && !name.starts_with('.')
+            && std::path::Path::new(name)
+                .extension()
+                .is_some_and(|extension| extension.eq_ignore_ascii_case("blend"));
+        if !plain {
+            return Ok(false);
+        }
+        let remote = format!("{}/{name}", self.remote_project_dir(project));
+        let check = session
+            .host
+            .run(
+                &format!("test -f {}", shell::quote(&remote)),
+                None,
+                Duration::from_secs(60),
+            )
+            .await?;
+        Ok(check.success())
     }
 
     /// Uploads a local version to the pod's project folder unless the pod holds the same file;

@@ -161,7 +161,18 @@ impl Store {
         relative: impl AsRef<Path>,
         source: Source,
     ) -> Result<FileEntry> {
-        let relative = relative.as_ref();
+        self.track_file_saved(name, relative.as_ref(), source, false)
+    }
+
+    /// [`Store::track_file`]; with `at_mtime`, the entry's `saved_at` is the file's
+    /// modification time (a file saved by hand before rpb knew it) instead of now.
+    fn track_file_saved(
+        &self,
+        name: &ProjectName,
+        relative: &Path,
+        source: Source,
+        at_mtime: bool,
+    ) -> Result<FileEntry> {
         let entry_name =
             project::tracked_name(relative).ok_or_else(|| Error::InvalidTrackedPath {
                 path: relative.to_path_buf(),
@@ -173,16 +184,21 @@ impl Store {
             source,
         };
         let mut file = File::open(&path).map_err(map)?;
+        let modified = file.metadata().and_then(|meta| meta.modified()).ok();
         let (size, sha256) = hash_copy(&mut file, &mut io::sink()).map_err(|e| match e {
             CopyError::Read(source) | CopyError::Write(source) => map(source),
         })?;
+        let saved_at = modified
+            .filter(|_| at_mtime)
+            .and_then(|time| Timestamp::try_from(time).ok())
+            .unwrap_or_else(Timestamp::now);
         let entry = FileEntry {
             name: entry_name,
             kind: FileKind::File,
             stem: None,
             size,
             sha256,
-            saved_at: Timestamp::now(),
+            saved_at,
             source,
             extra: serde_json::Map::new(),
         };
@@ -225,7 +241,9 @@ impl Store {
         loose.sort();
         loose
             .iter()
-            .map(|file_name| self.track_file(name, file_name, Source::local()))
+            .map(|file_name| {
+                self.track_file_saved(name, Path::new(file_name), Source::local(), true)
+            })
             .collect()
     }
 

@@ -394,3 +394,44 @@ fn loose_blend_files_of_a_hand_made_project_are_recorded_in_place() {
         "nothing new"
     );
 }
+
+/// `latest` of a project without versions is its most recently modified recorded `.blend`
+/// (the file's own time, not the time rpb recorded it); a saved version takes over.
+#[test]
+fn latest_of_a_hand_made_project_is_its_newest_blend_until_a_version_is_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let project = store.projects_dir().join("robot-arm");
+    fs::create_dir_all(&project).unwrap();
+    for (file, age_days) in [
+        ("b-newest.blend", 1),
+        ("a-older.blend", 5),
+        ("z-oldest.blend", 30),
+    ] {
+        let path = project.join(file);
+        fs::write(&path, b"abc").unwrap();
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age_days * 86_400);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+    store.init().unwrap();
+    let name = ProjectName::new("robot-arm").unwrap();
+    store.track_loose_blends(&name).unwrap();
+    let manifest = store.project(&name).unwrap().manifest;
+    assert_eq!(manifest.resolve("latest").unwrap().name, "b-newest.blend");
+    assert_eq!(
+        manifest.resolve("z-oldest.blend").unwrap().name,
+        "z-oldest.blend"
+    );
+
+    let saved = store
+        .save_version(&name, "scene")
+        .write_from(&b"version"[..])
+        .unwrap();
+    let manifest = store.project(&name).unwrap().manifest;
+    assert_eq!(manifest.resolve("latest").unwrap().name, saved.name);
+}

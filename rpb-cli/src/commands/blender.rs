@@ -142,25 +142,161 @@ pub(crate) fn mcp_config(ctx: &Ctx, args: &McpConfigArgs) -> anyhow::Result<Outc
         daemon::TunnelStatus::Running(record) => record.mcp_port,
         _ => profile.local_ports.mcp,
     };
-    let document = mcp_json(port);
-    let text = serde_json::to_string_pretty(&document)?;
     if args.print {
+        let document = mcp_json(port);
+        let text = serde_json::to_string_pretty(&document)?;
         return Ok(Outcome::new(document, text));
     }
     let path = args
         .output
         .clone()
         .unwrap_or_else(|| ctx.store.root().join(".mcp.json"));
-    std::fs::write(&path, format!("{text}\n"))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(Outcome::new(
-        json!({"path": path, "mcp_port": port, "config": document}),
+    let existing = match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading {}", path.display()));
+        }
+    };
+    let (document, changes) = merged_mcp_json(existing.as_deref(), port)
+        .with_context(|| format!("{} was left unchanged", path.display()))?;
+    let summary = if changes.is_empty() {
         format!(
-            "wrote {} (uvx {} → 127.0.0.1:{port})",
+            "{} already runs uvx {} → 127.0.0.1:{port}: unchanged",
             path.display(),
             mcp::SERVER_REQUIREMENT
-        ),
+        )
+    } else {
+        let text = format!("{}\n", serde_json::to_string_pretty(&document)?);
+        write_replacing(&path, text.as_bytes())?;
+        let mut summary = format!(
+            "wrote {} (uvx {} → 127.0.0.1:{port}):",
+            path.display(),
+            mcp::SERVER_REQUIREMENT
+        );
+        for change in &changes {
+            summary.push_str("\n  ");
+            summary.push_str(change);
+        }
+        summary
+    };
+    Ok(Outcome::new(
+        json!({
+            "path": path,
+            "mcp_port": port,
+            "config": document,
+            "changed": !changes.is_empty(),
+            "changes": changes,
+        }),
+        summary,
     ))
+}
+
+/// `existing` (a `.mcp.json`, if any) with rpb's `blender` server put in, and what that
+/// changed, one line each; every other key and server is kept. An empty list: nothing to do.
+fn merged_mcp_json(
+    existing: Option<&[u8]>,
+    port: u16,
+) -> anyhow::Result<(serde_json::Value, Vec<String>)> {
+    let ours = mcp_json(port);
+    let Some(bytes) = existing else {
+        return Ok((
+            ours,
+            vec!["created it with the mcpServers.blender entry".to_owned()],
+        ));
+    };
+    let mut document: serde_json::Value = serde_json::from_slice(bytes).context(
+        "it is not JSON; move it aside (or print rpb's entry with `rpb mcp-config --print`)",
+    )?;
+    let Some(servers) = document
+        .as_object_mut()
+        .map(|object| object.entry("mcpServers").or_insert_with(|| json!({})))
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        bail!("its top level or its mcpServers is not a JSON object; fix it or move it aside");
+    };
+    let wanted = ours["mcpServers"]["blender"].clone();
+    let mut changes = Vec::new();
+    match servers.get("blender") {
+        None => changes.push("added mcpServers.blender".to_owned()),
+        Some(current) if *current == wanted => {}
+        Some(current) => {
+            for key in ["command", "args", "env"] {
+                if current.get(key) != wanted.get(key) {
+                    changes.push(format!(
+                        "mcpServers.blender.{key}: {} → {}",
+                        current
+                            .get(key)
+                            .map_or_else(|| "none".to_owned(), ToString::to_string),
+                        wanted[key]
+                    ));
+                }
+            }
+            let extra: Vec<&String> = current
+                .as_object()
+                .map(|fields| {
+                    fields
+                        .keys()
+                        .filter(|key| !["command", "args", "env"].contains(&key.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !extra.is_empty() {
+                changes.push(format!(
+                    "mcpServers.blender: dropped {}",
+                    extra
+                        .iter()
+                        .map(|key| key.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if changes.is_empty() {
+                changes.push("mcpServers.blender: rewritten".to_owned());
+            }
+        }
+    }
+    if changes.is_empty() {
+        return Ok((document, changes));
+    }
+    servers.insert("blender".to_owned(), wanted);
+    let others: Vec<&String> = servers.keys().filter(|name| *name != "blender").collect();
+    if !others.is_empty() {
+        changes.push(format!(
+            "kept the other servers: {}",
+            others
+                .iter()
+                .map(|name| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok((document, changes))
+}
+
+/// Replaces `path` with `bytes` through a new file renamed over it (keeping the old file's
+/// mode), so a failure never leaves half a file.
+fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mode = std::fs::metadata(path).map_or(0o644, |meta| meta.permissions().mode() & 0o777);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".rpb-{}", std::process::id()));
+    let temporary = PathBuf::from(name);
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
 }
 
 /// The `.mcp.json` document for `uvx blender-mcp` (the pinned release) through the tunnel.

@@ -493,3 +493,66 @@ async fn py_reaches_blender_only_through_this_pods_own_tunnel() {
         "nothing connected to the default port"
     );
 }
+
+/// `rpb mcp-config` on a workspace that has a `.mcp.json` (the original recipe's, with a server
+/// of the user's own): rpb's entry goes in, every other key stays, and it says what changed; a
+/// second run changes nothing; a file that is not JSON is left alone.
+#[tokio::test]
+async fn mcp_config_merges_into_an_existing_file_and_says_what_it_changed() {
+    let ws = Workspace::new();
+    ws.write_env(&[("RPB_MCP_PORT", "19876".into())]);
+    let path = ws.root().join(".mcp.json");
+    let original = serde_json::json!({
+        "mcpServers": {
+            "blender": {"command": "uvx", "args": ["blender-mcp"]},
+            "notes": {"command": "notes-server", "args": ["--db", "x"]}
+        },
+        "theme": "dark"
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&original).unwrap()).unwrap();
+
+    let run = ws.rpb(&["mcp-config", "--json"]).await.success();
+    let json = run.json();
+    assert_eq!(json["changed"], true);
+    let changes: Vec<&str> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change.as_str().unwrap())
+        .collect();
+    assert!(
+        changes.iter().any(|change| change.starts_with(
+            "mcpServers.blender.args: [\"blender-mcp\"] → [\"--from\",\"blender-mcp=="
+        )),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&"mcpServers.blender.env: none → {\"BLENDER_HOST\":\"127.0.0.1\",\"BLENDER_PORT\":\"19876\"}"),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&"kept the other servers: notes"),
+        "{changes:?}"
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(written["theme"], "dark");
+    assert_eq!(
+        written["mcpServers"]["notes"],
+        original["mcpServers"]["notes"]
+    );
+    assert_eq!(
+        written["mcpServers"]["blender"]["env"]["BLENDER_PORT"],
+        "19876"
+    );
+
+    let again = ws.rpb(&["mcp-config"]).await.success();
+    assert!(again.stdout.contains("unchanged"), "{}", again.stdout);
+
+    std::fs::write(&path, "{ not json").unwrap();
+    let bad = ws.rpb(&["mcp-config"]).await;
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stderr.contains("was left unchanged"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("not JSON"), "{}", bad.stderr);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
+}

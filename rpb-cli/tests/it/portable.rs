@@ -38,7 +38,11 @@ fn sha256_of(path: &std::path::Path) -> String {
         .arg(path)
         .output()
         .expect("sha256sum (coreutils) runs");
-    assert!(output.status.success(), "sha256sum {path:?}: {output:?}");
+    assert!(
+        output.status.success(),
+        "sha256sum {}: {output:?}",
+        path.display()
+    );
     String::from_utf8_lossy(&output.stdout)
         .split_whitespace()
         .next()
@@ -117,7 +121,7 @@ async fn a_session_on_a_network_volume_moves_off_a_full_host_and_stop_terminates
     assert!(
         !pod.state_dir()
             .join("runpod/projects/chair")
-            .join(&name)
+            .join(name)
             .exists(),
         "the machine's disk holds no copy"
     );
@@ -161,18 +165,30 @@ async fn a_session_on_a_network_volume_moves_off_a_full_host_and_stop_terminates
         moved.stderr
     );
 
-    // Blender on the new pod opens the scene saved before the move, from the volume.
+    // Blender on the new pod opens the scene saved before the move, from the volume: a file
+    // that is no local version (the local copy has a versioned name) opens where it is.
     let remote = format!("{}/projects/chair/{name}", path_string(pod.pod_root()));
-    let code = format!(
-        "import bpy, hashlib\n\
-         path = {remote:?}\n\
-         print(hashlib.sha256(open(path, 'rb').read()).hexdigest())\n\
-         bpy.ops.wm.open_mainfile(filepath=path)\n\
-         print(bpy.data.filepath)"
+    let opened = ws
+        .rpb_within(SLOW, &["open", "--project", "chair", name, "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(opened["remote"], remote.as_str());
+    let code = "import bpy, hashlib\n\
+                print(bpy.data.filepath)\n\
+                print(hashlib.sha256(open(bpy.data.filepath, 'rb').read()).hexdigest())";
+    let open_now = ws.rpb_within(SLOW, &["py", code]).await.success();
+    assert!(open_now.stdout.contains(&remote), "{}", open_now.stdout);
+    assert!(open_now.stdout.contains(&sha), "{}", open_now.stdout);
+    let missing = ws
+        .rpb_within(SLOW, &["open", "--project", "chair", "nothing-here.blend"])
+        .await;
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(
+        missing.stderr.contains("nothing-here.blend"),
+        "{}",
+        missing.stderr
     );
-    let opened = ws.rpb_within(SLOW, &["py", &code]).await.success();
-    assert!(opened.stdout.contains(&sha), "{}", opened.stdout);
-    assert!(opened.stdout.contains(&remote), "{}", opened.stdout);
 
     // A terminate the API refuses is reported, and never makes a second replacement.
     ws.rpb_within(SLOW, &["stop", "--keep"]).await.success();
