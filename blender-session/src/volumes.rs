@@ -91,25 +91,56 @@ pub struct VolumeCost {
     pub volume: NetworkVolume,
     /// What it costs, estimated from the price table.
     pub cost: StorageCost,
+    /// What RunPod's billing charged for it over the last 30 days, in USD; `None` when the
+    /// billing API did not answer (the estimate still stands).
+    pub billed_last_30_days: Option<f64>,
 }
 
-/// The account's network volumes with their estimated cost.
+/// The account's network volumes with their estimated cost and what RunPod billed for each
+/// over the last 30 days (one billing request; when it fails, the bills are `None`).
 ///
 /// # Errors
 ///
-/// [`Error::Provider`] when the API call fails.
+/// [`Error::Provider`] when listing the volumes fails.
 pub async fn list(client: &runpod_api::Client, prices: &StoragePrices) -> Result<Vec<VolumeCost>> {
     let volumes = client
         .list_network_volumes()
         .await
         .map_err(provider("listing network volumes".into()))?;
+    let bills = billed_last_30_days(client).await;
     Ok(volumes
         .into_iter()
         .map(|volume| VolumeCost {
             cost: prices.network_volume(volume.size),
+            billed_last_30_days: bills.as_ref().map(|bills| {
+                bills
+                    .iter()
+                    .filter(|(id, _)| *id == volume.id.as_str())
+                    .map(|(_, amount)| amount)
+                    .sum()
+            }),
             volume,
         })
         .collect())
+}
+
+/// Each volume's charges over the last 30 daily buckets, per record; `None` when the billing
+/// API fails (logged).
+async fn billed_last_30_days(client: &runpod_api::Client) -> Option<Vec<(String, f64)>> {
+    let params = runpod_api::params::BillingParams::default().last_n(30);
+    match client.network_volume_billing(&params).await {
+        Ok(billing) => Some(
+            billing
+                .records
+                .into_iter()
+                .map(|record| (record.network_volume_id, record.amounts.total_amount))
+                .collect(),
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "reading the network volume billing failed; showing estimates only");
+            None
+        }
+    }
 }
 
 /// Deletes network volume `id`. Refuses the workspace's own volume (`workspace_volume`)

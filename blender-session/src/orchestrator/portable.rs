@@ -141,30 +141,7 @@ impl Orchestrator {
             Step::Move,
             format!("pod {new_id} answers and runs Blender on network volume {volume_id}"),
         );
-        let old_pod_left = match &old {
-            Some(pod) if pod.status != PodStatus::Terminated => {
-                clock.emit(Step::Terminate, format!("terminating the old pod {old_id}"));
-                match self.provider.terminate(old_id).await {
-                    Ok(()) => {
-                        clock.emit(Step::Terminate, format!("terminated the old pod {old_id}"));
-                        None
-                    }
-                    Err(error) => {
-                        let text = error_chain(&error);
-                        clock.emit(
-                            Step::Terminate,
-                            format!(
-                                "could not terminate the old pod {old_id} ({text}); it is \
-                                 stopped and bills only its disk: terminate it in the RunPod \
-                                 console"
-                            ),
-                        );
-                        Some(text)
-                    }
-                }
-            }
-            _ => None,
-        };
+        let old_pod_left = self.retire_old_pod(old_id, old.as_ref(), clock).await;
         clock.emit(
             Step::Move,
             format!("moved from pod {old_id} to pod {new_id} ({gpu_type}, {data_center})"),
@@ -179,6 +156,37 @@ impl Orchestrator {
             old_pod_left,
         });
         Ok(session)
+    }
+
+    /// Terminates the pod a move replaced (unless it is gone already); returns why that
+    /// failed, if it did (the pod is stopped then, and is reported, never replaced again).
+    async fn retire_old_pod(
+        &self,
+        old_id: &str,
+        old: Option<&PodView>,
+        clock: &Clock<'_>,
+    ) -> Option<String> {
+        if old.is_none_or(|pod| pod.status == PodStatus::Terminated) {
+            return None;
+        }
+        clock.emit(Step::Terminate, format!("terminating the old pod {old_id}"));
+        match self.provider.terminate(old_id).await {
+            Ok(()) => {
+                clock.emit(Step::Terminate, format!("terminated the old pod {old_id}"));
+                None
+            }
+            Err(error) => {
+                let text = error_chain(&error);
+                clock.emit(
+                    Step::Terminate,
+                    format!(
+                        "could not terminate the old pod {old_id} ({text}); it is stopped and \
+                         bills only its disk: terminate it in the RunPod console"
+                    ),
+                );
+                Some(text)
+            }
+        }
     }
 
     /// The new pod: the old pod's image and start command when it is known, else the

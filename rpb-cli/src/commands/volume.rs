@@ -213,12 +213,15 @@ async fn list(ctx: &Ctx) -> anyhow::Result<Outcome> {
         let volume = &item.volume;
         let _ = writeln!(
             human,
-            "{}  {:<16} {:>5} GB  {:<12} ~${:.2}/month{}",
+            "{}  {:<16} {:>5} GB  {:<12} ~${:.2}/month{}{}",
             volume.id,
             volume.name,
             volume.size,
             volume.data_center,
             item.cost.per_month,
+            item.billed_last_30_days
+                .map(|billed| format!(", billed ${billed:.2} in 30 days"))
+                .unwrap_or_default(),
             if ours == Some(volume.id.as_str()) {
                 "  (this workspace's)"
             } else {
@@ -227,12 +230,17 @@ async fn list(ctx: &Ctx) -> anyhow::Result<Outcome> {
         );
     }
     let total: f64 = listed.iter().map(|item| item.cost.per_month).sum();
+    let billed: Option<f64> = listed.iter().map(|item| item.billed_last_30_days).sum();
     if listed.is_empty() {
         human.push_str("no network volumes\n");
     } else {
         let _ = writeln!(
             human,
-            "about ${total:.2}/month in all (estimate from the price table)"
+            "about ${total:.2}/month in all (estimate from the price table){}",
+            billed.map_or_else(
+                || "; RunPod's billing did not answer".to_owned(),
+                |billed| format!("; RunPod billed ${billed:.2} for them in the last 30 days")
+            )
         );
     }
     Ok(Outcome::new(
@@ -244,10 +252,12 @@ async fn list(ctx: &Ctx) -> anyhow::Result<Outcome> {
                 "data_center": item.volume.data_center,
                 "type": item.volume.volume_type.as_str(),
                 "cost_per_month": item.cost.per_month,
+                "billed_last_30_days": item.billed_last_30_days,
                 "workspace": ours == Some(item.volume.id.as_str()),
             })).collect::<Vec<_>>(),
             "cost_per_month": total,
             "cost_is_estimate": true,
+            "billed_last_30_days": billed,
         }),
         human,
     ))

@@ -127,7 +127,24 @@ async fn volume_create_chooses_the_data_center_and_says_why() {
             .any(|v| v["id"] == id.as_str() && v["workspace"] == true)
     );
     assert!((run.json()["cost_per_month"].as_f64().unwrap() - 53.5).abs() < 1e-9);
+    // RunPod's billing (the simulator bills from each volume's creation) gives the real
+    // charges: tiny after a moment, never negative, and per volume.
+    let billed = run.json()["billed_last_30_days"]
+        .as_f64()
+        .expect("billing answered");
+    assert!((0.0..0.01).contains(&billed), "{billed}");
+    assert!(
+        volumes
+            .iter()
+            .all(|v| v["billed_last_30_days"].as_f64().is_some())
+    );
     let run = ws.rpb(&["volume", "list"]).await.success();
+    assert!(
+        run.stdout
+            .contains("; RunPod billed $0.00 for them in the last 30 days"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("(this workspace's)"), "{}", run.stdout);
     assert!(
         run.stdout.contains("about $53.50/month in all"),

@@ -57,6 +57,7 @@ pub(super) fn router(world: Arc<Mutex<World>>, api_key: String) -> Router {
         .route("/v2/catalog/datacenters/{id}", get(get_data_center))
         .route("/v2/account/ssh-keys", get(get_ssh_keys).put(put_ssh_keys))
         .route("/v2/billing/pods", get(pod_billing))
+        .route("/v2/billing/network-volumes", get(network_volume_billing))
         .route(
             "/v2/network-volumes",
             get(resources::list_volumes).post(resources::create_volume),
@@ -618,6 +619,67 @@ async fn put_ssh_keys(State(state): State<AppState>, body: Bytes) -> Response {
     };
     state.world().ssh_keys.clone_from(&keys.keys);
     ok_json(StatusCode::OK, &keys)
+}
+
+/// Each network volume's charge since it was created, in one bucket (today's); a filter to
+/// one volume narrows it. Other windows answer the same totals: the simulator keeps no history.
+async fn network_volume_billing(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = query_pairs(query.as_deref());
+    if let Err(response) = check_query(&pairs, &validate::network_volume_billing_query()) {
+        return response;
+    }
+    let bucket = query_value(&pairs, "bucketSize")
+        .unwrap_or("day")
+        .to_owned();
+    let filter = query_value(&pairs, "networkVolumeId").map(str::to_owned);
+    let now_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0));
+    let day_start = now_wall - now_wall.rem_euclid(86_400);
+    let (start, end) = (
+        format_rfc3339(day_start),
+        format_rfc3339(day_start + 86_400),
+    );
+    let bills = state.world().volumes.bills(std::time::Instant::now());
+    let mut records = Vec::new();
+    let (mut total, mut standard, mut high) = (0.0, 0.0, 0.0);
+    for bill in bills
+        .iter()
+        .filter(|bill| filter.as_deref().is_none_or(|wanted| wanted == bill.id))
+    {
+        let (std_amount, hp_amount) = if bill.kind == "HIGH_PERFORMANCE" {
+            (0.0, bill.amount)
+        } else {
+            (bill.amount, 0.0)
+        };
+        total += bill.amount;
+        standard += std_amount;
+        high += hp_amount;
+        records.push(json!({
+            "networkVolumeId": bill.id, "startTime": start, "endTime": end,
+            "totalAmount": bill.amount, "standardAmount": std_amount,
+            "highPerformanceAmount": hp_amount,
+        }));
+    }
+    let body = json!({
+        "records": records,
+        "metadata": {
+            "query": {
+                "startTime": start, "endTime": end, "bucketSize": bucket,
+                "networkVolumeId": filter,
+            },
+            "recordCount": records.len(),
+            "uniqueNetworkVolumeCount": records.len(),
+            "totals": {
+                "totalAmount": total, "standardAmount": standard,
+                "highPerformanceAmount": high,
+            },
+        },
+    });
+    ok_json(StatusCode::OK, &body)
 }
 
 async fn pod_billing(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {

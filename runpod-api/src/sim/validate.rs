@@ -700,6 +700,13 @@ pub(super) fn data_center_query() -> Vec<(&'static str, Shape)> {
     vec![("include", array(Shape::Enum(DATA_CENTER_INCLUDES)))]
 }
 
+pub(super) fn network_volume_billing_query() -> Vec<(&'static str, Shape)> {
+    let mut shapes = pod_billing_query();
+    shapes.retain(|(name, _)| *name != "podId");
+    shapes.push(("networkVolumeId", string()));
+    shapes
+}
+
 pub(super) fn pod_billing_query() -> Vec<(&'static str, Shape)> {
     vec![
         ("startTime", patterned(Pattern::DateTime)),

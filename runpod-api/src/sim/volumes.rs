@@ -46,16 +46,39 @@ fn not_found(id: &str) -> Refusal {
     Refusal::new(404, "Not Found", format!("network volume {id} not found"))
 }
 
+/// USD per GB-month of a network volume by type, as RunPod publishes them (standard below
+/// 1 TB; high performance), for the simulated bill.
+fn price_per_gb_month(kind: &str) -> f64 {
+    if kind == "HIGH_PERFORMANCE" {
+        0.14
+    } else {
+        0.07
+    }
+}
+
+/// Hours in a billing month (365 × 24 / 12).
+const HOURS_PER_MONTH: f64 = 730.0;
+
+/// One volume's bill so far, as `GET /v2/billing/network-volumes` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VolumeBill {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) amount: f64,
+}
+
 /// The account's network volumes.
 #[derive(Debug, Default)]
 pub(crate) struct Volumes {
-    volumes: BTreeMap<String, NetworkVolume>,
+    stored: BTreeMap<String, NetworkVolume>,
+    /// When each was created: billing runs from then, pods or not.
+    created: BTreeMap<String, std::time::Instant>,
     serial: u64,
 }
 
 impl Volumes {
     pub(crate) fn list(&self) -> Vec<NetworkVolume> {
-        self.volumes.values().cloned().collect()
+        self.stored.values().cloned().collect()
     }
 
     pub(crate) fn create(
@@ -91,12 +114,32 @@ impl Volumes {
             data_center: center.id.to_owned(),
             kind,
         };
-        self.volumes.insert(volume.id.clone(), volume.clone());
+        self.stored.insert(volume.id.clone(), volume.clone());
+        self.created
+            .insert(volume.id.clone(), std::time::Instant::now());
         Ok(volume)
     }
 
+    /// Each volume's charge from its creation to `now` (deleted volumes are not kept).
+    pub(crate) fn bills(&self, now: std::time::Instant) -> Vec<VolumeBill> {
+        self.stored
+            .values()
+            .map(|volume| {
+                let hours = self.created.get(&volume.id).map_or(0.0, |created| {
+                    now.saturating_duration_since(*created).as_secs_f64() / 3600.0
+                });
+                VolumeBill {
+                    id: volume.id.clone(),
+                    kind: volume.kind.clone(),
+                    amount: f64::from(volume.size) * price_per_gb_month(&volume.kind) * hours
+                        / HOURS_PER_MONTH,
+                }
+            })
+            .collect()
+    }
+
     pub(crate) fn get(&self, id: &str) -> Result<NetworkVolume, Refusal> {
-        self.volumes.get(id).cloned().ok_or_else(|| not_found(id))
+        self.stored.get(id).cloned().ok_or_else(|| not_found(id))
     }
 
     pub(crate) fn update(
@@ -104,7 +147,7 @@ impl Volumes {
         id: &str,
         request: &UpdateNetworkVolume,
     ) -> Result<NetworkVolume, Refusal> {
-        let volume = self.volumes.get_mut(id).ok_or_else(|| not_found(id))?;
+        let volume = self.stored.get_mut(id).ok_or_else(|| not_found(id))?;
         if let Some(size) = request.size
             && size < volume.size
         {
@@ -128,7 +171,7 @@ impl Volumes {
 
     /// Deletes a volume no pod mounts; `users` are the pods that mount it.
     pub(crate) fn delete(&mut self, id: &str, users: &[String]) -> Result<(), Refusal> {
-        if !self.volumes.contains_key(id) {
+        if !self.stored.contains_key(id) {
             return Err(not_found(id));
         }
         if !users.is_empty() {
@@ -141,7 +184,7 @@ impl Volumes {
                 ),
             ));
         }
-        self.volumes.remove(id);
+        self.stored.remove(id);
         Ok(())
     }
 
