@@ -263,6 +263,15 @@ pub enum Error {
         tried: String,
     },
 
+    /// A copy between pods does not match its source.
+    #[error("the copy on pod {pod_id} does not match the original: {detail}")]
+    CopyMismatch {
+        /// The pod that holds the copy.
+        pod_id: String,
+        /// What differs.
+        detail: String,
+    },
+
     /// Moving a session to a new pod on another host failed after the decision to move.
     #[error("moving pod {pod_id} to another host failed: {detail}")]
     MoveFailed {

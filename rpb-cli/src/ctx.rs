@@ -212,3 +212,19 @@ pub(crate) fn blender_ports(ctx: &Ctx, pod_id: &str) -> anyhow::Result<TunnelPor
         ),
     }
 }
+
+/// The public half of the SSH key `private` (`<private>.pub`), as one line.
+pub(crate) fn read_public_key(private: &std::path::Path) -> anyhow::Result<String> {
+    let mut public = private.as_os_str().to_owned();
+    public.push(".pub");
+    let public = std::path::PathBuf::from(public);
+    Ok(std::fs::read_to_string(&public)
+        .with_context(|| {
+            format!(
+                "reading the public key {} (run `rpb init`)",
+                public.display()
+            )
+        })?
+        .trim()
+        .to_owned())
+}

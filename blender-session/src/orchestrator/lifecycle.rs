@@ -230,7 +230,7 @@ impl Orchestrator {
         }
     }
 
-    async fn start_pod(&self, pod_id: &str, clock: &Clock<'_>) -> Result<()> {
+    pub(super) async fn start_pod(&self, pod_id: &str, clock: &Clock<'_>) -> Result<()> {
         clock.emit(Step::StartPod, format!("starting pod {pod_id}"));
         let Some(wait) = self.settings.wait_for_gpu else {
             return self.provider.start(pod_id).await;
@@ -409,7 +409,7 @@ impl Orchestrator {
     }
 
     /// Polls until the pod runs with an SSH endpoint.
-    async fn wait_running(&self, pod_id: &str, clock: &Clock<'_>) -> Result<PodView> {
+    pub(super) async fn wait_running(&self, pod_id: &str, clock: &Clock<'_>) -> Result<PodView> {
         self.poll(
             pod_id,
             Step::WaitRunning,

@@ -19,12 +19,14 @@ use crate::{Error, Result};
 mod adopt;
 mod files;
 mod lifecycle;
+mod migrate;
 mod portable;
 mod session;
 
 pub use adopt::{AdoptOptions, AdoptReport};
 pub use files::RemoteBlend;
 
+pub use migrate::{Migrated, staging_dir};
 pub use portable::Terminated;
 pub use session::{
     Event, Events, Moved, Session, SessionSettings, SessionStatus, Step, WaitForGpu,

@@ -191,7 +191,7 @@ impl Orchestrator {
 
     /// The new pod: the old pod's image and start command when it is known, else the
     /// configured replacement; mounting the volume at the pod root.
-    fn replacement_spec(
+    pub(super) fn replacement_spec(
         &self,
         old: Option<&PodView>,
         volume_id: &str,

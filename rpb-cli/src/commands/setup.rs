@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -84,7 +84,7 @@ pub(crate) async fn init(ctx: &Ctx, args: InitArgs) -> anyhow::Result<Outcome> {
     }
     let mut registered = None;
     if profile.config.api_key.is_some() && !args.no_register {
-        let public = read_public_key(&ssh_key)?;
+        let public = crate::ctx::read_public_key(&ssh_key)?;
         let provider = blender_session::adapters::RunpodProvider::new(profile.client()?);
         let added = blender_session::seams::PodProvider::ensure_ssh_key(&provider, &public)
             .await
@@ -151,21 +151,6 @@ async fn ensure_ssh_key(path: &Path) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn read_public_key(private: &Path) -> anyhow::Result<String> {
-    let mut public = private.as_os_str().to_owned();
-    public.push(".pub");
-    let public = PathBuf::from(public);
-    Ok(std::fs::read_to_string(&public)
-        .with_context(|| {
-            format!(
-                "reading the public key {} (run `rpb init`)",
-                public.display()
-            )
-        })?
-        .trim()
-        .to_owned())
-}
-
 // ---------------------------------------------------------------------------------------------
 // create
 
@@ -218,7 +203,7 @@ pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcom
     put(ConfigKey::NetworkVolumeId, args.volume.clone());
     let profile = ctx.profile_with(&explicit)?;
     let spec = profile.pod_spec(args.name);
-    let public = read_public_key(&profile.ssh_key()?)?;
+    let public = crate::ctx::read_public_key(&profile.ssh_key()?)?;
     let orchestrator = profile.orchestrator(&ctx.store)?;
     let progress = ctx.progress().spinner("creating the pod");
     let result = orchestrator.create(&spec, &public, &sink(&progress)).await;

@@ -119,6 +119,29 @@ pub(crate) enum VolumeCommand {
     List,
     /// Delete a network volume and its data (refused while a pod mounts it).
     Delete(DeleteArgs),
+    /// Move the workspace's pod onto a network volume: copy its pod root to a new pod on the
+    /// volume, check every file's SHA-256, and switch the workspace.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MigrateArgs {
+    #[command(flatten)]
+    pod: crate::ctx::PodArgs,
+    /// An existing network volume [default: a new one, the size of the pod's volume disk, in
+    /// the data center where the workspace's GPU type is best stocked].
+    #[arg(long, value_name = "ID")]
+    volume: Option<String>,
+    /// The new volume's size in GB (10 to 4096) [default: the pod's volume disk's].
+    #[arg(long, value_name = "GB", conflicts_with = "volume")]
+    size: Option<u32>,
+    /// Keep trying for this many minutes to start the pod while its host has no free GPU.
+    #[arg(long, value_name = "MINUTES")]
+    wait_for_gpu: Option<f64>,
+    /// Where the pod root is staged on this machine (it needs room for all of it) [default:
+    /// the workspace's state folder].
+    #[arg(long, value_name = "DIR")]
+    staging: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -152,7 +175,107 @@ pub(crate) async fn volume(ctx: &Ctx, command: VolumeCommand) -> anyhow::Result<
         VolumeCommand::Create(args) => create(ctx, args).await,
         VolumeCommand::List => list(ctx).await,
         VolumeCommand::Delete(args) => delete(ctx, args).await,
+        VolumeCommand::Migrate(args) => migrate(ctx, args).await,
     }
+}
+
+async fn migrate(ctx: &Ctx, args: MigrateArgs) -> anyhow::Result<Outcome> {
+    let profile = ctx.profile_with(&args.pod.explicit())?;
+    let pod_id = crate::ctx::pod_id_of(&profile)?;
+    let client = profile.client()?;
+    let mut settings = profile.session_settings()?;
+    if let Some(minutes) = args.wait_for_gpu {
+        settings.wait_for_gpu = Some(blender_session::orchestrator::WaitForGpu {
+            interval: std::time::Duration::from_secs(10),
+            deadline: std::time::Duration::from_secs_f64(minutes.max(0.0) * 60.0),
+        });
+    }
+    let tunnel = blender_session::daemon::stop(
+        &ctx.store.state_dir(),
+        crate::commands::tunnel::DOWN_TIMEOUT,
+    )
+    .await?;
+    let orchestrator = profile.orchestrator_with(&ctx.store, settings)?;
+    let pod = orchestrator.status(&pod_id, None).await?.pod;
+    if let Some(mount) = &pod.network_volume {
+        anyhow::bail!(
+            "pod {pod_id} already keeps its work on network volume {}: nothing to migrate",
+            mount.volume_id
+        );
+    }
+    let (volume_id, created) = if let Some(id) = &args.volume {
+        (id.clone(), false)
+    } else {
+        let size = args
+            .size
+            .or(pod.volume_gb)
+            .unwrap_or(blender_session::seams::DEFAULT_VOLUME_GB)
+            .max(runpod_api::models::MIN_NETWORK_VOLUME_GB);
+        volumes::check_size(size)?;
+        let gpu_type = pod
+            .gpu_type
+            .clone()
+            .or_else(|| profile.config.gpu_type.clone())
+            .unwrap_or_else(|| DEFAULT_GPU_TYPE.to_owned());
+        let gpus = catalog::gpu_catalog(&client).await?;
+        let choice = catalog::choose_data_center(&gpus, &gpu_type)?;
+        let volume = volumes::create(&client, "rpb", size, &choice.data_center).await?;
+        (volume.id.to_string(), true)
+    };
+    let public = crate::ctx::read_public_key(&profile.ssh_key()?)?;
+    let base = args
+        .staging
+        .clone()
+        .unwrap_or_else(|| ctx.store.state_dir());
+    let staging = blender_session::orchestrator::staging_dir(&base)?;
+    let progress = ctx.progress().spinner("migrating");
+    let result = orchestrator
+        .migrate_to_volume(
+            &pod_id,
+            &volume_id,
+            &public,
+            &staging,
+            &crate::ctx::sink(&progress),
+        )
+        .await;
+    progress.finish();
+    let _ = std::fs::remove_dir_all(&staging);
+    let migrated = result.with_context(|| {
+        if created {
+            format!(
+                "network volume {volume_id} was created for this and is kept (it bills until \
+                 deleted: `rpb volume delete {volume_id}`, or retry with --volume {volume_id})"
+            )
+        } else {
+            format!("network volume {volume_id} is kept")
+        }
+    })?;
+    Ok(Outcome::new(
+        json!({
+            "from_pod": migrated.from_pod,
+            "pod_id": migrated.to_pod,
+            "volume_id": migrated.volume_id,
+            "data_center": migrated.data_center,
+            "volume_created": created,
+            "files": migrated.files,
+            "bytes": migrated.bytes,
+            "links": migrated.links,
+            "tunnel": tunnel.as_str(),
+        }),
+        format!(
+            "pod {} on network volume {} ({}) now holds pod {}'s work: {} files, {} bytes, each \
+             checked by SHA-256; RUNPOD_POD_ID and RUNPOD_NETWORK_VOLUME_ID saved\n  pod {} is \
+             stopped and unchanged; its volume disk still bills: terminate it in the RunPod \
+             console once you no longer need it\nnext: rpb start",
+            migrated.to_pod,
+            migrated.volume_id,
+            migrated.data_center,
+            migrated.from_pod,
+            migrated.files,
+            migrated.bytes,
+            migrated.from_pod
+        ),
+    ))
 }
 
 async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcome> {

@@ -270,3 +270,123 @@ async fn a_session_on_a_network_volume_moves_off_a_full_host_and_stop_terminates
     assert_eq!(stopped["status"], "TERMINATED");
     pod.shutdown().await.expect("shutdown");
 }
+
+/// A pod with its own volume disk, stuck on a full host: `start` says how to move to a network
+/// volume; `volume migrate` (once the pod can run) copies its pod root to a new pod on a new
+/// volume, every file checked by SHA-256 and links kept, and switches the workspace, whose next
+/// `start` runs on the volume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_with_its_own_disk_migrates_onto_a_network_volume() {
+    let _serial = serial().await;
+    let pod = LocalPod::builder()
+        .start()
+        .await
+        .expect("the local pod starts (openssh-server, blender, xvfb, x11vnc, novnc, websockify)");
+    let sim = pod.simulator();
+    let ws = workspace_on(&pod);
+    ws.rpb_within(SLOW, &["create", "--json"]).await.success();
+    let first = env_pod_id(&ws);
+    ws.rpb_within(SLOW, &["start", "--json"]).await.success();
+    let saved = ws
+        .rpb_within(SLOW, &["save", "--project", "chair", "--json"])
+        .await
+        .success()
+        .json();
+    let sha = saved["sha256"].as_str().expect("sha256").to_owned();
+    // The pod's own disk (the local pod's machine disk), with a file and a link of the user's.
+    let disk = pod.state_dir().join("runpod/projects/chair");
+    assert_eq!(sha256_of(&disk.join("scene.blend")), sha);
+    std::fs::write(disk.join("notes, take 2.txt"), b"keep me\n").expect("write");
+    std::os::unix::fs::symlink("scene.blend", disk.join("current.blend")).expect("symlink");
+
+    let stopped = ws
+        .rpb_within(SLOW, &["stop", "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(
+        stopped["status"], "EXITED",
+        "a pod with its own disk only stops"
+    );
+    let host = sim.fill_host(&first).expect("host");
+    let stuck = ws.rpb_within(SLOW, &["start"]).await;
+    assert_eq!(stuck.code, 4, "{stuck:?}");
+    assert!(stuck.stderr.contains("network volume"), "{}", stuck.stderr);
+
+    // The host has a GPU again: the migration can run the old pod.
+    assert!(sim.set_free_gpus(&host, 8));
+    let migrated = ws
+        .rpb_within(SLOW, &["volume", "migrate", "--size", "10", "--json"])
+        .await
+        .success();
+    let json = migrated.json();
+    let second = json["pod_id"].as_str().expect("pod_id").to_owned();
+    let volume = json["volume_id"].as_str().expect("volume_id").to_owned();
+    assert_eq!(json["from_pod"], first.as_str());
+    assert_eq!(json["volume_created"], true);
+    assert_eq!(json["links"], 1, "{json}");
+    assert!(
+        json["files"].as_u64().is_some_and(|files| files >= 3),
+        "{json}"
+    );
+    assert_eq!(env_pod_id(&ws), second);
+    let env = std::fs::read_to_string(ws.root().join(".env")).expect(".env");
+    assert!(
+        env.contains(&format!("RUNPOD_NETWORK_VOLUME_ID={volume}")),
+        "{env}"
+    );
+    let on_volume = pod
+        .volume_dir(&volume)
+        .expect("volume dir")
+        .join("projects/chair");
+    assert_eq!(sha256_of(&on_volume.join("scene.blend")), sha);
+    assert_eq!(
+        std::fs::read(on_volume.join("notes, take 2.txt")).expect("notes"),
+        b"keep me\n"
+    );
+    assert_eq!(
+        std::fs::read_link(on_volume.join("current.blend")).expect("link"),
+        std::path::Path::new("scene.blend")
+    );
+    for (id, status) in [(&first, "EXITED"), (&second, "EXITED")] {
+        assert_eq!(
+            sim.pod(id).map(|pod| pod.status.to_string()),
+            Some(status.to_owned()),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        sim.pod(&second).expect("new pod").mounts.network[0].volume_id,
+        volume
+    );
+    // Still unchanged: the old pod's own disk.
+    assert_eq!(sha256_of(&disk.join("scene.blend")), sha);
+
+    // Nothing to do for a pod already on a volume.
+    let again = ws.rpb(&["volume", "migrate"]).await;
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(
+        again.stderr.contains(&format!(
+            "pod {second} already keeps its work on network volume {volume}"
+        )),
+        "{}",
+        again.stderr
+    );
+
+    // The workspace runs on the volume now, with the new pod's pinned key.
+    let started = ws.rpb_within(SLOW, &["start", "--json"]).await.success();
+    assert_eq!(started.json()["pod_id"], second.as_str());
+    assert!(started.json()["moved"].is_null(), "{}", started.stdout);
+    assert!(
+        !started.stderr.contains("first contact"),
+        "{}",
+        started.stderr
+    );
+    let stopped = ws
+        .rpb_within(SLOW, &["stop", "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(stopped["status"], "TERMINATED");
+    pod.shutdown().await.expect("shutdown");
+}
