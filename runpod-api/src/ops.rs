@@ -70,8 +70,8 @@ impl Client {
     ///
     /// The call is retried only when the API provably did not act on it (429, or no connection).
     /// After an ambiguous failure (timeout, 5xx, a broken or unreadable answer) the client looks
-    /// the pod up by name among recently created pods: if it exists it is returned; if not, the
-    /// original error is returned and creating again is safe.
+    /// the pod up by name among recently created pods that are not stopped: if it exists it is
+    /// returned; if not, the original error is returned and creating again is safe.
     ///
     /// # Errors
     ///
@@ -121,6 +121,14 @@ impl Client {
                 .into_iter()
                 .filter(|pod| pod.name == name)
                 .filter(|pod| parse_rfc3339(&pod.created_at).is_none_or(|at| at >= earliest))
+                // What this request made is coming up (or failed); a stopped pod of the same
+                // name is an older one, such as the pod a replacement stands in for.
+                .filter(|pod| {
+                    !matches!(
+                        pod.status,
+                        crate::PodStatus::Exited | crate::PodStatus::Terminated
+                    )
+                })
                 .collect();
             match candidates.len() {
                 0 => {}

@@ -291,6 +291,21 @@ impl Orchestrator {
                 format!("creating a pod with {gpu} in {data_center}{note}"),
             );
             match self.provider.create(&candidate).await {
+                // The provider settled a failed create on the old pod itself (a lookup by
+                // name): no new pod can be told to exist, so nothing moves.
+                Ok(pod) if pod.id.as_str() == old_id => {
+                    return Err(Error::NoReplacement {
+                        pod_id: old_id.into(),
+                        reason: reason.into(),
+                        volume_id: volume_id.into(),
+                        data_center: data_center.into(),
+                        tried: format!(
+                            "creating a pod with {gpu} failed in a way that could not be told \
+                             apart from pod {old_id} itself; look for a new pod in the RunPod \
+                             console before trying again"
+                        ),
+                    });
+                }
                 Ok(pod) => {
                     clock.emit(Step::CreatePod, format!("created pod {}", pod.id));
                     let mut pod = pod;

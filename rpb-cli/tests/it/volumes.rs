@@ -383,6 +383,37 @@ async fn a_move_with_no_capacity_anywhere_leaves_the_pod_as_it_was() {
         "the workspace still names no other pod: {env}"
     );
 
+    // A 5xx storm on the create of the replacement (free GPUs again, but the service fails).
+    // A 5xx on a create is ambiguous (the pod may exist), so the client never creates again:
+    // it looks the pod up by name, and must not take the stopped old pod of the same name for
+    // it. Finding none, the move fails: nothing is created, and the error names the step and
+    // says the pod was left as it was.
+    for host in sim.hosts() {
+        if host.data_center == "SIM-LOCAL-1" && host.gpu_type == "NVIDIA RTX A6000" {
+            assert!(sim.set_free_gpus(&host.id, 8));
+        }
+    }
+    sim.set_faults(|faults| faults.server_error_next_create = 10);
+    let run = ws.rpb(&["start", "--gpu-type", "NVIDIA RTX A6000"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "moving pod {pod_id} to another host failed: creating a pod with NVIDIA RTX A6000 in \
+             SIM-LOCAL-1 failed, so pod {pod_id} was left as it was and no new pod runs"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("503"), "{}", run.stderr);
+    assert_eq!(
+        sim.faults().server_error_next_create,
+        9,
+        "one create, never repeated"
+    );
+    sim.set_faults(|faults| faults.server_error_next_create = 0);
+    assert_eq!(sim.pods().len(), 1, "nothing created");
+    assert_eq!(sim.pods()[0].status, runpod_api::PodStatus::Exited);
+
     // A comma inside one --gpu-type is a usage mistake, said before anything happens.
     let run = ws
         .rpb(&["start", "--gpu-type", "NVIDIA RTX A6000,NVIDIA RTX A5000"])

@@ -71,6 +71,9 @@ pub struct Faults {
     pub server_error_status: u16,
     /// Refuse the next N creates with "no longer any instances available".
     pub no_capacity_next_create: u32,
+    /// Answer the next N pod creates with 503 before creating anything (other requests are
+    /// answered as usual): a storm that hits exactly the create.
+    pub server_error_next_create: u32,
     /// Refuse the next N starts with "not enough free GPUs on the host machine".
     pub no_free_gpu_next_start: u32,
     /// After a start or restart, keep reporting the previous SSH port for this long once the

@@ -179,6 +179,14 @@ impl World {
                 .map_err(|error| Refusal::new(500, "Internal Server Error", error.to_string()))?;
             (0.06, None, cpu)
         };
+        if self.faults.server_error_next_create > 0 {
+            self.faults.server_error_next_create -= 1;
+            return Err(Refusal::new(
+                503,
+                "Service Unavailable",
+                "the pod service is unavailable; try again later",
+            ));
+        }
         let (host, data_center) = self.place(request)?;
         if self.faults.no_capacity_next_create > 0 {
             self.faults.no_capacity_next_create -= 1;

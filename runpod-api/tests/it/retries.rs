@@ -214,8 +214,15 @@ async fn an_ambiguous_create_failure_finds_the_pod_by_name_instead_of_retrying()
         pod["createdAt"] = "2020-01-01T00:00:00Z".into();
         pod
     };
+    // A recent pod of the same name that is stopped is an older one (the pod a replacement
+    // stands in for), never what this create made.
+    let stopped = {
+        let mut pod = recent_pod_named("pytorch-training", "stopped1");
+        pod["status"] = "EXITED".into();
+        pod
+    };
     let list = serde_json::json!({
-        "pods": [old, recent_pod_named("pytorch-training", "new1"), recent_pod_named("other", "x1")]
+        "pods": [old, stopped, recent_pod_named("pytorch-training", "new1"), recent_pod_named("other", "x1")]
     });
     Mock::given(method("GET"))
         .and(path("/v2/pods"))
