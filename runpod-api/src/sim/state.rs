@@ -179,14 +179,7 @@ impl World {
                 .map_err(|error| Refusal::new(500, "Internal Server Error", error.to_string()))?;
             (0.06, None, cpu)
         };
-        if self.faults.server_error_next_create > 0 {
-            self.faults.server_error_next_create -= 1;
-            return Err(Refusal::new(
-                503,
-                "Service Unavailable",
-                "the pod service is unavailable; try again later",
-            ));
-        }
+        self.create_storm()?;
         let (host, data_center) = self.place(request)?;
         if self.faults.no_capacity_next_create > 0 {
             self.faults.no_capacity_next_create -= 1;
@@ -249,6 +242,19 @@ impl World {
         self.pods.insert(id.clone(), sim);
         self.refresh(&id, now);
         Ok(self.pods[&id].pod.clone())
+    }
+
+    /// The [`Faults::server_error_next_create`] knob: a 503 before anything is created.
+    fn create_storm(&mut self) -> Result<(), Refusal> {
+        if self.faults.server_error_next_create == 0 {
+            return Ok(());
+        }
+        self.faults.server_error_next_create -= 1;
+        Err(Refusal::new(
+            503,
+            "Service Unavailable",
+            "the pod service is unavailable; try again later",
+        ))
     }
 
     /// GPUs the account's pods hold on a host: those of pods that are up (stopped and failed
