@@ -50,6 +50,9 @@ pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome>
     daemon::stop(&state_dir, tunnel::DOWN_TIMEOUT).await?;
     tunnel::check_ports_free(profile.local_ports)?;
     let mut settings = profile.session_settings()?;
+    if !profile.pod_root_set {
+        check_pod_root(&profile, &old_pod_id).await?;
+    }
     if let Some(minutes) = args.wait_for_gpu {
         settings.wait_for_gpu = Some(blender_session::orchestrator::WaitForGpu {
             interval: Duration::from_secs(10),
@@ -126,6 +129,46 @@ pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome>
         }),
         human,
     ))
+}
+
+/// With the default pod root (`/runpod`), refuses a pod whose volume is mounted elsewhere (a
+/// console pod's `/workspace`): work saved under `/runpod` would be on its container disk and
+/// lost at the next stop. Says which setting to pass. A pod that cannot be read is left to
+/// `start` to report.
+async fn check_pod_root(
+    profile: &blender_session::profile::Profile,
+    pod_id: &str,
+) -> anyhow::Result<()> {
+    let Ok(pod) = profile
+        .client()?
+        .get_pod(&runpod_api::PodId::new(pod_id))
+        .await
+    else {
+        return Ok(());
+    };
+    let mounted = pod
+        .mounts
+        .network
+        .first()
+        .map(|mount| mount.path.clone())
+        .or_else(|| {
+            pod.mounts
+                .persistent
+                .as_ref()
+                .map(|mount| mount.path.clone())
+        });
+    match mounted {
+        Some(path) if path.trim_end_matches('/') != profile.pod_root.trim_end_matches('/') => {
+            bail!(
+                "pod {pod_id}'s volume is mounted at {path}, not at the pod root {root}: work \
+                 saved under {root} would be on its container disk and lost at the next stop. \
+                 Set RPB_POD_ROOT={path} in .env, or run `rpb adopt --pod-id {pod_id}`, which \
+                 finds it and records it",
+                root = profile.pod_root
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The lines that say a session moved to another host, and why.

@@ -556,3 +556,45 @@ async fn mcp_config_merges_into_an_existing_file_and_says_what_it_changed() {
     assert!(bad.stderr.contains("not JSON"), "{}", bad.stderr);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
 }
+
+/// A console pod keeps its volume at `/workspace`: with the default pod root, `start` refuses
+/// before touching the pod and names the setting to pass (an explicit `RPB_POD_ROOT` is the
+/// user's choice and is not checked).
+#[tokio::test]
+async fn start_names_the_setting_for_a_volume_outside_the_default_pod_root() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    let client = sim.client().expect("client");
+    let pod = client
+        .create_pod(
+            &CreatePodRequest::new("console-pod")
+                .image("runpod/pytorch")
+                .gpu(GpuRequest::new("NVIDIA RTX A5000"))
+                .mounts(runpod_api::models::Mounts::persistent(20, "/workspace"))
+                .port("22/tcp"),
+        )
+        .await
+        .expect("create");
+    let id = pod.id.to_string();
+    client.stop_pod(&pod.id).await.expect("stop");
+    let run = ws.rpb(&["start", "--pod-id", &id]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "pod {id}'s volume is mounted at /workspace, not at the pod root /runpod"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("RPB_POD_ROOT=/workspace"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        sim.pod(&id).map(|pod| pod.status),
+        Some(runpod_api::PodStatus::Exited),
+        "not started"
+    );
+    sim.shutdown().await;
+}
