@@ -65,7 +65,7 @@ origin="${base_url%/v2}"
 
 # Every path the simulator serves, and only those.
 served='^/v2/(pods(/\{id\}(/(action|logs))?)?|catalog/(gpus|datacenters)(/\{id\})?'
-served+='|account/ssh-keys|billing/pods|network-volumes(/\{id\})?|templates(/\{id\})?)$'
+served+='|account/ssh-keys|billing/(pods|network-volumes)|network-volumes(/\{id\})?|templates(/\{id\})?)$'
 
 echo "fuzz-sim: fuzzing $origin against $spec"
 status=0

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 use tokio::time::Instant;
 
 use super::session::{Events, Session, SessionStatus, Step};
-use super::{Clock, Orchestrator};
+use super::{Clock, Orchestrator, close_tunnel};
 use crate::assets::{self, SessionReport, SetupReport};
 use crate::seams::{PodSpec, PodStatus, PodView, RemoteHost, Resolver, SshAddr, TunnelPorts};
 use crate::{Error, Result};
@@ -735,12 +735,7 @@ impl Orchestrator {
             started: Instant::now(),
             events,
         };
-        if let Some(session) = session {
-            clock.emit(Step::CloseTunnel, "closing the tunnel");
-            if let Err(error) = session.close().await {
-                tracing::warn!(pod_id, error = %error, "closing the tunnel reported an error");
-            }
-        }
+        close_tunnel(pod_id, session, &clock).await;
         let pod = self.provider.pod(pod_id).await?;
         if !matches!(pod.status, PodStatus::Exited | PodStatus::Terminated) {
             clock.emit(Step::StopPod, format!("stopping pod {pod_id}"));

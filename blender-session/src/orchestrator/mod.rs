@@ -122,6 +122,17 @@ impl Orchestrator {
     }
 }
 
+/// Closes a session's tunnel, if there is one, before its pod stops or goes; a failure to close
+/// is only logged (the pod's end closes it anyway).
+async fn close_tunnel(pod_id: &str, session: Option<Session>, clock: &Clock<'_>) {
+    if let Some(session) = session {
+        clock.emit(Step::CloseTunnel, "closing the tunnel");
+        if let Err(error) = session.close().await {
+            tracing::warn!(pod_id, error = %error, "closing the tunnel reported an error");
+        }
+    }
+}
+
 pub(crate) fn create_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).map_err(|source| Error::Io {
         operation: "create",

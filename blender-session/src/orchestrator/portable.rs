@@ -7,7 +7,7 @@ use pod_tunnel::shell;
 use tokio::time::Instant;
 
 use super::session::{Events, Moved, Session, Step};
-use super::{Clock, Orchestrator};
+use super::{Clock, Orchestrator, close_tunnel};
 use crate::seams::{PodSpec, PodStatus, PodView};
 use crate::{Error, Result};
 
@@ -434,12 +434,7 @@ impl Orchestrator {
             started: Instant::now(),
             events,
         };
-        if let Some(session) = session {
-            clock.emit(Step::CloseTunnel, "closing the tunnel");
-            if let Err(error) = session.close().await {
-                tracing::warn!(pod_id, error = %error, "closing the tunnel reported an error");
-            }
-        }
+        close_tunnel(pod_id, session, &clock).await;
         let pod = self.provider.pod(pod_id).await?;
         let operation = format!("terminating pod {pod_id}");
         let Some(mount) = pod.network_volume.clone() else {

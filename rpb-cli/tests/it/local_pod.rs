@@ -9,7 +9,8 @@ use runpod_api::PodId;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 
 use crate::support::{
-    Workspace, alive, eventually, files_containing, free_port, path_string, serial,
+    Workspace, alive, eventually, files_containing, free_port, local_pod_workspace, path_string,
+    serial,
 };
 
 const VNC: &str = "cli-e2e-vnc";
@@ -480,18 +481,7 @@ async fn exec_passes_arguments_literally_and_runs_shell_lines_only_with_shell() 
         .start()
         .await
         .expect("the local pod starts (openssh-server, blender, xvfb, x11vnc, novnc, websockify)");
-    let mut ws = Workspace::new();
-    ws.write_env(&[
-        ("RUNPOD_API_URL", pod.api_url()),
-        ("RPB_SSH_USER", pod.ssh_user().to_owned()),
-        ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
-        ("RPB_POD_ROOT", path_string(pod.pod_root())),
-        ("VNC_PASSWORD", VNC.into()),
-    ]);
-    ws.set(
-        "RUNPOD_API_KEY",
-        secrecy::ExposeSecret::expose_secret(pod.api_key()).to_owned(),
-    );
+    let ws = local_pod_workspace(&pod, VNC);
     // A pod set up by `rpb create` (no Blender session needed: exec only uses SSH).
     ws.rpb_within(SLOW, &["create", "--json"]).await.success();
     let pod_home = pod.pod_env()["HOME"].clone();
@@ -537,22 +527,7 @@ async fn adopt_says_what_it_will_do_does_it_once_and_undoes_it() {
         .start()
         .await
         .expect("the local pod starts");
-    let remote = pod.remote_ports();
-    let mut ws = Workspace::new();
-    ws.write_env(&[
-        ("RUNPOD_API_URL", pod.api_url()),
-        ("RPB_SSH_USER", pod.ssh_user().to_owned()),
-        ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
-        ("RPB_POD_ROOT", path_string(pod.pod_root())),
-        ("RPB_POD_MCP_PORT", remote.mcp.to_string()),
-        ("RPB_POD_VNC_PORT", remote.vnc.to_string()),
-        ("RPB_POD_NOVNC_PORT", remote.novnc.to_string()),
-        ("VNC_PASSWORD", VNC.into()),
-    ]);
-    ws.set(
-        "RUNPOD_API_KEY",
-        secrecy::ExposeSecret::expose_secret(pod.api_key()).to_owned(),
-    );
+    let ws = local_pod_workspace(&pod, VNC);
     let client = pod.client().expect("client");
     client.add_ssh_key(pod.ssh_public_key()).await.expect("key");
     let created = client

@@ -6,32 +6,9 @@ use std::time::Duration;
 
 use blender_session::local_pod::LocalPod;
 
-use crate::support::{Workspace, free_port, path_string, serial};
+use crate::support::{Workspace, local_pod_workspace, path_string, serial};
 
 const SLOW: Duration = Duration::from_secs(400);
-
-fn workspace_on(pod: &LocalPod) -> Workspace {
-    let remote = pod.remote_ports();
-    let mut ws = Workspace::new();
-    ws.write_env(&[
-        ("RUNPOD_API_URL", pod.api_url()),
-        ("RPB_SSH_USER", pod.ssh_user().to_owned()),
-        ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
-        ("RPB_POD_ROOT", path_string(pod.pod_root())),
-        ("RPB_POD_MCP_PORT", remote.mcp.to_string()),
-        ("RPB_POD_VNC_PORT", remote.vnc.to_string()),
-        ("RPB_POD_NOVNC_PORT", remote.novnc.to_string()),
-        ("RPB_MCP_PORT", free_port().to_string()),
-        ("RPB_VNC_PORT", free_port().to_string()),
-        ("RPB_NOVNC_PORT", free_port().to_string()),
-        ("VNC_PASSWORD", "portable-vnc".into()),
-    ]);
-    ws.set(
-        "RUNPOD_API_KEY",
-        secrecy::ExposeSecret::expose_secret(pod.api_key()).to_owned(),
-    );
-    ws
-}
 
 fn sha256_of(path: &std::path::Path) -> String {
     let output = std::process::Command::new("sha256sum")
@@ -74,7 +51,7 @@ async fn a_session_on_a_network_volume_moves_off_a_full_host_and_stop_terminates
         .await
         .expect("the local pod starts (openssh-server, blender, xvfb, x11vnc, novnc, websockify)");
     let sim = pod.simulator();
-    let ws = workspace_on(&pod);
+    let ws = local_pod_workspace(&pod, "portable-vnc");
     let known_hosts = ws.state_dir().join("known_hosts");
 
     let volume = ws
@@ -283,7 +260,7 @@ async fn a_pod_with_its_own_disk_migrates_onto_a_network_volume() {
         .await
         .expect("the local pod starts (openssh-server, blender, xvfb, x11vnc, novnc, websockify)");
     let sim = pod.simulator();
-    let ws = workspace_on(&pod);
+    let ws = local_pod_workspace(&pod, "portable-vnc");
     ws.rpb_within(SLOW, &["create", "--json"]).await.success();
     let first = env_pod_id(&ws);
     ws.rpb_within(SLOW, &["start", "--json"]).await.success();

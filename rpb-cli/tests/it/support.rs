@@ -217,3 +217,32 @@ pub(crate) fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     }
     found
 }
+
+/// A workspace for the local pod `pod`: its API, SSH user and key, pod root and session ports,
+/// free local tunnel ports, VNC password `vnc`, and the API key in the environment (which beats
+/// the `.env`).
+pub(crate) fn local_pod_workspace(
+    pod: &blender_session::local_pod::LocalPod,
+    vnc: &str,
+) -> Workspace {
+    let remote = pod.remote_ports();
+    let mut ws = Workspace::new();
+    ws.write_env(&[
+        ("RUNPOD_API_URL", pod.api_url()),
+        ("RPB_SSH_USER", pod.ssh_user().to_owned()),
+        ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
+        ("RPB_POD_ROOT", path_string(pod.pod_root())),
+        ("RPB_POD_MCP_PORT", remote.mcp.to_string()),
+        ("RPB_POD_VNC_PORT", remote.vnc.to_string()),
+        ("RPB_POD_NOVNC_PORT", remote.novnc.to_string()),
+        ("RPB_MCP_PORT", free_port().to_string()),
+        ("RPB_VNC_PORT", free_port().to_string()),
+        ("RPB_NOVNC_PORT", free_port().to_string()),
+        ("VNC_PASSWORD", vnc.to_owned()),
+    ]);
+    ws.set(
+        "RUNPOD_API_KEY",
+        secrecy::ExposeSecret::expose_secret(pod.api_key()).to_owned(),
+    );
+    ws
+}

@@ -188,10 +188,8 @@ async fn volume_sizes_out_of_range_are_refused_before_any_request() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
-async fn volume_delete_is_refused_while_a_pod_mounts_it() {
-    let sim = simulator().await;
-    let ws = workspace_for(&sim);
+/// `rpb volume create --use` of 10 GB in SIM-LOCAL-1; returns the volume id.
+async fn workspace_volume(ws: &crate::support::Workspace) -> String {
     let run = ws
         .rpb(&[
             "volume",
@@ -205,7 +203,17 @@ async fn volume_delete_is_refused_while_a_pod_mounts_it() {
         ])
         .await
         .success();
-    let id = run.json()["volume"]["id"].as_str().unwrap().to_owned();
+    run.json()["volume"]["id"]
+        .as_str()
+        .expect("volume id")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn volume_delete_is_refused_while_a_pod_mounts_it() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    let id = workspace_volume(&ws).await;
     let client = sim.client().unwrap();
     let pod = client
         .create_pod(
@@ -309,20 +317,7 @@ async fn stop_tells_what_the_stopped_volume_still_costs() {
 async fn a_move_with_no_capacity_anywhere_leaves_the_pod_as_it_was() {
     let sim = simulator().await;
     let mut ws = workspace_for(&sim);
-    let run = ws
-        .rpb(&[
-            "volume",
-            "create",
-            "--size",
-            "10",
-            "--datacenter",
-            "SIM-LOCAL-1",
-            "--use",
-            "--json",
-        ])
-        .await
-        .success();
-    let volume = run.json()["volume"]["id"].as_str().unwrap().to_owned();
+    let volume = workspace_volume(&ws).await;
     let client = sim.client().unwrap();
     let pod = client
         .create_pod(

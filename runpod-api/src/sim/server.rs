@@ -621,6 +621,18 @@ async fn put_ssh_keys(State(state): State<AppState>, body: Bytes) -> Response {
     ok_json(StatusCode::OK, &keys)
 }
 
+/// Today's UTC day, as the one billing bucket the simulator answers: `(start, end)` in RFC 3339.
+fn today_bucket() -> (String, String) {
+    let now_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0));
+    let day_start = now_wall - now_wall.rem_euclid(86_400);
+    (
+        format_rfc3339(day_start),
+        format_rfc3339(day_start + 86_400),
+    )
+}
+
 /// Each network volume's charge since it was created, in one bucket (today's); a filter to
 /// one volume narrows it. Other windows answer the same totals: the simulator keeps no history.
 async fn network_volume_billing(
@@ -635,14 +647,7 @@ async fn network_volume_billing(
         .unwrap_or("day")
         .to_owned();
     let filter = query_value(&pairs, "networkVolumeId").map(str::to_owned);
-    let now_wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0));
-    let day_start = now_wall - now_wall.rem_euclid(86_400);
-    let (start, end) = (
-        format_rfc3339(day_start),
-        format_rfc3339(day_start + 86_400),
-    );
+    let (start, end) = today_bucket();
     let bills = state.world().volumes.bills(std::time::Instant::now());
     let mut records = Vec::new();
     let (mut total, mut standard, mut high) = (0.0, 0.0, 0.0);
@@ -691,14 +696,7 @@ async fn pod_billing(State(state): State<AppState>, RawQuery(query): RawQuery) -
         .unwrap_or("day")
         .to_owned();
     let pod_filter = query_value(&pairs, "podId").map(str::to_owned);
-    let now_wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0));
-    let day_start = now_wall - now_wall.rem_euclid(86_400);
-    let (start, end) = (
-        format_rfc3339(day_start),
-        format_rfc3339(day_start + 86_400),
-    );
+    let (start, end) = today_bucket();
     let mut world = state.world();
     let now = Instant::now();
     let ids: Vec<String> = world
