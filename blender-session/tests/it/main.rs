@@ -8,6 +8,7 @@
 )]
 
 mod addon_python;
+mod bpy_versions;
 mod error_chain;
 mod local_pod;
 mod mcp_client;
