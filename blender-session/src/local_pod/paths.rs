@@ -131,6 +131,18 @@ impl Paths {
     pub(super) fn run_dir(&self) -> PathBuf {
         self.rpb_home.join("run")
     }
+
+    /// The session PID folders of every volume, the one at the pod root or not: the machine's
+    /// disk and each network volume's folder (a run that ends abruptly may leave a session on
+    /// a volume the pod root no longer leads to).
+    pub(super) fn run_dirs(&self) -> Vec<PathBuf> {
+        let run = |root: &Path| root.join("rpb").join("run");
+        let mut dirs = vec![run(&self.machine_disk)];
+        if let Ok(entries) = std::fs::read_dir(&self.volumes) {
+            dirs.extend(entries.flatten().map(|entry| run(&entry.path())));
+        }
+        dirs
+    }
 }
 
 /// The pod-side environment (see [`LocalPod::pod_env`](super::LocalPod::pod_env)).
@@ -229,6 +241,13 @@ mod switch_tests {
         // A new run starts on the machine's disk again.
         paths.create().expect("create again");
         assert!(paths.pod_root.join("on-disk").is_file());
+        assert_eq!(
+            paths.run_dirs(),
+            [
+                paths.machine_disk.join("rpb/run"),
+                paths.volumes.join("vol-1/rpb/run")
+            ]
+        );
         assert!(paths.volume_dir("../x").is_err());
     }
 }

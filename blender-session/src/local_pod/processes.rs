@@ -156,7 +156,10 @@ impl Processes {
         }
         sshd::stop(&sshd).await;
         let result = stop_session(paths, env).await;
-        kill_recorded(&paths.run_dir());
+        // The session of a pod whose volume is no longer at the pod root too.
+        for run_dir in paths.run_dirs() {
+            kill_recorded(&run_dir);
+        }
         match Arc::try_unwrap(simulator) {
             Ok(simulator) => simulator.shutdown().await,
             Err(shared) => drop(shared),
@@ -172,7 +175,9 @@ impl Processes {
         for relay in &self.relays {
             relay.abort();
         }
-        kill_recorded(&paths.run_dir());
+        for run_dir in paths.run_dirs() {
+            kill_recorded(&run_dir);
+        }
         // The last handle: the fixture's Drop kills sshd and its connections by PID. A blocking
         // task still holding one (a cancelled restart) drops it when it ends.
         drop(self.sshd);
