@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
-# Blender 4.5 LTS and 5.0 as Python modules (PyPI bpy) for the addon tests on those versions.
-bash scripts/install-bpy.sh
+# Blender 4.5 LTS and 5.0 as Python modules (PyPI bpy), and the pinned blender-mcp server.
+bash scripts/install-python-peers.sh
 
 features=()
 if [ -n "${RPB_RUNPOD_OPENAPI:-}" ]; then

@@ -1,11 +1,18 @@
-"""rpb's Blender addon: a blender-mcp compatible command server, and Cycles GPU setup.
+"""rpb's Blender addon: rpb's command server, and Cycles GPU setup.
 
-Serves the blender-mcp wire protocol on 127.0.0.1 (port from RPB_MCP_PORT, default 9876):
+Serves rpb's commands (save, open, ping, scene, execute_code, compute report) on 127.0.0.1 at
+rpb's control port (RPB_CONTROL_PORT, default 9877), in the blender-mcp wire format:
 unframed JSON objects, {"type": ..., "params": {...}} in, {"status": "success", "result": ...}
 or {"status": "error", "message": ...} out (each reply followed by a newline, which JSON
 readers skip), on persistent connections, several clients at once. Socket I/O runs in
 background threads; every command runs on Blender's main thread, one at a time, through a
 persistent timer that drains a queue.
+
+The MCP port (RPB_MCP_PORT, default 9876) belongs to the AI client's server. With
+RPB_MCP_ADDON=upstream (the default) the upstream blender-mcp addon serves it, and this addon
+only points it at that port (in every scene, and again after each file load). With
+RPB_MCP_ADDON=rpb (pods without internet) this addon serves the MCP port too, with the same
+commands.
 
 At startup it points Cycles at the best GPU backend it finds (OptiX, then CUDA, then HIP, else
 the CPU) and reports the choice through get_addon_info.
@@ -21,6 +28,7 @@ import os
 import queue
 import re
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -42,7 +50,10 @@ ADDON_VERSION = "0.1.0"
 # Version of rpb's additions to the protocol (ping, save_blend, open_blend, get_addon_info).
 PROTOCOL_VERSION = 1
 HOST = "127.0.0.1"
-DEFAULT_PORT = 9876
+DEFAULT_MCP_PORT = 9876
+DEFAULT_CONTROL_PORT = 9877
+# The module name the setup script gives the upstream addon (as upstream's installer does).
+UPSTREAM_MODULE = "blender_mcp"
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 MAX_SCENE_OBJECTS = 1000
 # Seconds between two looks at the command queue on the main thread.
@@ -143,9 +154,9 @@ class _Job:
 class CommandServer:
     """Accepts connections on 127.0.0.1:port and runs their commands on the main thread."""
 
-    def __init__(self, port):
+    def __init__(self, port, role):
         self.port = port
-        self.jobs = queue.Queue()
+        self.role = role
         self.stopping = threading.Event()
         self.listener = None
         self.connections = set()
@@ -162,7 +173,9 @@ class CommandServer:
             raise
         listener.settimeout(0.5)
         self.listener = listener
-        threading.Thread(target=self._accept_loop, name="rpb-mcp-accept", daemon=True).start()
+        threading.Thread(
+            target=self._accept_loop, name=f"rpb-{self.role}-accept", daemon=True
+        ).start()
         if not bpy.app.timers.is_registered(_drain_jobs):
             bpy.app.timers.register(_drain_jobs, first_interval=0.0, persistent=True)
 
@@ -177,7 +190,7 @@ class CommandServer:
         # Wake up clients waiting on jobs that will never run.
         while True:
             try:
-                job = self.jobs.get_nowait()
+                job = _jobs.get_nowait()
             except queue.Empty:
                 break
             job.reply = _error("the rpb addon is shutting down")
@@ -196,7 +209,7 @@ class CommandServer:
             with self.lock:
                 self.connections.add(connection)
             threading.Thread(
-                target=self._serve, args=(connection,), name="rpb-mcp-client", daemon=True
+                target=self._serve, args=(connection,), name=f"rpb-{self.role}-client", daemon=True
             ).start()
 
     def _serve(self, connection):
@@ -223,7 +236,7 @@ class CommandServer:
 
     def _run(self, request):
         job = _Job(request)
-        self.jobs.put(job)
+        _jobs.put(job)
         # A command may legitimately run for a long time (a render); wait as long as it takes,
         # but notice a shutdown.
         while not job.done.wait(1.0):
@@ -244,18 +257,20 @@ def _error(message):
     return {"status": "error", "message": message}
 
 
-_server = None
+# The listening servers (control, and MCP with RPB_MCP_ADDON=rpb); all feed one queue, so
+# commands run one at a time whichever port they came in on.
+_servers = []
+_jobs = queue.Queue()
 
 
 def _drain_jobs():
     """Main-thread timer: runs queued commands, then asks to be called again."""
-    server = _server
-    if server is None:
+    if not _servers:
         return None
     deadline = _now() + DRAIN_BUDGET
     while _now() < deadline:
         try:
-            job = server.jobs.get_nowait()
+            job = _jobs.get_nowait()
         except queue.Empty:
             break
         try:
@@ -308,9 +323,55 @@ def cmd_get_addon_info():
         "version": ADDON_VERSION,
         "protocol_version": PROTOCOL_VERSION,
         "blender_version": bpy.app.version_string.split(" ")[0],
-        "port": _server.port if _server else None,
+        "port": _port_of("control"),
+        "mcp": mcp_port_report(),
         "compute": compute_report(),
     }
+
+
+def _port_of(role):
+    return next((server.port for server in _servers if server.role == role), None)
+
+
+def mcp_port_report():
+    """Who serves the MCP port: the upstream addon (its protocol, whether it listens) or rpb's."""
+    port = int(os.environ.get("RPB_MCP_PORT", DEFAULT_MCP_PORT))
+    if mcp_addon() == "rpb":
+        return {"addon": "rpb", "port": port, "listening": _port_of("mcp") == port}
+    module = sys.modules.get(UPSTREAM_MODULE)
+    if module is None:
+        return {"addon": "upstream", "port": port, "loaded": False, "listening": False}
+    server = getattr(bpy.types, "blendermcp_server", None)
+    version = getattr(module, "bl_info", {}).get("version", ())
+    return {
+        "addon": "upstream",
+        "port": port,
+        "loaded": True,
+        "addon_version": ".".join(str(part) for part in version),
+        "protocol_version": getattr(module, "ADDON_PROTOCOL_VERSION", None),
+        "listening": bool(server is not None and server.running and server.port == port),
+    }
+
+
+def mcp_addon():
+    """Which addon serves the MCP port: "upstream" (default) or "rpb"."""
+    return os.environ.get("RPB_MCP_ADDON", "upstream")
+
+
+def point_upstream_at_mcp_port():
+    """Sets the upstream addon's port (a scene property, saved in .blend files) to RPB_MCP_PORT
+    in every scene, with its auto-start on, before its startup timer reads them."""
+    if mcp_addon() != "upstream":
+        return None
+    port = int(os.environ.get("RPB_MCP_PORT", DEFAULT_MCP_PORT))
+    for scene in bpy.data.scenes:
+        if not hasattr(scene, "blendermcp_port"):
+            return None
+        if scene.blendermcp_port != port:
+            scene.blendermcp_port = port
+        if not scene.blendermcp_auto_start_server:
+            scene.blendermcp_auto_start_server = True
+    return None
 
 
 def _vector(values):
@@ -572,6 +633,7 @@ def _use_gpu_in_scenes():
 
 @bpy.app.handlers.persistent
 def _on_load_post(_unused):
+    point_upstream_at_mcp_port()
     # Device choice is stored per scene in .blend files: keep opened files on the chosen device.
     if _compute is not None and _compute["backend"] != "CPU":
         _use_gpu_in_scenes()
@@ -600,34 +662,44 @@ def _write_status(state, **fields):
 
 
 def register():
-    global _server
     if bpy.app.background:
         print("rpb_mcp: not serving in background mode (blender -b): timers never run there")
         return
     with contextlib.suppress(Exception):
         bpy.context.preferences.view.show_splash = False
-    port = int(os.environ.get("RPB_MCP_PORT", DEFAULT_PORT))
-    server = CommandServer(port)
-    try:
-        server.start()
-    except OSError as error:
-        print(f"rpb_mcp: cannot listen on {HOST}:{port}: {error}")
-        _write_status("failed", port=port, error=f"cannot listen on {HOST}:{port}: {error}")
-        return
-    _server = server
+    ports = [("control", int(os.environ.get("RPB_CONTROL_PORT", DEFAULT_CONTROL_PORT)))]
+    if mcp_addon() == "rpb":
+        ports.append(("mcp", int(os.environ.get("RPB_MCP_PORT", DEFAULT_MCP_PORT))))
+    for role, port in ports:
+        server = CommandServer(port, role)
+        try:
+            server.start()
+        except OSError as error:
+            print(f"rpb_mcp: cannot listen on {HOST}:{port} ({role} port): {error}")
+            _stop_servers()
+            _write_status("failed", port=port, error=f"cannot listen on {HOST}:{port}: {error}")
+            return
+        _servers.append(server)
     if _on_load_post not in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.append(_on_load_post)
     bpy.app.timers.register(_configure_compute_once, first_interval=0.0)
-    print(f"rpb_mcp {ADDON_VERSION}: serving blender-mcp on {HOST}:{port}")
-    _write_status("listening", port=port)
+    # Before the upstream addon's own startup timer (0.5 s) reads the scene's port.
+    bpy.app.timers.register(point_upstream_at_mcp_port, first_interval=0.0)
+    listening = ", ".join(f"{role} {HOST}:{port}" for role, port in ports)
+    print(f"rpb_mcp {ADDON_VERSION}: serving {listening}; MCP port served by {mcp_addon()}")
+    _write_status("listening", port=ports[0][1])
+
+
+def _stop_servers():
+    while _servers:
+        _servers.pop().stop()
 
 
 def unregister():
-    global _server
-    if _server is not None:
-        _server.stop()
-        _server = None
+    _stop_servers()
     if bpy.app.timers.is_registered(_drain_jobs):
         bpy.app.timers.unregister(_drain_jobs)
+    if bpy.app.timers.is_registered(point_upstream_at_mcp_port):
+        bpy.app.timers.unregister(point_upstream_at_mcp_port)
     if _on_load_post in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_on_load_post)

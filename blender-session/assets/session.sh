@@ -21,6 +21,11 @@ RPB_HOME=${RPB_HOME:-$RPB_POD_ROOT/rpb}
 RPB_DISPLAY=${RPB_DISPLAY:-99}
 RPB_SCREEN=${RPB_SCREEN:-1920x1080x24}
 RPB_MCP_PORT=${RPB_MCP_PORT:-9876}
+RPB_CONTROL_PORT=${RPB_CONTROL_PORT:-9877}
+# Who serves the MCP port: "upstream" (the blender-mcp addon setup.sh installed from the pinned
+# mcp-for-blender release) or "rpb" (rpb's own addon, for pods without internet). rpb's addon
+# always serves rpb's commands on RPB_CONTROL_PORT.
+RPB_MCP_ADDON=${RPB_MCP_ADDON:-upstream}
 RPB_VNC_PORT=${RPB_VNC_PORT:-5900}
 RPB_NOVNC_PORT=${RPB_NOVNC_PORT:-6080}
 RPB_NOVNC_WEB=${RPB_NOVNC_WEB:-/usr/share/novnc}
@@ -180,12 +185,12 @@ novnc_answers() {
     [[ $status == HTTP/1.?\ 200* ]]
 }
 
-# Sends one blender-mcp command to the addon; sets REPLY_JSON to the reply line. The addon
-# ends each reply with a newline, so one bounded `read` gets it.
+# Sends one command to rpb's addon on the control port; sets REPLY_JSON to the reply line. The
+# addon ends each reply with a newline, so one bounded `read` gets it.
 mcp_call() {
     REPLY_JSON=""
     {
-        exec 3<>"/dev/tcp/127.0.0.1/$RPB_MCP_PORT" || return 1
+        exec 3<>"/dev/tcp/127.0.0.1/$RPB_CONTROL_PORT" || return 1
         printf '{"type": "%s", "params": {}}' "$1" >&3
         IFS= read -r -t "${2:-10}" REPLY_JSON <&3 || true
         exec 3<&-
@@ -195,6 +200,12 @@ mcp_call() {
 
 blender_answers() {
     mcp_call ping 10
+}
+
+# Whether the MCP port is served: by the upstream addon (which starts its server from a timer
+# once Blender's window is up), or by rpb's addon.
+mcp_port_served() {
+    port_open "$RPB_MCP_PORT"
 }
 
 display_up() {
@@ -423,11 +434,19 @@ ensure_blender() {
     fi
     ((PID == 0)) || stop_component blender || true
     require_free_port blender "$RPB_MCP_PORT" RPB_MCP_PORT
+    require_free_port blender "$RPB_CONTROL_PORT" RPB_CONTROL_PORT
     local blender
     blender=$(blender_bin)
     [[ -n $blender && -x $blender ]] ||
         die "no Blender found: run setup.sh, set BLENDER_BIN, or install Blender (Debian package blender)"
     [[ -f $SCRIPTS_DIR/addons/rpb_mcp.py ]] || die "the rpb addon is not installed in $SCRIPTS_DIR: run setup.sh first"
+    local addons=rpb_mcp
+    if [[ $RPB_MCP_ADDON == upstream ]]; then
+        [[ -f $SCRIPTS_DIR/addons/blender_mcp.py ]] ||
+            die "the blender-mcp addon is not installed in $SCRIPTS_DIR/addons: run setup.sh with RPB_MCP_ADDON=upstream, or set RPB_MCP_ADDON=rpb to serve rpb's addon on the MCP port"
+        # Upstream first, so its scene properties exist when rpb's addon sets the port.
+        addons=blender_mcp,rpb_mcp
+    fi
     mkdir -p "$CONFIG_DIR"
     rm -f "$STATUS_FILE"
     local file_args=()
@@ -436,8 +455,9 @@ ensure_blender() {
         file_args=("$RPB_BLENDER_FILE")
     fi
     DISPLAY=":$RPB_DISPLAY" BLENDER_USER_SCRIPTS=$SCRIPTS_DIR BLENDER_USER_CONFIG=$CONFIG_DIR \
-        RPB_MCP_PORT=$RPB_MCP_PORT RPB_MCP_STATUS_FILE=$STATUS_FILE \
-        launch blender "$blender" --addons rpb_mcp "${file_args[@]}"
+        RPB_MCP_PORT=$RPB_MCP_PORT RPB_CONTROL_PORT=$RPB_CONTROL_PORT RPB_MCP_ADDON=$RPB_MCP_ADDON \
+        RPB_MCP_STATUS_FILE=$STATUS_FILE BLENDERMCP_NO_UPDATE_CHECK=1 \
+        launch blender "$blender" --addons "$addons" "${file_args[@]}"
     wait_for blender "$RPB_BLENDER_TIMEOUT" addon_status_settled
     if ! blender_answers; then
         local status
@@ -446,6 +466,8 @@ ensure_blender() {
         stop_component blender || true
         die "the rpb addon did not start ($status); Blender was stopped"
     fi
+    # The upstream addon's server starts from a timer after the window is up.
+    wait_for blender "$RPB_SERVICE_TIMEOUT" mcp_port_served
 }
 
 # --- render jobs ---------------------------------------------------------------------------
@@ -682,6 +704,7 @@ report() {
     if ((pids[blender] != 0)) && mcp_call get_addon_info 10; then
         addon=${REPLY_JSON#'{"status": "success", "result": '}
         addon=${addon%'}'}
+        mcp_port_served || down+=(mcp-port)
     elif ((pids[blender] != 0)); then
         down+=(blender-addon)
     fi
@@ -693,7 +716,10 @@ report() {
     local version=unknown
     [[ -s $RPB_HOME/assets-version ]] && version=$(tr -dc 0-9a-f <"$RPB_HOME/assets-version")
     printf '{"rpb_session":"%s","assets_version":"%s","display":%s,' "$state" "$version" "$RPB_DISPLAY"
-    printf '"ports":{"mcp":%s,"vnc":%s,"novnc":%s},' "$RPB_MCP_PORT" "$RPB_VNC_PORT" "$RPB_NOVNC_PORT"
+    local mcp_addon=$RPB_MCP_ADDON
+    [[ $RPB_MCP_ADDON == upstream && -s $RPB_HOME/mcp-addon ]] && mcp_addon=$(head -n 1 "$RPB_HOME/mcp-addon")
+    printf '"ports":{"mcp":%s,"control":%s,"vnc":%s,"novnc":%s},"mcp_addon":%s,' "$RPB_MCP_PORT" \
+        "$RPB_CONTROL_PORT" "$RPB_VNC_PORT" "$RPB_NOVNC_PORT" "$(json_string "$mcp_addon")"
     printf '"pids":{"xvfb":%s,"x11vnc":%s,"websockify":%s,"blender":%s},' \
         "${pids[xvfb]}" "${pids[x11vnc]}" "${pids[websockify]}" "${pids[blender]}"
     printf '"started":%s,"down":%s,"addon":%s,"log_dir":%s}\n' \
@@ -705,13 +731,15 @@ report() {
 
 validate() {
     local name value
-    for name in RPB_DISPLAY RPB_MCP_PORT RPB_VNC_PORT RPB_NOVNC_PORT RPB_BLENDER_TIMEOUT \
+    for name in RPB_DISPLAY RPB_MCP_PORT RPB_CONTROL_PORT RPB_VNC_PORT RPB_NOVNC_PORT RPB_BLENDER_TIMEOUT \
         RPB_SERVICE_TIMEOUT RPB_STOP_TIMEOUT RPB_LOCK_TIMEOUT; do
         value=${!name}
         [[ $value =~ ^[0-9]+$ ]] || die "$name must be a number, got '$value'"
     done
     [[ $RPB_SCREEN =~ ^[0-9]+x[0-9]+x[0-9]+$ ]] || die "RPB_SCREEN must look like 1920x1080x24"
     [[ $RPB_HOME == /* ]] || die "RPB_HOME must be an absolute path, got '$RPB_HOME'"
+    [[ $RPB_MCP_ADDON == upstream || $RPB_MCP_ADDON == rpb ]] ||
+        die "RPB_MCP_ADDON must be upstream or rpb, got '$RPB_MCP_ADDON'"
 }
 
 take_lock() {
@@ -733,11 +761,13 @@ preflight() {
         read_pid "$name"
         ((PID != 0)) || require_free_port "$name" "$port" "$variable"
     done
+    read_pid blender
+    ((PID != 0)) || require_free_port blender "$RPB_CONTROL_PORT" RPB_CONTROL_PORT
     read_pid xvfb
     ((PID != 0)) || require_free_display
-    if [[ $RPB_VNC_PORT == "$RPB_NOVNC_PORT" || $RPB_VNC_PORT == "$RPB_MCP_PORT" || $RPB_NOVNC_PORT == "$RPB_MCP_PORT" ]]; then
-        die "RPB_MCP_PORT, RPB_VNC_PORT and RPB_NOVNC_PORT must differ"
-    fi
+    local distinct
+    distinct=$(printf '%s\n' "$RPB_MCP_PORT" "$RPB_CONTROL_PORT" "$RPB_VNC_PORT" "$RPB_NOVNC_PORT" | sort -u | wc -l)
+    ((distinct == 4)) || die "RPB_MCP_PORT, RPB_CONTROL_PORT, RPB_VNC_PORT and RPB_NOVNC_PORT must differ"
 }
 
 cmd_start() {

@@ -9,6 +9,9 @@
 # and the boot hook, caches the session's Debian
 # packages as .deb files under $RPB_HOME/debs (so each start installs them from disk), persists
 # the SSH host keys under $RPB_HOME/ssh-host-keys (restored by the boot hook at every boot), and
+# installs the upstream blender-mcp addon for the MCP port from the pinned mcp-for-blender
+# release (downloaded by pip from the Python package index with its hash checked, cached under
+# $RPB_DOWNLOAD_CACHE; RPB_MCP_ADDON=rpb skips it for pods without internet), and
 # records the assets version last, so an interrupted setup is simply run again. Progress goes to
 # stderr; the last line on stdout is a JSON summary starting with {"rpb_setup".
 set -Eeuo pipefail
@@ -37,6 +40,21 @@ fi
 RPB_ALLOW_INSECURE_DOWNLOAD_FOR_TESTS=${RPB_ALLOW_INSECURE_DOWNLOAD_FOR_TESTS:-}
 RPB_DOWNLOAD_TIMEOUT=${RPB_DOWNLOAD_TIMEOUT:-1800}
 RPB_DEB_SOURCE=${RPB_DEB_SOURCE:-}
+# The MCP server release whose addon serves the MCP port, and the SHA-256 of its wheel
+# (blender_session::mcp::UPSTREAM_VERSION and UPSTREAM_WHEEL_SHA256; a unit test keeps them
+# equal). Another release needs its hash: pip refuses a download without one.
+DEFAULT_MCP_SERVER_VERSION=2.2.4
+DEFAULT_MCP_SERVER_SHA256=c6c3286da735cd44eef43186759da7f19696b0d50991a1b64399280f9744ae14
+RPB_MCP_ADDON=${RPB_MCP_ADDON:-upstream}
+RPB_MCP_SERVER_VERSION=${RPB_MCP_SERVER_VERSION:-$DEFAULT_MCP_SERVER_VERSION}
+RPB_MCP_SERVER_SHA256=${RPB_MCP_SERVER_SHA256:-}
+if [[ -z $RPB_MCP_SERVER_SHA256 && $RPB_MCP_SERVER_VERSION == "$DEFAULT_MCP_SERVER_VERSION" ]]; then
+    RPB_MCP_SERVER_SHA256=$DEFAULT_MCP_SERVER_SHA256
+fi
+# Downloads kept across setups (on the volume: a new pod on it downloads nothing again).
+RPB_DOWNLOAD_CACHE=${RPB_DOWNLOAD_CACHE:-$RPB_HOME/downloads}
+# A Python with pip for the download; else python3, then Blender's own Python.
+RPB_PYTHON=${RPB_PYTHON:-}
 RPB_SSH_DIR=${RPB_SSH_DIR:-/etc/ssh}
 RPB_LOCK_TIMEOUT=${RPB_LOCK_TIMEOUT:-300}
 DEFAULT_PACKAGES="xvfb x11vnc novnc websockify libgl1 libegl1 libxrender1 libxi6 libxxf86vm1 libxfixes3 libxkbcommon0 libsm6 libice6 libx11-xcb1"
@@ -220,6 +238,93 @@ cache_packages() {
     CHANGED+=(debs)
 }
 
+# The first Python that has pip: RPB_PYTHON, python3, or the Python inside the Blender install.
+pip_python() {
+    local candidate candidates=()
+    [[ -n $RPB_PYTHON ]] && candidates+=("$RPB_PYTHON")
+    candidates+=(python3)
+    if [[ -n ${BLENDER_PATH:-} ]]; then
+        for candidate in "$(dirname "$BLENDER_PATH")"/[0-9]*/python/bin/python3*; do
+            [[ -x $candidate ]] && candidates+=("$candidate")
+        done
+    fi
+    for candidate in "${candidates[@]}"; do
+        if "$candidate" -m pip --version >/dev/null 2>&1; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+wheel_verified() {
+    [[ -f $1 ]] && echo "$RPB_MCP_SERVER_SHA256  $1" | sha256sum -c --quiet - >/dev/null 2>&1
+}
+
+# Installs the addon of the pinned mcp-for-blender release as blender-scripts/addons/blender_mcp.py
+# (the name upstream's own installer gives it), so the AI client's MCP server finds the addon it
+# expects on the MCP port. Never from a git branch: from the release's wheel, hash-checked.
+install_mcp_addon() {
+    local target=$RPB_HOME/blender-scripts/addons/blender_mcp.py
+    if [[ $RPB_MCP_ADDON == rpb ]]; then
+        MCP_ADDON="rpb"
+        if [[ -f $target ]]; then
+            rm -f "$target" "$RPB_HOME/mcp-addon"
+            CHANGED+=(blender-scripts/addons/blender_mcp.py)
+        fi
+        log "RPB_MCP_ADDON=rpb: rpb's addon serves the MCP port; no download"
+        return 0
+    fi
+    [[ $RPB_MCP_ADDON == upstream ]] || die "RPB_MCP_ADDON must be upstream or rpb, got '$RPB_MCP_ADDON'"
+    [[ $RPB_MCP_SERVER_VERSION =~ ^[0-9]+(\.[0-9]+)*$ ]] ||
+        die "RPB_MCP_SERVER_VERSION must be a release number such as $DEFAULT_MCP_SERVER_VERSION, got '$RPB_MCP_SERVER_VERSION'"
+    [[ $RPB_MCP_SERVER_SHA256 =~ ^[0-9a-fA-F]{64}$ ]] ||
+        die "no SHA-256 for mcp-for-blender $RPB_MCP_SERVER_VERSION: set RPB_MCP_SERVER_SHA256 to its wheel's (listed on pypi.org)"
+    MCP_ADDON="mcp-for-blender $RPB_MCP_SERVER_VERSION sha256:$RPB_MCP_SERVER_SHA256"
+    if [[ -f $target ]] && [[ $(cat "$RPB_HOME/mcp-addon" 2>/dev/null) == "$MCP_ADDON" ]]; then
+        log "the blender-mcp addon of mcp-for-blender $RPB_MCP_SERVER_VERSION is already installed"
+        return 0
+    fi
+    local wheel=$RPB_DOWNLOAD_CACHE/mcp_for_blender-$RPB_MCP_SERVER_VERSION-py3-none-any.whl python
+    python=$(pip_python) ||
+        die "no Python with pip on the pod to download mcp-for-blender $RPB_MCP_SERVER_VERSION (install python3-pip, or set RPB_PYTHON), or set RPB_MCP_ADDON=rpb to serve rpb's own addon on the MCP port"
+    mkdir -p "$RPB_DOWNLOAD_CACHE"
+    if ! wheel_verified "$wheel"; then
+        local staging
+        staging=$(mktemp -d "$RPB_DOWNLOAD_CACHE/.download-XXXXXX")
+        printf 'mcp-for-blender==%s --hash=sha256:%s\n' "$RPB_MCP_SERVER_VERSION" "$RPB_MCP_SERVER_SHA256" \
+            >"$staging/requirements.txt"
+        log "downloading mcp-for-blender $RPB_MCP_SERVER_VERSION (pip, hash-checked)"
+        if ! timeout "$RPB_DOWNLOAD_TIMEOUT" "$python" -m pip download --quiet --disable-pip-version-check \
+            --no-deps --only-binary=:all: --require-hashes --dest "$staging" \
+            -r "$staging/requirements.txt" >>"$RPB_HOME/logs/setup-mcp-addon.log" 2>&1; then
+            rm -rf "$staging"
+            die "could not download mcp-for-blender $RPB_MCP_SERVER_VERSION with its hash checked; see $RPB_HOME/logs/setup-mcp-addon.log (or set RPB_MCP_ADDON=rpb for a pod without internet)"
+        fi
+        # pip checked the hash; check the file kept, whatever pip named it.
+        if ! wheel_verified "$staging/${wheel##*/}"; then
+            rm -rf "$staging"
+            die "the mcp-for-blender $RPB_MCP_SERVER_VERSION wheel does not match RPB_MCP_SERVER_SHA256"
+        fi
+        mv -f "$staging/${wheel##*/}" "$wheel"
+        rm -rf "$staging"
+    fi
+    # The addon is one file inside the wheel (a zip archive).
+    "$python" - "$wheel" "$target.rpb-new" <<'PY' || die "the mcp-for-blender $RPB_MCP_SERVER_VERSION wheel has no usable blender_mcp/bundled/addon.py"
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    source = wheel.read("blender_mcp/bundled/addon.py")
+if b"ADDON_PROTOCOL_VERSION" not in source or b"def register" not in source:
+    sys.exit(1)
+with open(sys.argv[2], "wb") as out:
+    out.write(source)
+PY
+    install_file "$target.rpb-new" "$target" 0644
+    rm -f "$target.rpb-new"
+    record mcp-addon "$MCP_ADDON"
+    log "installed the blender-mcp addon of mcp-for-blender $RPB_MCP_SERVER_VERSION"
+}
+
 persist_host_keys() {
     HOST_KEYS=none
     local existing=("$KEYS"/ssh_host_*_key)
@@ -273,6 +378,7 @@ main() {
     flock -w "$RPB_LOCK_TIMEOUT" 9 || die "another setup.sh holds $RPB_HOME/run/setup.lock"
     install_assets
     install_blender
+    install_mcp_addon
     cache_packages
     persist_host_keys
     local version debs=("$DEB_DIR"/*.deb) count=0
@@ -280,11 +386,17 @@ main() {
     version=$(tr -dc 0-9a-f <"$RPB_ASSETS_DIR/assets-version")
     # Last: a setup that stopped half-way records no version and is run again.
     record assets-version "$version"
+    # rpb's stamp of this setup's inputs (assets, Blender, MCP addon): a pod whose stamp
+    # differs from what rpb wants is set up again.
+    if [[ -n ${RPB_SETUP_STAMP:-} ]]; then
+        [[ $RPB_SETUP_STAMP =~ ^[0-9a-f-]+$ ]] || die "RPB_SETUP_STAMP must be hex digits and dashes"
+        record setup-stamp "$RPB_SETUP_STAMP"
+    fi
     if ((${#CHANGED[@]} == 0)); then
         log "nothing to do: the pod is set up for assets version $version"
     fi
-    printf '{"rpb_setup":"done","assets_version":"%s","blender_bin":%s,"cached_debs":%s,"host_keys":"%s","changed":%s}\n' \
-        "$version" "$(json_string "$BLENDER_PATH")" "$count" "$HOST_KEYS" "$(json_list "${CHANGED[@]}")"
+    printf '{"rpb_setup":"done","assets_version":"%s","blender_bin":%s,"mcp_addon":%s,"cached_debs":%s,"host_keys":"%s","changed":%s}\n' \
+        "$version" "$(json_string "$BLENDER_PATH")" "$(json_string "$MCP_ADDON")" "$count" "$HOST_KEYS" "$(json_list "${CHANGED[@]}")"
 }
 
 main "$@"

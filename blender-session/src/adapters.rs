@@ -326,6 +326,7 @@ impl HostConnector for SshConnector {
             .await?
             .tunnel()
             .forward(Forward::new(local.mcp, "127.0.0.1", remote.mcp))
+            .forward(Forward::new(local.control, "127.0.0.1", remote.control))
             .forward(Forward::new(local.vnc, "127.0.0.1", remote.vnc))
             .forward(Forward::new(local.novnc, "127.0.0.1", remote.novnc))
             .reconnect_attempts(self.reconnect_attempts)
@@ -343,8 +344,9 @@ impl HostConnector for SshConnector {
         let port = |index: usize| bound.get(index).map_or(0, |forward| forward.local.port());
         let ports = TunnelPorts {
             mcp: port(0),
-            vnc: port(1),
-            novnc: port(2),
+            control: port(1),
+            vnc: port(2),
+            novnc: port(3),
         };
         Ok(Box::new(SshTunnel::new(tunnel, ports, pod_id.into())))
     }

@@ -99,6 +99,10 @@ const ALL: [Asset; 6] = [
 /// Name of the file, next to the assets, that holds [`version`].
 pub const VERSION_FILE: &str = "assets-version";
 
+/// Name of the file in `RPB_HOME` where the setup script records, last, the stamp it was given
+/// (`RPB_SETUP_STAMP`): the assets version and a digest of what else it installed.
+pub const SETUP_STAMP_FILE: &str = "setup-stamp";
+
 /// All embedded files.
 pub fn all() -> &'static [Asset] {
     &ALL
@@ -247,8 +251,12 @@ pub enum SessionState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[non_exhaustive]
 pub struct SessionPorts {
-    /// The addon's MCP socket.
+    /// The MCP socket (the upstream blender-mcp addon's, or rpb's addon's with
+    /// `RPB_MCP_ADDON=rpb`).
     pub mcp: u16,
+    /// rpb's addon's command socket.
+    #[serde(default)]
+    pub control: u16,
     /// x11vnc's RFB port.
     pub vnc: u16,
     /// websockify serving noVNC.

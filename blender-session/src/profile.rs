@@ -9,7 +9,8 @@
 //! | `RUNPOD_API_URL` | base URL of a RunPod REST v2 server (the simulator included) | `https://api.runpod.io/v2` |
 //! | `RPB_SSH_USER` | log in as this user instead of the one the API reports | the API's (`root`) |
 //! | `RPB_POD_ROOT` | the pod's persistent volume: an absolute path needing no shell quoting | `/runpod` |
-//! | `RPB_POD_MCP_PORT`, `RPB_POD_VNC_PORT`, `RPB_POD_NOVNC_PORT` | pod-side ports of the session | 9876, 5900, 6080 |
+//! | `RPB_POD_MCP_PORT`, `RPB_POD_CONTROL_PORT`, `RPB_POD_VNC_PORT`, `RPB_POD_NOVNC_PORT` | pod-side ports of the session | 9876, 9877, 5900, 6080 |
+//! | `RPB_MCP_ADDON` | who serves the MCP port: `upstream` (the blender-mcp addon of the pinned [`mcp-for-blender`](crate::mcp::UPSTREAM_VERSION) release, downloaded by the pod) or `rpb` (rpb's own addon, for pods without internet) | `upstream` |
 //! | `RPB_BLENDER_VERSION` | the Blender setup installs on a new pod | [`DEFAULT_BLENDER_VERSION`](crate::assets::DEFAULT_BLENDER_VERSION) |
 //! | `RPB_PRICE_VOLUME_GB_MONTH`, `RPB_PRICE_VOLUME_STOPPED_GB_MONTH`, `RPB_PRICE_NETWORK_VOLUME_GB_MONTH`, `RPB_PRICE_NETWORK_VOLUME_LARGE_GB_MONTH` | storage prices in USD per GB-month, for cost estimates | [`StoragePrices::default`] |
 //! | `RPB_BLENDER_SHA256` | the SHA-256 its archive must match, or `unverified`; required with another version | the default version's, embedded |
@@ -49,6 +50,8 @@ pub const SSH_USER: &str = "RPB_SSH_USER";
 pub const POD_ROOT: &str = "RPB_POD_ROOT";
 /// `RPB_POD_MCP_PORT`.
 pub const POD_MCP_PORT: &str = "RPB_POD_MCP_PORT";
+/// `RPB_POD_CONTROL_PORT`.
+pub const POD_CONTROL_PORT: &str = "RPB_POD_CONTROL_PORT";
 /// `RPB_POD_VNC_PORT`.
 pub const POD_VNC_PORT: &str = "RPB_POD_VNC_PORT";
 /// `RPB_POD_NOVNC_PORT`.
@@ -63,12 +66,14 @@ pub const TUNNEL_RECONNECTS: &str = "RPB_TUNNEL_RECONNECTS";
 pub const GPU_TYPES: &str = "RUNPOD_GPU_TYPES";
 
 /// The keys a profile reads beyond [`ConfigKey`].
-pub const EXTRA_KEYS: [&str; 10] = [
+pub const EXTRA_KEYS: [&str; 12] = [
     GPU_TYPES,
     API_URL,
     SSH_USER,
     POD_ROOT,
     POD_MCP_PORT,
+    POD_CONTROL_PORT,
+    crate::mcp::MCP_ADDON_KEY,
     POD_VNC_PORT,
     POD_NOVNC_PORT,
     TUNNEL_RECONNECTS,
@@ -100,6 +105,8 @@ pub struct Profile {
     pub tunnel_reconnects: Option<u32>,
     /// `RPB_BLENDER_VERSION` and `RPB_BLENDER_SHA256`: the Blender setup installs.
     pub blender: BlenderRelease,
+    /// `RPB_MCP_ADDON`: who serves the MCP port on the pod.
+    pub mcp_addon: crate::mcp::McpAddon,
     /// `RPB_PRICE_*`: the storage price table, with the workspace's overrides.
     pub storage_prices: StoragePrices,
     /// `RUNPOD_GPU_TYPES`, in order (empty when unset).
@@ -118,6 +125,7 @@ impl fmt::Debug for Profile {
             .field("local_ports", &self.local_ports)
             .field("tunnel_reconnects", &self.tunnel_reconnects)
             .field("blender", &self.blender)
+            .field("mcp_addon", &self.mcp_addon)
             .field("storage_prices", &self.storage_prices)
             .field("gpu_types", &self.gpu_types)
             .finish()
@@ -180,11 +188,13 @@ impl Profile {
         };
         let remote_ports = TunnelPorts {
             mcp: port(POD_MCP_PORT, 9876)?,
+            control: port(POD_CONTROL_PORT, 9877)?,
             vnc: port(POD_VNC_PORT, 5900)?,
             novnc: port(POD_NOVNC_PORT, 6080)?,
         };
         let local_ports = TunnelPorts {
             mcp: config.ports.mcp,
+            control: config.ports.control,
             vnc: config.ports.vnc,
             novnc: config.ports.novnc,
         };
@@ -207,6 +217,10 @@ impl Profile {
             text(BLENDER_VERSION_KEY).as_deref(),
             text(BLENDER_SHA256_KEY).as_deref(),
         )?;
+        let mcp_addon = text(crate::mcp::MCP_ADDON_KEY)
+            .map(|value| value.parse().map_err(Error::Settings))
+            .transpose()?
+            .unwrap_or_default();
         let storage_prices = StoragePrices::from_settings(text)?;
         let gpu_types = text(GPU_TYPES)
             .map(|list| {
@@ -228,6 +242,7 @@ impl Profile {
             local_ports,
             tunnel_reconnects,
             blender,
+            mcp_addon,
             config,
         })
     }
@@ -295,6 +310,7 @@ impl Profile {
         settings.remote_ports = self.remote_ports;
         settings.local_ports = self.local_ports;
         settings.blender.clone_from(&self.blender);
+        settings.mcp_addon = self.mcp_addon;
         settings.storage_prices = self.storage_prices;
         settings
             .network_volume

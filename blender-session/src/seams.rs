@@ -312,8 +312,10 @@ pub type Resolver = Arc<dyn Fn() -> BoxFuture<'static, Result<SshAddr>> + Send +
 /// Local ports of an open tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunnelPorts {
-    /// Blender's MCP socket.
+    /// Blender's MCP socket (the AI client's).
     pub mcp: u16,
+    /// rpb's own command socket in Blender (save, open, render...).
+    pub control: u16,
     /// VNC.
     pub vnc: u16,
     /// noVNC.

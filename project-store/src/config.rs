@@ -14,6 +14,7 @@
 //! | `RUNPOD_CONTAINER_DISK_GB` | container disk of new pods, in GB | chosen by the caller |
 //! | `RUNPOD_IMAGE` | container image of new pods | chosen by the caller |
 //! | `RPB_MCP_PORT` | local port of the tunnel to Blender's MCP socket | `9876` |
+//! | `RPB_CONTROL_PORT` | local port of the tunnel to rpb's own command socket in Blender | `9877` |
 //! | `RPB_VNC_PORT` | local port of the tunnel to the VNC server | `5900` |
 //! | `RPB_NOVNC_PORT` | local port of the tunnel to noVNC (the browser view) | `6080` |
 //!
@@ -56,6 +57,8 @@ pub enum ConfigKey {
     Image,
     /// `RPB_MCP_PORT`.
     McpPort,
+    /// `RPB_CONTROL_PORT`.
+    ControlPort,
     /// `RPB_VNC_PORT`.
     VncPort,
     /// `RPB_NOVNC_PORT`.
@@ -64,7 +67,7 @@ pub enum ConfigKey {
 
 impl ConfigKey {
     /// Every key, in the order the template lists them.
-    pub const ALL: [ConfigKey; 14] = [
+    pub const ALL: [ConfigKey; 15] = [
         Self::ApiKey,
         Self::PodId,
         Self::NetworkVolumeId,
@@ -77,6 +80,7 @@ impl ConfigKey {
         Self::ContainerDiskGb,
         Self::Image,
         Self::McpPort,
+        Self::ControlPort,
         Self::VncPort,
         Self::NoVncPort,
     ];
@@ -96,6 +100,7 @@ impl ConfigKey {
             Self::ContainerDiskGb => "RUNPOD_CONTAINER_DISK_GB",
             Self::Image => "RUNPOD_IMAGE",
             Self::McpPort => "RPB_MCP_PORT",
+            Self::ControlPort => "RPB_CONTROL_PORT",
             Self::VncPort => "RPB_VNC_PORT",
             Self::NoVncPort => "RPB_NOVNC_PORT",
         }
@@ -116,7 +121,9 @@ impl ConfigKey {
             Self::GpuCount | Self::VolumeGb | Self::ContainerDiskGb => {
                 parse_positive(value).map(drop)
             }
-            Self::McpPort | Self::VncPort | Self::NoVncPort => parse_port(value).map(drop),
+            Self::McpPort | Self::ControlPort | Self::VncPort | Self::NoVncPort => {
+                parse_port(value).map(drop)
+            }
             Self::CloudType => value.parse::<CloudType>().map(drop),
             Self::PodId | Self::NetworkVolumeId => {
                 let what = if self == Self::PodId {
@@ -230,6 +237,8 @@ impl FromStr for CloudType {
 pub struct Ports {
     /// Blender's MCP socket (`RPB_MCP_PORT`, default 9876).
     pub mcp: u16,
+    /// rpb's own commands to Blender (`RPB_CONTROL_PORT`, default 9877).
+    pub control: u16,
     /// The VNC server (`RPB_VNC_PORT`, default 5900).
     pub vnc: u16,
     /// noVNC, the browser view (`RPB_NOVNC_PORT`, default 6080).
@@ -240,6 +249,7 @@ impl Default for Ports {
     fn default() -> Self {
         Self {
             mcp: 9876,
+            control: 9877,
             vnc: 5900,
             novnc: 6080,
         }
@@ -359,7 +369,7 @@ pub struct Config {
     pub container_disk_gb: Option<u32>,
     /// `RUNPOD_IMAGE`.
     pub image: Option<String>,
-    /// `RPB_MCP_PORT`, `RPB_VNC_PORT`, `RPB_NOVNC_PORT`.
+    /// `RPB_MCP_PORT`, `RPB_CONTROL_PORT`, `RPB_VNC_PORT`, `RPB_NOVNC_PORT`.
     pub ports: Ports,
     /// Problems found while reading (also logged with `tracing`).
     pub warnings: Vec<Warning>,
@@ -450,6 +460,7 @@ impl Config {
             ConfigKey::ContainerDiskGb => self.container_disk_gb = Some(parse_positive(value)?),
             ConfigKey::Image => self.image = Some(value.to_owned()),
             ConfigKey::McpPort => self.ports.mcp = parse_port(value)?,
+            ConfigKey::ControlPort => self.ports.control = parse_port(value)?,
             ConfigKey::VncPort => self.ports.vnc = parse_port(value)?,
             ConfigKey::NoVncPort => self.ports.novnc = parse_port(value)?,
         }
@@ -570,6 +581,7 @@ VNC_PASSWORD=
 # RUNPOD_CONTAINER_DISK_GB=20
 # RUNPOD_IMAGE=
 # RPB_MCP_PORT=9876
+# RPB_CONTROL_PORT=9877
 # RPB_VNC_PORT=5900
 # RPB_NOVNC_PORT=6080
 ";
@@ -634,6 +646,7 @@ mod tests {
             config.ports,
             Ports {
                 mcp: 19876,
+                control: 9877,
                 vnc: 15900,
                 novnc: 16080
             }

@@ -182,6 +182,7 @@ pub(crate) async fn attach(
             tracing::info!("{why:#}");
             TunnelPorts {
                 mcp: 0,
+                control: 0,
                 vnc: 0,
                 novnc: 0,
             }
@@ -198,6 +199,7 @@ pub(crate) fn blender_ports(ctx: &Ctx, pod_id: &str) -> anyhow::Result<TunnelPor
     match daemon::status(&ctx.store.state_dir())? {
         daemon::TunnelStatus::Running(record) if record.pod_id == pod_id => Ok(TunnelPorts {
             mcp: record.mcp_port,
+            control: record.control_port,
             vnc: record.vnc_port,
             novnc: record.novnc_port,
         }),

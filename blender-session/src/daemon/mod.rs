@@ -164,6 +164,9 @@ pub struct TunnelRecord {
     pub pod_id: String,
     /// Local port of Blender's MCP socket.
     pub mcp_port: u16,
+    /// Local port of rpb's command socket in Blender (0 in a record of an rpb without one).
+    #[serde(default)]
+    pub control_port: u16,
     /// Local port of VNC.
     pub vnc_port: u16,
     /// Local port of noVNC.
@@ -200,6 +203,7 @@ impl TunnelRecord {
             start_time,
             pod_id: pod_id.into(),
             mcp_port: ports.mcp,
+            control_port: ports.control,
             vnc_port: ports.vnc,
             novnc_port: ports.novnc,
             started_at: unix_now(),
@@ -448,6 +452,7 @@ mod tests {
             "pod1",
             crate::seams::TunnelPorts {
                 mcp: 1,
+                control: 4,
                 vnc: 2,
                 novnc: 3,
             },
@@ -479,6 +484,7 @@ mod tests {
         assert_eq!(TunnelRecord::read(&path).expect("read"), None);
         let ports = crate::seams::TunnelPorts {
             mcp: 1,
+            control: 4,
             vnc: 2,
             novnc: 3,
         };

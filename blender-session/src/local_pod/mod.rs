@@ -377,6 +377,7 @@ impl LocalPodBuilder {
         let display = free_display()?;
         let ports = SessionPorts {
             mcp: free_port()?,
+            control: free_port()?,
             vnc: free_port()?,
             novnc: free_port()?,
         };
@@ -605,13 +606,14 @@ impl LocalPod {
     /// |---|---|
     /// | `RPB_POD_ROOT` | [`LocalPod::pod_root`] |
     /// | `RPB_HOME` | `RPB_POD_ROOT/rpb` |
-    /// | `RPB_MCP_PORT`, `RPB_VNC_PORT`, `RPB_NOVNC_PORT` | free ports of this machine, never the defaults 9876/5900/6080 (the local tunnel binds those here) |
+    /// | `RPB_MCP_PORT`, `RPB_CONTROL_PORT`, `RPB_VNC_PORT`, `RPB_NOVNC_PORT` | free ports of this machine, never the defaults 9876/9877/5900/6080 (the local tunnel binds those here) |
     /// | `RPB_DISPLAY` | a free X display number |
     /// | `RPB_SCREEN` | `1280x720x24` |
     /// | `BLENDER_BIN` | [`BLENDER`] (no download in setup) |
     /// | `RPB_NOVNC_WEB` | [`NOVNC_WEB`] |
     /// | `RPB_PACKAGES` | `xvfb x11vnc novnc websockify` (installed here; nothing is installed) |
     /// | `RPB_DEB_SOURCE` | an empty `.deb` folder in the state directory: setup's package cache stays offline |
+    /// | `RPB_DOWNLOAD_CACHE` | `~/.cache/rpb/local-pod-downloads` (or `$XDG_CACHE_HOME/rpb/...`), shared by this user's local pods: setup downloads the MCP addon's release (hash-checked) once per machine |
     /// | `RPB_SSH_DIR` | the folder of the local sshd's host key, which setup persists (not `/etc/ssh`) |
     /// | `RPB_CONTAINER_DISK` | the state directory: what stands for the container disk, which a network volume is not |
     /// | `HOME` | an empty folder in the state directory, as a pod's `/root`: SSH sessions do not run this machine user's shell startup files (a `~/.bashrc` that takes a lock, such as `pyenv init`, stalls every later session once a fault test kills a shell inside it), and Blender keeps its preferences there |
@@ -651,11 +653,13 @@ impl LocalPod {
         let remote = self.remote_ports();
         settings.remote_ports = crate::seams::TunnelPorts {
             mcp: remote.mcp,
+            control: remote.control,
             vnc: remote.vnc,
             novnc: remote.novnc,
         };
         settings.local_ports = crate::seams::TunnelPorts {
             mcp: 0,
+            control: 0,
             vnc: 0,
             novnc: 0,
         };

@@ -31,6 +31,8 @@ pub(super) struct Paths {
     pub(super) logs: PathBuf,
     /// The sessions' home folder (`HOME`), as a pod's `/root`.
     pub(super) home: PathBuf,
+    /// Setup's download cache (`RPB_DOWNLOAD_CACHE`).
+    pub(super) downloads: PathBuf,
 }
 
 impl Paths {
@@ -50,6 +52,7 @@ impl Paths {
             assets: state.join("assets"),
             logs: state.join("logs"),
             home: state.join("home"),
+            downloads: shared_download_cache().unwrap_or_else(|| state.join("downloads")),
         }
     }
 
@@ -156,6 +159,7 @@ pub(super) fn pod_env(
         ("RPB_POD_ROOT", path(&paths.pod_root)),
         ("RPB_HOME", path(&paths.rpb_home)),
         ("RPB_MCP_PORT", ports.mcp.to_string()),
+        ("RPB_CONTROL_PORT", ports.control.to_string()),
         ("RPB_VNC_PORT", ports.vnc.to_string()),
         ("RPB_NOVNC_PORT", ports.novnc.to_string()),
         ("RPB_DISPLAY", display.to_string()),
@@ -164,6 +168,7 @@ pub(super) fn pod_env(
         ("RPB_NOVNC_WEB", NOVNC_WEB.to_owned()),
         ("RPB_PACKAGES", SESSION_PACKAGES.to_owned()),
         ("RPB_DEB_SOURCE", path(&paths.debs)),
+        ("RPB_DOWNLOAD_CACHE", path(&paths.downloads)),
         ("RPB_SSH_DIR", path(&paths.host_keys)),
         ("RPB_CONTAINER_DISK", path(&paths.container_disk)),
         ("HOME", path(&paths.home)),
@@ -171,6 +176,16 @@ pub(super) fn pod_env(
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
     .collect()
+}
+
+/// The download cache all local pods of this machine user share (setup checks each file's hash
+/// before it uses it), so tests and demos download the MCP addon's release once.
+fn shared_download_cache() -> Option<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| Path::new(dir).is_absolute())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    cache.is_absolute().then(|| cache.join("rpb").join("local-pod-downloads"))
 }
 
 pub(super) fn create_private_dir(dir: &Path) -> Result<()> {
@@ -202,6 +217,7 @@ mod tests {
         let paths = Paths::new(Path::new("/state"));
         let ports = SessionPorts {
             mcp: 21_001,
+            control: 21_004,
             vnc: 21_002,
             novnc: 21_003,
         };
@@ -214,6 +230,7 @@ mod tests {
         assert_eq!(env["BLENDER_BIN"], BLENDER);
         assert_eq!(env["RPB_PACKAGES"], "xvfb x11vnc novnc websockify");
         assert_eq!(env["RPB_MCP_PORT"], "21001");
+        assert_eq!(env["RPB_CONTROL_PORT"], "21004");
         assert_eq!(env["HOME"], "/state/home");
     }
 }

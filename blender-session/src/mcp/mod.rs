@@ -1,10 +1,18 @@
 //! A client for the blender-mcp wire protocol, as served by rpb's Blender addon (and by the
 //! upstream blender-mcp addon, for the commands both have).
 //!
+//! On a pod, two addons serve it: the upstream blender-mcp addon, from the release of the MCP
+//! server rpb pins ([`SERVER_REQUIREMENT`]), on the MCP port ([`DEFAULT_PORT`]) for the AI
+//! client, and rpb's own addon on the control port ([`DEFAULT_CONTROL_PORT`]) for rpb's commands
+//! (save, open, ping, the compute report, renders), so the AI client's persistent connection and
+//! rpb's commands never wait on each other. [`McpAddon::Rpb`] puts rpb's addon on the MCP port
+//! too, for pods without internet.
+//!
 //! The protocol is unframed JSON over TCP: the client writes `{"type": ..., "params": {...}}`
 //! and reads back one JSON object, `{"status": "success", "result": ...}` or
 //! `{"status": "error", "message": ...}`, on a persistent connection, one command at a time.
-//! In real use the address is the local end of the SSH tunnel (`127.0.0.1:9876`).
+//! In real use the address is the local end of the SSH tunnel (`127.0.0.1:9877` for rpb's
+//! commands).
 //!
 //! Replies are framed by an incremental scanner that looks at each byte once, so replies of
 //! tens of MiB cost one pass plus one parse. Every command has a timeout. After a transport
@@ -18,7 +26,7 @@
 //!
 //! let mut blender = Client::builder()
 //!     .command_timeout(Duration::from_secs(60))
-//!     .connect("127.0.0.1:9876")
+//!     .connect("127.0.0.1:9877")
 //!     .await?;
 //! let scene = blender.scene_info().await?;
 //! println!("{} objects", scene.object_count);
@@ -48,23 +56,75 @@ pub use types::{
     OpenedBlend, SavedBlend, SceneInfo, Screenshot,
 };
 
-/// The port blender-mcp uses unless told otherwise.
+/// The port blender-mcp uses unless told otherwise: the AI client's MCP port.
 pub const DEFAULT_PORT: u16 = 9876;
 
-/// The upstream `blender-mcp` MCP server rpb is tested with, pinned (a pip requirement), so an
-/// `.mcp.json` runs this release and not whatever the package index serves today.
-///
-/// 1.8.0 is the newest release whose server sends only commands rpb's addon serves
-/// (`get_scene_info`, `get_object_info`, `execute_code`, `get_viewport_screenshot`,
-/// `get_telemetry_consent` and the asset integrations' `get_*_status`, which the addon reports
-/// as disabled). From 1.8.1 the server runs a `get_addon_info` handshake that expects the
-/// upstream addon's protocol numbering (rpb's addon reports its own, 1, and would be called
-/// outdated, with advice to install the upstream addon) and asks for world-state snapshots the
-/// addon does not serve; 2.0.0 only wraps another package (`mcp-for-blender`).
-pub const SERVER_REQUIREMENT: &str = "blender-mcp==1.8.0";
+/// The port rpb's addon serves rpb's commands on unless told otherwise.
+pub const DEFAULT_CONTROL_PORT: u16 = 9877;
 
-/// The `uvx` arguments that run [`SERVER_REQUIREMENT`]: `uvx --from blender-mcp==… blender-mcp`.
-pub const UVX_ARGS: [&str; 3] = ["--from", SERVER_REQUIREMENT, "blender-mcp"];
+/// The release of the blender-mcp MCP server (PyPI `mcp-for-blender`, which `blender-mcp`
+/// 2.x installs) that rpb pins in `.mcp.json` and whose addon it installs on pods for the MCP
+/// port. Upgrading is this constant, [`UPSTREAM_WHEEL_SHA256`], [`UPSTREAM_PROTOCOL`] (and the
+/// same pair in `setup.sh`, which a unit test compares), then a test run.
+pub const UPSTREAM_VERSION: &str = "2.2.4";
+
+/// The SHA-256 of `mcp_for_blender-2.2.4-py3-none-any.whl` as PyPI serves it: the pod's
+/// `pip download --require-hashes` refuses anything else.
+pub const UPSTREAM_WHEEL_SHA256: &str =
+    "c6c3286da735cd44eef43186759da7f19696b0d50991a1b64399280f9744ae14";
+
+/// The addon protocol version the [`UPSTREAM_VERSION`] server expects (its
+/// `EXPECTED_ADDON_PROTOCOL_VERSION`), which its bundled addon reports.
+pub const UPSTREAM_PROTOCOL: u32 = 15;
+
+/// The pinned MCP server as a pip requirement, so an `.mcp.json` runs this release and not
+/// whatever the package index serves today.
+pub const SERVER_REQUIREMENT: &str = "mcp-for-blender==2.2.4";
+
+/// The `uvx` arguments that run [`SERVER_REQUIREMENT`]:
+/// `uvx --from mcp-for-blender==… mcp-for-blender`.
+pub const UVX_ARGS: [&str; 3] = ["--from", SERVER_REQUIREMENT, "mcp-for-blender"];
+
+/// `RPB_MCP_ADDON`: which addon serves the MCP port on the pod.
+pub const MCP_ADDON_KEY: &str = "RPB_MCP_ADDON";
+
+/// Which Blender addon serves the MCP port on the pod ([`MCP_ADDON_KEY`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum McpAddon {
+    /// The upstream blender-mcp addon of [`UPSTREAM_VERSION`], downloaded by the pod's setup
+    /// from the Python package index (hash-checked): the protocol the AI client's server speaks.
+    #[default]
+    Upstream,
+    /// rpb's own addon, for pods without internet: the basic tools (scene, objects, code,
+    /// viewport) work; the server calls it outdated and refuses its asset tools.
+    Rpb,
+}
+
+impl McpAddon {
+    /// The value in the environment (`upstream`, `rpb`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Upstream => "upstream",
+            Self::Rpb => "rpb",
+        }
+    }
+}
+
+impl std::str::FromStr for McpAddon {
+    type Err = String;
+
+    fn from_str(value: &str) -> std::result::Result<Self, Self::Err> {
+        match value.trim() {
+            "upstream" => Ok(Self::Upstream),
+            "rpb" => Ok(Self::Rpb),
+            other => Err(format!(
+                "{MCP_ADDON_KEY} must be `upstream` (the blender-mcp addon of mcp-for-blender \
+                 {UPSTREAM_VERSION}) or `rpb` (rpb's own addon, no download), not {other:?}"
+            )),
+        }
+    }
+}
 
 /// Default connect timeout: 10 seconds.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

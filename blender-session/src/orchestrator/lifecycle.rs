@@ -566,7 +566,8 @@ impl Orchestrator {
             .await
     }
 
-    /// Runs the setup script when the pod's recorded assets version differs from ours.
+    /// Runs the setup script when the pod's recorded setup stamp differs from ours (new assets,
+    /// another Blender release or MCP addon).
     pub(super) async fn ensure_setup(
         &self,
         pod_id: &str,
@@ -578,14 +579,15 @@ impl Orchestrator {
             .run(
                 &format!(
                     "cat {} 2>/dev/null || true",
-                    shell::quote(&format!("{home}/{}", assets::VERSION_FILE))
+                    shell::quote(&format!("{home}/{}", assets::SETUP_STAMP_FILE))
                 ),
                 None,
                 Duration::from_secs(30),
             )
             .await?;
+        let stamp = self.settings.setup_stamp();
         let wanted = assets::version();
-        if recorded.stdout.trim() == wanted {
+        if recorded.stdout.trim() == stamp {
             clock.emit(Step::Setup, format!("assets {wanted} already installed"));
             return Ok(());
         }
@@ -691,23 +693,30 @@ impl Orchestrator {
         );
         let started = Instant::now();
         let timeout = self.settings.services_timeout;
+        let mut control_ok = false;
         let mut mcp_ok = false;
         let mut novnc_ok = false;
         loop {
+            if !control_ok {
+                control_ok = self.connector.mcp_answers(ports.control).await;
+            }
+            // Both addons answer a ping: rpb's on the control port, the MCP port's own.
             if !mcp_ok {
                 mcp_ok = self.connector.mcp_answers(ports.mcp).await;
             }
             if !novnc_ok {
                 novnc_ok = self.connector.novnc_answers(ports.novnc).await;
             }
-            if mcp_ok && novnc_ok {
+            if control_ok && mcp_ok && novnc_ok {
                 return Ok(());
             }
             if started.elapsed() >= timeout {
-                let (which, port) = if mcp_ok {
-                    ("novnc", ports.novnc)
-                } else {
+                let (which, port) = if !control_ok {
+                    ("blender (rpb control)", ports.control)
+                } else if !mcp_ok {
                     ("blender (mcp)", ports.mcp)
+                } else {
+                    ("novnc", ports.novnc)
                 };
                 return Err(Error::ServiceNotReady {
                     which,
@@ -779,18 +788,20 @@ impl Orchestrator {
             .uptime_seconds
             .map_or(0.0, |seconds| seconds as f64 / 3600.0)
             * pod.cost_per_hour;
-        let (tunnel, mcp_answers, novnc_answers) = match session {
+        let (tunnel, control_answers, mcp_answers, novnc_answers) = match session {
             Some(session) => (
                 Some(session.tunnel_state()),
+                self.connector.mcp_answers(session.ports.control).await,
                 self.connector.mcp_answers(session.ports.mcp).await,
                 self.connector.novnc_answers(session.ports.novnc).await,
             ),
-            None => (None, false, false),
+            None => (None, false, false, false),
         };
         Ok(SessionStatus {
             pod,
             cost_since_start,
             tunnel,
+            control_answers,
             mcp_answers,
             novnc_answers,
         })

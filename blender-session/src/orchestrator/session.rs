@@ -122,9 +122,13 @@ pub struct SessionSettings {
     /// [`DEFAULT_BLENDER_VERSION`](crate::assets::DEFAULT_BLENDER_VERSION) with its embedded
     /// SHA-256.
     pub blender: BlenderRelease,
-    /// Pod-side ports of the MCP socket, VNC and noVNC. Default: 9876, 5900, 6080.
+    /// Which addon serves the MCP port (`RPB_MCP_ADDON`). Default: the upstream blender-mcp
+    /// addon of the pinned release ([`mcp::UPSTREAM_VERSION`]).
+    pub mcp_addon: mcp::McpAddon,
+    /// Pod-side ports of the MCP socket, rpb's control socket, VNC and noVNC. Default: 9876,
+    /// 9877, 5900, 6080.
     pub remote_ports: TunnelPorts,
-    /// Local ports of the tunnel (0 picks a free one). Default: 9876, 5900, 6080.
+    /// Local ports of the tunnel (0 picks a free one). Default: 9876, 9877, 5900, 6080.
     pub local_ports: TunnelPorts,
     /// The VNC password, sent to the pod over SSH standard input only.
     pub vnc_password: SecretString,
@@ -168,13 +172,16 @@ impl SessionSettings {
             pod_root: "/runpod".into(),
             pod_env: BTreeMap::new(),
             blender: BlenderRelease::default(),
+            mcp_addon: mcp::McpAddon::default(),
             remote_ports: TunnelPorts {
                 mcp: 9876,
+                control: 9877,
                 vnc: 5900,
                 novnc: 6080,
             },
             local_ports: TunnelPorts {
                 mcp: 9876,
+                control: 9877,
                 vnc: 5900,
                 novnc: 6080,
             },
@@ -215,15 +222,48 @@ impl SessionSettings {
     }
 
     /// The environment prefix for the setup script: [`Self::env_prefix`] plus the Blender
-    /// release and its checksum, on every pod.
+    /// release and its checksum, the pinned MCP server release and its wheel's hash, and the
+    /// setup stamp, on every pod.
     pub(super) fn setup_env_prefix(&self) -> String {
-        self.env_prefix_with(&self.blender.env())
+        let stamp = self.setup_stamp();
+        let mut extra = self.setup_inputs();
+        extra.push(("RPB_SETUP_STAMP", &stamp));
+        self.env_prefix_with(&extra)
+    }
+
+    /// What the setup script installs besides the assets.
+    fn setup_inputs(&self) -> Vec<(&str, &str)> {
+        let mut inputs = self.blender.env().to_vec();
+        inputs.push(("RPB_MCP_SERVER_VERSION", mcp::UPSTREAM_VERSION));
+        inputs.push(("RPB_MCP_SERVER_SHA256", mcp::UPSTREAM_WHEEL_SHA256));
+        inputs
+    }
+
+    /// The assets version and a digest of everything else setup installs (the Blender release,
+    /// the MCP addon and its release): the setup script records it last, and a pod whose
+    /// record differs is set up again, so changing `RPB_BLENDER_VERSION` or `RPB_MCP_ADDON`
+    /// takes effect at the next start.
+    pub(crate) fn setup_stamp(&self) -> String {
+        // FNV-1a: a change detector, not a security check (the checksums it covers are).
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mcp_addon = [(mcp::MCP_ADDON_KEY, self.mcp_addon.as_str())];
+        for (key, value) in self.setup_inputs().into_iter().chain(mcp_addon) {
+            for byte in key.bytes().chain([b'=']).chain(value.bytes()).chain([b'\n']) {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        format!("{}-{hash:016x}", crate::assets::version())
     }
 
     fn env_prefix_with(&self, extra: &[(&str, &str)]) -> String {
         let mut env = self.pod_env.clone();
         env.insert("RPB_POD_ROOT".into(), self.pod_root.clone());
+        env.insert(mcp::MCP_ADDON_KEY.into(), self.mcp_addon.as_str().into());
         env.insert("RPB_MCP_PORT".into(), self.remote_ports.mcp.to_string());
+        env.insert(
+            "RPB_CONTROL_PORT".into(),
+            self.remote_ports.control.to_string(),
+        );
         env.insert("RPB_VNC_PORT".into(), self.remote_ports.vnc.to_string());
         env.insert("RPB_NOVNC_PORT".into(), self.remote_ports.novnc.to_string());
         for (key, value) in extra {
@@ -300,25 +340,31 @@ impl Session {
         )
     }
 
-    /// The MCP address through the tunnel.
+    /// The MCP address through the tunnel: the AI client's (its MCP server connects here).
     pub fn mcp_address(&self) -> String {
         format!("127.0.0.1:{}", self.ports.mcp)
     }
 
-    /// A connected MCP client through the tunnel.
+    /// The address of rpb's command socket in Blender through the tunnel.
+    pub fn control_address(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.control)
+    }
+
+    /// A client of rpb's addon through the tunnel, on the control port, so rpb's commands never
+    /// wait behind the AI client's connection on the MCP port.
     ///
     /// # Errors
     ///
-    /// [`Error::NoTunnel`] for a session attached without a tunnel to this pod (port 0: never
-    /// whatever else listens on a default port); an MCP error when Blender's socket does not
-    /// answer.
+    /// [`Error::NoTunnel`] for a session attached without a tunnel to this pod, or to a tunnel
+    /// of an rpb without a control port (port 0: never whatever else listens on a default
+    /// port); an MCP error when Blender's socket does not answer.
     pub async fn mcp(&self) -> Result<mcp::Client> {
-        if self.ports.mcp == 0 {
+        if self.ports.control == 0 {
             return Err(Error::NoTunnel {
                 pod_id: self.pod_id.clone(),
             });
         }
-        Ok(mcp::Client::connect(self.mcp_address()).await?)
+        Ok(mcp::Client::connect(self.control_address()).await?)
     }
 
     /// The tunnel's state (`Closed` for a session opened without a tunnel).
@@ -368,6 +414,8 @@ pub struct SessionStatus {
     pub cost_since_start: f64,
     /// The tunnel's state, when a session is open.
     pub tunnel: Option<TunnelState>,
+    /// Whether rpb's addon answers on its control socket through the tunnel.
+    pub control_answers: bool,
     /// Whether Blender's MCP socket answers through the tunnel.
     pub mcp_answers: bool,
     /// Whether noVNC answers through the tunnel.
@@ -384,7 +432,9 @@ mod tests {
         settings.pod_env.insert("RPB_DISPLAY".into(), "201".into());
         let prefix = settings.env_prefix();
         assert!(
-            prefix.starts_with("env RPB_DISPLAY=201 RPB_MCP_PORT=9876"),
+            prefix.starts_with(
+                "env RPB_CONTROL_PORT=9877 RPB_DISPLAY=201 RPB_MCP_ADDON=upstream RPB_MCP_PORT=9876"
+            ),
             "{prefix}"
         );
         assert!(prefix.contains("RPB_POD_ROOT=/runpod"));

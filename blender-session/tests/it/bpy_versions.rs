@@ -1,5 +1,5 @@
 //! rpb's addon on the Blender that real pods run: Blender 4.5 LTS (the setup script's default)
-//! and 5.0, as Python modules from the Python package index (`bpy`), in the venvs `scripts/install-bpy.sh` makes.
+//! and 5.0, as Python modules from the Python package index (`bpy`), in the venvs `scripts/install-python-peers.sh` makes.
 //! Each runs `tests/bpy/drive_addon.py`: the addon's commands as its socket server calls them
 //! (scene, object, `execute_code` with its output and its errors, save and open, the compute
 //! report) and a small Cycles CPU render. The viewport screenshot needs a window, which module
@@ -16,7 +16,7 @@ const RELEASES: [(&str, &str); 2] = [("4.5.15", "BLENDER_EEVEE_NEXT"), ("5.0.1",
 const LIMIT: Duration = Duration::from_secs(300);
 
 fn venvs() -> PathBuf {
-    if let Some(dir) = std::env::var_os("RPB_BPY_VENVS") {
+    if let Some(dir) = std::env::var_os("RPB_PYTHON_PEERS") {
         return PathBuf::from(dir);
     }
     let cache = std::env::var_os("XDG_CACHE_HOME").map_or_else(
@@ -34,7 +34,7 @@ async fn drive(version: &str) -> serde_json::Value {
     let python = venvs().join(format!("bpy-{version}/bin/python"));
     assert!(
         python.is_file(),
-        "{} is missing: run `bash scripts/install-bpy.sh` (Blender {version} from PyPI `bpy`, \
+        "{} is missing: run `bash scripts/install-python-peers.sh` (Blender {version} from PyPI `bpy`, \
          CPython 3.11 with python3-venv)",
         python.display()
     );

@@ -358,6 +358,11 @@ impl HostConnector for FakeConnector {
         self.remote().tunnels_open += 1;
         let bound = TunnelPorts {
             mcp: if local.mcp == 0 { 40001 } else { local.mcp },
+            control: if local.control == 0 {
+                40004
+            } else {
+                local.control
+            },
             vnc: if local.vnc == 0 { 40002 } else { local.vnc },
             novnc: if local.novnc == 0 { 40003 } else { local.novnc },
         };
@@ -381,6 +386,7 @@ fn settings() -> SessionSettings {
     let mut settings = SessionSettings::new(SecretString::from(PASSWORD));
     settings.local_ports = TunnelPorts {
         mcp: 0,
+        control: 0,
         vnc: 0,
         novnc: 0,
     };
@@ -943,6 +949,7 @@ async fn every_pod_side_command_gets_the_whole_environment_and_no_secret() {
     settings.pod_root = "/workspace".into();
     settings.remote_ports = TunnelPorts {
         mcp: 19876,
+        control: 19877,
         vnc: 15900,
         novnc: 16080,
     };
@@ -993,6 +1000,7 @@ async fn a_session_attached_without_a_tunnel_never_reaches_a_default_port() {
     let connector = FakeConnector::healthy(assets::version());
     let none = TunnelPorts {
         mcp: 0,
+        control: 0,
         vnc: 0,
         novnc: 0,
     };

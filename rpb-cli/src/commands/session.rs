@@ -315,12 +315,14 @@ pub(crate) async fn status(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> 
     let status = orchestrator.status(&pod_id, None).await?;
     let state_dir = ctx.store.state_dir();
     let tunnel = daemon::status(&state_dir)?;
-    let (mcp_answers, novnc_answers) = match &tunnel {
+    let (control_answers, mcp_answers, novnc_answers) = match &tunnel {
         daemon::TunnelStatus::Running(record) if record.pod_id == pod_id => (
+            record.control_port != 0
+                && blender_session::probe::mcp_answers(record.control_port).await,
             blender_session::probe::mcp_answers(record.mcp_port).await,
             blender_session::probe::novnc_answers(record.novnc_port).await,
         ),
-        _ => (false, false),
+        _ => (false, false, false),
     };
     let guard_stop =
         GuardStop::read(&daemon::guard_path(&state_dir)).filter(|stop| stop.pod_id == pod_id);
@@ -356,19 +358,13 @@ pub(crate) async fn status(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> 
     }
     let _ = writeln!(human, "  tunnel {}", tunnel::describe(&tunnel));
     if let daemon::TunnelStatus::Running(_) = &tunnel {
+        let answers = |yes: bool| if yes { "answers" } else { "does not answer" };
         let _ = writeln!(
             human,
-            "  blender {}, novnc {}",
-            if mcp_answers {
-                "answers"
-            } else {
-                "does not answer"
-            },
-            if novnc_answers {
-                "answers"
-            } else {
-                "does not answer"
-            }
+            "  blender {} (rpb), mcp {}, novnc {}",
+            answers(control_answers),
+            answers(mcp_answers),
+            answers(novnc_answers)
         );
     }
     if let Some(stop) = &guard_stop {
@@ -385,7 +381,8 @@ pub(crate) async fn status(ctx: &Ctx, args: PodArgs) -> anyhow::Result<Outcome> 
             "uptime_seconds": pod.uptime_seconds,
             "ssh": ssh,
             "tunnel": tunnel::status_json(&tunnel),
-            "blender_answers": mcp_answers,
+            "blender_answers": control_answers,
+            "mcp_answers": mcp_answers,
             "novnc_answers": novnc_answers,
             "guard_stop": guard_stop.map(|stop| json!({"reason": stop.reason, "at": stop.at})),
         }),
