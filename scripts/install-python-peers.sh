@@ -38,3 +38,23 @@ for requirements in scripts/python-peers/*.txt; do
         -r "$requirements"
     echo "$pins" >"$venv/.pins"
 done
+
+# The wheel of the pinned MCP server release, in the download cache local pods share
+# (blender-session's LocalPod sets RPB_DOWNLOAD_CACHE there): their setup installs the
+# blender-mcp addon from it, hash-checked, without going online. The script tests use it too.
+downloads="${XDG_CACHE_HOME:-$HOME/.cache}/rpb/local-pod-downloads"
+for requirements in scripts/python-peers/mcp-for-blender-*.txt; do
+    version="${requirements##*/mcp-for-blender-}"
+    version="${version%.txt}"
+    wheel="$downloads/mcp_for_blender-$version-py3-none-any.whl"
+    hash="$(grep -A1 "^mcp-for-blender==$version " "$requirements" | sed -n 's/.*--hash=sha256:\([0-9a-f]*\).*/\1/p')"
+    if [ -f "$wheel" ] && echo "$hash  $wheel" | sha256sum -c --quiet - >/dev/null 2>&1; then
+        continue
+    fi
+    mkdir -p "$downloads"
+    pin="$(mktemp)"
+    printf 'mcp-for-blender==%s --hash=sha256:%s\n' "$version" "$hash" >"$pin"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+        --require-hashes --dest "$downloads" -r "$pin"
+    rm -f "$pin"
+done

@@ -218,11 +218,16 @@ pub struct SessionReport {
     pub display: u32,
     /// The ports, all on 127.0.0.1.
     pub ports: SessionPorts,
+    /// Who serves the MCP port: `mcp-for-blender <version> sha256:<hash>` (the upstream addon
+    /// setup installed) or `rpb`.
+    #[serde(default)]
+    pub mcp_addon: String,
     /// PIDs of the session's processes (0 for a part that is not running).
     pub pids: SessionPids,
     /// Which parts this run (re)started; empty when everything was already running.
     pub started: Vec<String>,
-    /// Which parts are not running (`blender-addon` when Blender runs but does not answer).
+    /// Which parts are not running (`blender-addon` when Blender runs but rpb's addon does not
+    /// answer, `mcp-port` when nothing serves the MCP port).
     #[serde(default)]
     pub down: Vec<String>,
     /// What the addon reports (`get_addon_info`), when Blender answers.
@@ -304,6 +309,10 @@ pub struct SetupReport {
     pub assets_version: String,
     /// The Blender executable sessions will run.
     pub blender_bin: String,
+    /// Who serves the MCP port: `mcp-for-blender <version> sha256:<hash>` (the upstream addon
+    /// it installed) or `rpb`.
+    #[serde(default)]
+    pub mcp_addon: String,
     /// How many `.deb` files the package cache holds.
     pub cached_debs: usize,
     /// `persisted` (saved now), `kept` (saved earlier) or `none` (no host keys found).
@@ -612,6 +621,23 @@ mod tests {
             DEFAULT_BLENDER_SHA256
         );
         assert_eq!(script_default(script, "UNVERIFIED"), UNVERIFIED);
+    }
+
+    #[test]
+    fn setup_sh_pins_the_same_mcp_server_release_as_the_library() {
+        let script = SETUP_SCRIPT.contents;
+        assert_eq!(
+            script_default(script, "DEFAULT_MCP_SERVER_VERSION"),
+            crate::mcp::UPSTREAM_VERSION
+        );
+        assert_eq!(
+            script_default(script, "DEFAULT_MCP_SERVER_SHA256"),
+            crate::mcp::UPSTREAM_WHEEL_SHA256
+        );
+        assert_eq!(
+            crate::mcp::SERVER_REQUIREMENT,
+            format!("mcp-for-blender=={}", crate::mcp::UPSTREAM_VERSION)
+        );
     }
 
     #[test]

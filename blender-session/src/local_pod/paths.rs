@@ -185,7 +185,9 @@ fn shared_download_cache() -> Option<PathBuf> {
         .filter(|dir| Path::new(dir).is_absolute())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    cache.is_absolute().then(|| cache.join("rpb").join("local-pod-downloads"))
+    cache
+        .is_absolute()
+        .then(|| cache.join("rpb").join("local-pod-downloads"))
 }
 
 pub(super) fn create_private_dir(dir: &Path) -> Result<()> {

@@ -52,8 +52,8 @@ use tokio::time::{Instant, timeout, timeout_at};
 pub use error::{Error, Result};
 use framer::{Frame, Framer};
 pub use types::{
-    AddonInfo, ComputeBackend, ComputeDevice, DeviceEntry, MeshStats, ObjectInfo, ObjectSummary,
-    OpenedBlend, SavedBlend, SceneInfo, Screenshot,
+    AddonInfo, ComputeBackend, ComputeDevice, DeviceEntry, McpPortInfo, MeshStats, ObjectInfo,
+    ObjectSummary, OpenedBlend, SavedBlend, SceneInfo, Screenshot,
 };
 
 /// The port blender-mcp uses unless told otherwise: the AI client's MCP port.

@@ -14,6 +14,28 @@ pub struct AddonInfo {
     pub blender_version: String,
     /// The compute device the addon configured for Cycles at startup.
     pub compute: ComputeDevice,
+    /// Who serves the MCP port (`None` from an rpb addon older than the control port).
+    #[serde(default)]
+    pub mcp: Option<McpPortInfo>,
+}
+
+/// Who serves Blender's MCP port, as rpb's addon sees it from inside Blender.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[non_exhaustive]
+pub struct McpPortInfo {
+    /// `upstream` (the blender-mcp addon) or `rpb`.
+    pub addon: String,
+    /// The MCP port.
+    pub port: u16,
+    /// Whether that addon's server listens on the port now.
+    pub listening: bool,
+    /// The upstream addon's own version (its `bl_info`), when it serves the port.
+    #[serde(default)]
+    pub addon_version: Option<String>,
+    /// The protocol version the upstream addon speaks (the MCP server expects
+    /// [`UPSTREAM_PROTOCOL`](super::UPSTREAM_PROTOCOL)).
+    #[serde(default)]
+    pub protocol_version: Option<u32>,
 }
 
 /// The device Cycles renders on, as chosen by the addon at startup.

@@ -248,7 +248,12 @@ impl SessionSettings {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         let mcp_addon = [(mcp::MCP_ADDON_KEY, self.mcp_addon.as_str())];
         for (key, value) in self.setup_inputs().into_iter().chain(mcp_addon) {
-            for byte in key.bytes().chain([b'=']).chain(value.bytes()).chain([b'\n']) {
+            for byte in key
+                .bytes()
+                .chain([b'='])
+                .chain(value.bytes())
+                .chain([b'\n'])
+            {
                 hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
             }
         }

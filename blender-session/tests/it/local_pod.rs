@@ -326,11 +326,13 @@ async fn container_stop() -> anyhow::Result<()> {
     // The environment the pod-side scripts get.
     let env = local.pod_env();
     let ports = local.remote_ports();
-    let mut distinct = vec![ports.mcp, ports.vnc, ports.novnc];
+    let mut distinct = vec![ports.mcp, ports.control, ports.vnc, ports.novnc];
+    distinct.sort_unstable();
     distinct.dedup();
-    assert_eq!(distinct.len(), 3);
+    assert_eq!(distinct.len(), 4);
     for (name, port, default) in [
         ("RPB_MCP_PORT", ports.mcp, 9876),
+        ("RPB_CONTROL_PORT", ports.control, 9877),
         ("RPB_VNC_PORT", ports.vnc, 5900),
         ("RPB_NOVNC_PORT", ports.novnc, 6080),
     ] {

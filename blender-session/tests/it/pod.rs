@@ -82,6 +82,27 @@ pub(crate) fn free_display() -> u32 {
     panic!("no free X display number from {base}");
 }
 
+/// The download cache `scripts/install-python-peers.sh` fills with the pinned mcp-for-blender
+/// wheel (the local pods' shared one): setup installs the upstream addon from it offline.
+pub(crate) fn mcp_download_cache() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"),
+        PathBuf::from,
+    );
+    let dir = cache.join("rpb").join("local-pod-downloads");
+    let wheel = dir.join(format!(
+        "mcp_for_blender-{}-py3-none-any.whl",
+        blender_session::mcp::UPSTREAM_VERSION
+    ));
+    assert!(
+        wheel.is_file(),
+        "{} is missing: run `bash scripts/install-python-peers.sh` (it downloads the pinned \
+         mcp-for-blender wheel from PyPI, hash-checked)",
+        wheel.display()
+    );
+    dir
+}
+
 /// A temporary pod: assets folder, pod root and the environment the scripts get.
 pub(crate) struct Pod {
     pub(crate) dir: tempfile::TempDir,
@@ -98,6 +119,11 @@ impl Pod {
         env.insert("RPB_POD_ROOT".to_owned(), root.display().to_string());
         env.insert("RPB_DISPLAY".to_owned(), free_display().to_string());
         env.insert("RPB_MCP_PORT".to_owned(), free_port().to_string());
+        env.insert("RPB_CONTROL_PORT".to_owned(), free_port().to_string());
+        env.insert(
+            "RPB_DOWNLOAD_CACHE".to_owned(),
+            mcp_download_cache().display().to_string(),
+        );
         env.insert("RPB_VNC_PORT".to_owned(), free_port().to_string());
         env.insert("RPB_NOVNC_PORT".to_owned(), free_port().to_string());
         env.insert("RPB_SCREEN".to_owned(), "1280x720x24".to_owned());

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use blender_session::assets::{self, SessionReport, SessionState};
-use blender_session::mcp::{Client, ComputeBackend};
+use blender_session::mcp::{self, Client, ComputeBackend};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -123,8 +123,23 @@ fn check_first_report(pod: &Pod, report: &SessionReport) {
     assert_eq!(report.started, ["xvfb", "x11vnc", "websockify", "blender"]);
     assert_eq!(report.assets_version, assets::version());
     assert_eq!(report.ports.mcp, pod.port("RPB_MCP_PORT"));
+    assert_eq!(report.ports.control, pod.port("RPB_CONTROL_PORT"));
     let addon = report.addon.clone().expect("the addon answered");
     assert_eq!(addon.name, "rpb_mcp");
+    // The MCP port is the upstream addon's, of the pinned release, speaking its protocol.
+    assert_eq!(
+        report.mcp_addon,
+        format!(
+            "mcp-for-blender {} sha256:{}",
+            mcp::UPSTREAM_VERSION,
+            mcp::UPSTREAM_WHEEL_SHA256
+        )
+    );
+    let served = addon.mcp.clone().expect("rpb's addon reports the MCP port");
+    assert_eq!(served.addon, "upstream");
+    assert_eq!(served.port, report.ports.mcp);
+    assert!(served.listening, "{served:?}");
+    assert_eq!(served.protocol_version, Some(mcp::UPSTREAM_PROTOCOL));
     assert!(
         addon.blender_version.starts_with(char::is_numeric),
         "{addon:?}"
@@ -146,6 +161,50 @@ fn check_first_report(pod: &Pod, report: &SessionReport) {
     for pid in [pids.xvfb, pids.x11vnc, pids.websockify, pids.blender] {
         assert!(alive(pid), "pid {pid} from the report is alive");
     }
+}
+
+/// The MCP port answers as the upstream addon does for the AI client's server: its handshake
+/// (protocol, capabilities) and a command rpb's addon lacks, while rpb's own commands are not
+/// there.
+async fn step_upstream_on_the_mcp_port(port: u16) {
+    let mut upstream = Client::builder()
+        .command_timeout(Duration::from_secs(60))
+        .connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let info = upstream
+        .call("get_addon_info", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(info["name"], "MCP for Blender", "{info}");
+    assert_eq!(info["protocol_version"], mcp::UPSTREAM_PROTOCOL, "{info}");
+    let capabilities = info["capabilities"].as_array().expect("capabilities");
+    for wanted in [
+        "list_scene_items",
+        "get_world_state_snapshot",
+        "execute_code",
+    ] {
+        assert!(
+            capabilities.iter().any(|c| c == wanted),
+            "{wanted} in {info}"
+        );
+    }
+    let items = upstream
+        .call("list_scene_items", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert!(
+        items["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|item| item["name"] == "Cube")),
+        "{items}"
+    );
+    let error = upstream
+        .call("save_blend", serde_json::json!({"path": "/tmp/x.blend"}))
+        .await
+        .expect_err("rpb's commands are on the control port only");
+    assert!(error.to_string().contains("save_blend"), "{error}");
+    upstream.close().await;
 }
 
 /// The addon's side of the protocol, on a raw socket: a request split over two writes, two
@@ -485,11 +544,12 @@ async fn step_stop(pod: &Pod, script: &Path, report: &SessionReport) {
         .filter(|name| Path::new(name).extension().is_some_and(|ext| ext == "pid"))
         .collect();
     assert!(left.is_empty(), "pid files left: {left:?}");
-    let mcp = format!("127.0.0.1:{}", report.ports.mcp);
-    assert!(
-        TcpStream::connect(&mcp).await.is_err(),
-        "the MCP port is closed"
-    );
+    for port in [report.ports.mcp, report.ports.control] {
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+            "port {port} is closed"
+        );
+    }
     let again = pod
         .run_ok(script, &["stop"], &[], "", STOP_LIMIT)
         .await
@@ -517,12 +577,13 @@ async fn a_real_session_starts_serves_blender_restarts_a_crash_and_stops() {
     eprintln!("session started in {:?}", started_at.elapsed());
     check_first_report(&pod, &report);
 
+    step_upstream_on_the_mcp_port(report.ports.mcp).await;
     let mut client = Client::builder()
         .command_timeout(Duration::from_secs(60))
-        .connect(format!("127.0.0.1:{}", report.ports.mcp))
+        .connect(format!("127.0.0.1:{}", report.ports.control))
         .await
         .unwrap();
-    step_raw_protocol(report.ports.mcp).await;
+    step_raw_protocol(report.ports.control).await;
     step_drive_blender(&mut client).await;
     step_save_open_and_screenshot(&pod, &mut client).await;
     step_vnc_and_novnc(&pod, &report).await;

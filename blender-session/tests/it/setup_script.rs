@@ -532,3 +532,147 @@ async fn curl_may_follow_redirects_to_https_only() {
         blender_folder(&pod)
     );
 }
+
+/// A download cache and a pip "index" (a find-links folder) of this test's own.
+struct PipSource {
+    cache: PathBuf,
+    links: PathBuf,
+}
+
+impl PipSource {
+    fn new(pod: &Pod) -> Self {
+        let source = Self {
+            cache: pod.dir.path().join("downloads"),
+            links: pod.dir.path().join("links"),
+        };
+        std::fs::create_dir_all(&source.links).unwrap();
+        source
+    }
+
+    fn wheel_name() -> String {
+        format!(
+            "mcp_for_blender-{}-py3-none-any.whl",
+            blender_session::mcp::UPSTREAM_VERSION
+        )
+    }
+
+    /// pip downloads from the links folder only (`PIP_NO_INDEX`): offline, same code path.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("RPB_DOWNLOAD_CACHE", self.cache.display().to_string()),
+            ("PIP_NO_INDEX", "1".to_owned()),
+            ("PIP_FIND_LINKS", self.links.display().to_string()),
+        ]
+    }
+}
+
+#[tokio::test]
+async fn the_mcp_addon_comes_from_the_pinned_wheel_with_its_hash_checked_or_not_at_all() {
+    let blender = require_peers().display().to_string();
+    let pod = Pod::new().unwrap();
+    let source = PipSource::new(&pod);
+    let ssh = pod.dir.path().join("ssh");
+    let debs = pod.dir.path().join("debs");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::create_dir_all(&debs).unwrap();
+    let base = [
+        ("BLENDER_BIN", blender),
+        ("RPB_SSH_DIR", ssh.display().to_string()),
+        ("RPB_DEB_SOURCE", debs.display().to_string()),
+    ];
+    let setup = pod.assets().join("setup.sh");
+    let pip = source.env();
+    let run = async |extra: &[(&str, String)]| {
+        let env: Vec<(&str, &str)> = base
+            .iter()
+            .chain(pip.iter())
+            .chain(extra.iter())
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        pod.run(&setup, &[], &env, "", LIMIT).await.unwrap()
+    };
+    let installed = pod.home().join("blender-scripts/addons/blender_mcp.py");
+    let real_wheel = crate::pod::mcp_download_cache().join(PipSource::wheel_name());
+
+    // A wheel of the right name with other bytes: pip's hash check refuses it, nothing is
+    // installed or cached.
+    let mut tampered = std::fs::read(&real_wheel).unwrap();
+    tampered.extend_from_slice(b"tampered");
+    std::fs::write(source.links.join(PipSource::wheel_name()), &tampered).unwrap();
+    let refused = run(&[]).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("could not download mcp-for-blender 2.2.4 with its hash checked"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("RPB_MCP_ADDON=rpb"), "{stderr}");
+    let log = std::fs::read_to_string(pod.home().join("logs/setup-mcp-addon.log")).unwrap();
+    assert!(log.contains("HASHES"), "pip said why: {log}");
+    assert!(!installed.exists());
+    assert!(!source.cache.join(PipSource::wheel_name()).exists());
+
+    // The real wheel: downloaded by pip, kept in the cache, its addon installed.
+    std::fs::copy(&real_wheel, source.links.join(PipSource::wheel_name())).unwrap();
+    let done = run(&[]).await;
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let report = SetupReport::parse(&String::from_utf8_lossy(&done.stdout)).unwrap();
+    let pinned = format!(
+        "mcp-for-blender {} sha256:{}",
+        blender_session::mcp::UPSTREAM_VERSION,
+        blender_session::mcp::UPSTREAM_WHEEL_SHA256
+    );
+    assert_eq!(report.mcp_addon, pinned);
+    assert!(
+        report
+            .changed
+            .iter()
+            .any(|c| c == "blender-scripts/addons/blender_mcp.py"),
+        "{:?}",
+        report.changed
+    );
+    let addon = std::fs::read_to_string(&installed).unwrap();
+    assert!(
+        addon.contains(&format!(
+            "ADDON_PROTOCOL_VERSION = {}",
+            blender_session::mcp::UPSTREAM_PROTOCOL
+        )),
+        "the installed addon speaks the pinned server's protocol"
+    );
+    assert_eq!(mode(&installed), 0o644);
+    assert_eq!(
+        std::fs::read(source.cache.join(PipSource::wheel_name())).unwrap(),
+        std::fs::read(&real_wheel).unwrap()
+    );
+
+    // Again, with the links folder gone: the cache serves, nothing changes.
+    std::fs::remove_dir_all(&source.links).unwrap();
+    let again = run(&[]).await;
+    assert!(again.status.success());
+    let again = SetupReport::parse(&String::from_utf8_lossy(&again.stdout)).unwrap();
+    assert_eq!(again.changed, Vec::<String>::new());
+
+    // Another release needs its hash, before any download.
+    let unpinned = run(&[("RPB_MCP_SERVER_VERSION", "2.2.3".to_owned())]).await;
+    let stderr = String::from_utf8_lossy(&unpinned.stderr);
+    assert!(!unpinned.status.success());
+    assert!(stderr.contains("RPB_MCP_SERVER_SHA256"), "{stderr}");
+
+    // A pod without internet: rpb's addon serves the MCP port, the upstream one is removed.
+    let offline = run(&[("RPB_MCP_ADDON", "rpb".to_owned())]).await;
+    assert!(
+        offline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    let offline = SetupReport::parse(&String::from_utf8_lossy(&offline.stdout)).unwrap();
+    assert_eq!(offline.mcp_addon, "rpb");
+    assert!(!installed.exists());
+    let bad = run(&[("RPB_MCP_ADDON", "both".to_owned())]).await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RPB_MCP_ADDON must be upstream or rpb"));
+}

@@ -170,11 +170,12 @@ impl Flow<'_> {
         let render = self.render(orchestrator, store, session).await?;
         let remote = self.pod.remote_ports();
         let api_key = self.pod.api_key().clone();
-        let entries: [(&str, String); 11] = [
+        let entries: [(&str, String); 13] = [
             (profile::API_URL, self.pod.api_url()),
             (profile::SSH_USER, self.pod.ssh_user().to_owned()),
             (profile::POD_ROOT, orchestrator.settings().pod_root.clone()),
             (profile::POD_MCP_PORT, remote.mcp.to_string()),
+            (profile::POD_CONTROL_PORT, remote.control.to_string()),
             (profile::POD_VNC_PORT, remote.vnc.to_string()),
             (profile::POD_NOVNC_PORT, remote.novnc.to_string()),
             (
@@ -182,6 +183,10 @@ impl Flow<'_> {
                 self.pod.ssh_identity_file().display().to_string(),
             ),
             (ConfigKey::McpPort.as_str(), session.ports.mcp.to_string()),
+            (
+                ConfigKey::ControlPort.as_str(),
+                session.ports.control.to_string(),
+            ),
             (ConfigKey::VncPort.as_str(), session.ports.vnc.to_string()),
             (
                 ConfigKey::NoVncPort.as_str(),

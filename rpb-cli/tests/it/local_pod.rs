@@ -34,6 +34,8 @@ async fn create_start_work_tunnel_and_the_idle_guard_on_the_local_pod() {
         ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
         ("RPB_POD_ROOT", path_string(pod.pod_root())),
         ("RPB_POD_MCP_PORT", remote.mcp.to_string()),
+        ("RPB_POD_CONTROL_PORT", remote.control.to_string()),
+        ("RPB_CONTROL_PORT", free_port().to_string()),
         ("RPB_POD_VNC_PORT", remote.vnc.to_string()),
         ("RPB_POD_NOVNC_PORT", remote.novnc.to_string()),
         ("RPB_MCP_PORT", mcp.to_string()),

@@ -13,6 +13,7 @@
 mod cli;
 mod config;
 mod local_pod;
+mod mcp_server;
 mod portable;
 mod support;
 mod volumes;

@@ -233,6 +233,8 @@ pub(crate) fn local_pod_workspace(
         ("RUNPOD_SSH_KEY", path_string(pod.ssh_identity_file())),
         ("RPB_POD_ROOT", path_string(pod.pod_root())),
         ("RPB_POD_MCP_PORT", remote.mcp.to_string()),
+        ("RPB_POD_CONTROL_PORT", remote.control.to_string()),
+        ("RPB_CONTROL_PORT", free_port().to_string()),
         ("RPB_POD_VNC_PORT", remote.vnc.to_string()),
         ("RPB_POD_NOVNC_PORT", remote.novnc.to_string()),
         ("RPB_MCP_PORT", free_port().to_string()),

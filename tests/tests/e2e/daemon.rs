@@ -264,6 +264,8 @@ async fn the_background_tunnel_survives_sshd_faults_and_the_cli_rides_out_api_st
         ),
         ("RPB_POD_ROOT", pod.pod_root().display().to_string()),
         ("RPB_POD_MCP_PORT", remote.mcp.to_string()),
+        ("RPB_POD_CONTROL_PORT", remote.control.to_string()),
+        ("RPB_CONTROL_PORT", free_port()?.to_string()),
         ("RPB_POD_VNC_PORT", remote.vnc.to_string()),
         ("RPB_POD_NOVNC_PORT", remote.novnc.to_string()),
         ("RPB_MCP_PORT", mcp_port.to_string()),
