@@ -590,3 +590,63 @@ async fn a_real_session_starts_serves_blender_restarts_a_crash_and_stops() {
     let restarted = step_rerun_and_crash(&pod, &script, &mut client, &report).await;
     step_stop(&pod, &script, &restarted).await;
 }
+
+/// `RPB_MCP_ADDON=rpb` (a pod without internet): setup downloads nothing, and rpb's addon
+/// serves the MCP port as well as its control port, one command queue for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_upstream_addon_rpb_s_addon_serves_the_mcp_port_too() {
+    let blender = require_peers();
+    let mut pod = Pod::new().unwrap();
+    pod.env.insert("RPB_MCP_ADDON".to_owned(), "rpb".to_owned());
+    // Nothing to download from: an empty cache.
+    let empty = pod.dir.path().join("no-downloads");
+    pod.env
+        .insert("RPB_DOWNLOAD_CACHE".to_owned(), empty.display().to_string());
+    setup(&pod, &blender.display().to_string()).await;
+    assert!(
+        !pod.home()
+            .join("blender-scripts/addons/blender_mcp.py")
+            .exists()
+    );
+    let script = pod.home().join("bin/session.sh");
+    let _guard = StopOnDrop {
+        script: script.clone(),
+        env: pod
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let report = start(&pod, &script).await;
+    assert_eq!(report.state, SessionState::Ready, "{report:?}");
+    assert_eq!(report.mcp_addon, "rpb");
+    let served = report
+        .addon
+        .as_ref()
+        .and_then(|addon| addon.mcp.clone())
+        .expect("the MCP port's report");
+    assert_eq!(served.addon, "rpb");
+    assert!(served.listening, "{served:?}");
+    let mut on_mcp = Client::connect(format!("127.0.0.1:{}", report.ports.mcp))
+        .await
+        .unwrap();
+    let mut on_control = Client::connect(format!("127.0.0.1:{}", report.ports.control))
+        .await
+        .unwrap();
+    assert_eq!(on_mcp.addon_info().await.unwrap().name, "rpb_mcp");
+    let printed = on_mcp
+        .execute_code("import bpy; bpy.context.scene['rpb_mark'] = 7; print('marked')")
+        .await
+        .unwrap();
+    assert_eq!(printed.trim(), "marked");
+    let seen = on_control
+        .execute_code("import bpy; print(bpy.context.scene['rpb_mark'])")
+        .await
+        .unwrap();
+    assert_eq!(seen.trim(), "7", "both ports reach the same Blender");
+    on_mcp.close().await;
+    on_control.close().await;
+    pod.run_ok(&script, &["stop"], &[], "", STOP_LIMIT)
+        .await
+        .unwrap();
+}
