@@ -230,3 +230,60 @@ pub(crate) fn read_public_key(private: &std::path::Path) -> anyhow::Result<Strin
         .trim()
         .to_owned())
 }
+
+/// `--blender VERSION [--blender-sha256 HEX]`: the Blender release setup installs on the pod.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct BlenderArgs {
+    /// The Blender release the pod's setup installs, e.g. 5.0.1; the pod is set up again when
+    /// it changes, and it is saved in .env [env: RPB_BLENDER_VERSION; default: 4.5.3, the
+    /// tested LTS].
+    #[arg(long = "blender", value_name = "VERSION")]
+    version: Option<String>,
+    /// The SHA-256 of that release's blender-VERSION-linux-x64.tar.xz (from its .sha256 file on
+    /// download.blender.org), or `unverified`; required for any release but the default
+    /// [env: RPB_BLENDER_SHA256].
+    #[arg(long = "blender-sha256", value_name = "HEX", requires = "version")]
+    sha256: Option<String>,
+}
+
+impl BlenderArgs {
+    /// The flags as explicit settings (the profile checks their form). A release's checksum
+    /// comes with it, never from `.env`, where it may be another release's.
+    pub(crate) fn explicit(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        use blender_session::assets::{
+            BLENDER_SHA256_KEY, BLENDER_VERSION_KEY, DEFAULT_BLENDER_SHA256,
+            DEFAULT_BLENDER_VERSION,
+        };
+        let Some(version) = &self.version else {
+            return Ok(Vec::new());
+        };
+        let sha256 = match &self.sha256 {
+            Some(sha256) => sha256.clone(),
+            None if version.trim() == DEFAULT_BLENDER_VERSION => DEFAULT_BLENDER_SHA256.to_owned(),
+            None => anyhow::bail!(
+                "--blender {version} needs --blender-sha256: the SHA-256 of \
+                 blender-{version}-linux-x64.tar.xz, listed in blender-{version}.sha256 next to \
+                 it on download.blender.org (or `unverified` to install it unchecked); only \
+                 {DEFAULT_BLENDER_VERSION} has its checksum built in"
+            ),
+        };
+        Ok(vec![
+            (BLENDER_VERSION_KEY, version.trim().to_owned()),
+            (BLENDER_SHA256_KEY, sha256),
+        ])
+    }
+
+    /// Saves the flags in `.env` once the pod has that release, so later commands keep it.
+    pub(crate) fn save(&self, store: &Store, pod_id: &str) -> anyhow::Result<()> {
+        for (key, value) in self.explicit()? {
+            store.set_env_var(key, &value).with_context(|| {
+                format!(
+                    "pod {pod_id} was set up with Blender {}, but saving {key} in .env failed: \
+                     add it by hand",
+                    self.version.as_deref().unwrap_or_default()
+                )
+            })?;
+        }
+        Ok(())
+    }
+}

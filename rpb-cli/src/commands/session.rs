@@ -28,6 +28,8 @@ pub(crate) struct StartArgs {
     /// pod's own type].
     #[arg(long = "gpu-type", value_name = "TYPE")]
     gpu_types: Vec<String>,
+    #[command(flatten)]
+    blender: crate::ctx::BlenderArgs,
 }
 
 pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome> {
@@ -42,6 +44,7 @@ pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome>
             args.gpu_types.join(","),
         ));
     }
+    explicit.extend(args.blender.explicit()?);
     let profile = ctx.profile_with(&explicit)?;
     let old_pod_id = pod_id_of(&profile)?;
     let state_dir = ctx.state_dir()?;
@@ -71,6 +74,7 @@ pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome>
     };
     // After a move, the session runs on the new pod.
     let pod_id = session.pod_id.clone();
+    args.blender.save(&ctx.store, &pod_id)?;
     let moved = session.moved.clone();
     // The session works; hand the tunnel over to a background process of ours.
     let started_pod = session.started_pod;

@@ -182,6 +182,8 @@ pub(crate) struct CreateArgs {
     /// a new one on any host of the volume's data center [env: RUNPOD_NETWORK_VOLUME_ID].
     #[arg(long, value_name = "ID")]
     volume: Option<String>,
+    #[command(flatten)]
+    blender: crate::ctx::BlenderArgs,
 }
 
 pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcome> {
@@ -201,6 +203,7 @@ pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcom
     );
     put(ConfigKey::Image, args.image);
     put(ConfigKey::NetworkVolumeId, args.volume.clone());
+    explicit.extend(args.blender.explicit()?);
     let profile = ctx.profile_with(&explicit)?;
     let spec = profile.pod_spec(args.name);
     let public = crate::ctx::read_public_key(&profile.ssh_key()?)?;
@@ -209,6 +212,7 @@ pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcom
     let result = orchestrator.create(&spec, &public, &sink(&progress)).await;
     progress.finish();
     let pod = result?;
+    args.blender.save(&ctx.store, pod.id.as_str())?;
     if let Some(volume) = &args.volume {
         ctx.store
             .set_config(ConfigKey::NetworkVolumeId, volume)
@@ -228,6 +232,7 @@ pub(crate) async fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<Outcom
             "cost_per_hour": pod.cost_per_hour,
             "gpu_type": spec.gpu_type,
             "network_volume": spec.network_volume,
+            "blender_version": profile.blender.version,
         }),
         format!(
             "created pod {} ({}{}), set up and {}; RUNPOD_POD_ID saved in {}\nnext: rpb start",

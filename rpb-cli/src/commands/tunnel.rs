@@ -110,6 +110,7 @@ pub(crate) async fn up(
 pub(crate) fn check_ports_free(ports: TunnelPorts) -> anyhow::Result<()> {
     for (what, port) in [
         ("mcp", ports.mcp),
+        ("control", ports.control),
         ("vnc", ports.vnc),
         ("novnc", ports.novnc),
     ] {

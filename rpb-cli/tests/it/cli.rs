@@ -128,6 +128,39 @@ async fn a_host_without_a_free_gpu_exits_4() {
     sim.shutdown().await;
 }
 
+/// `--blender` takes the default release alone, any other only with its checksum, and refuses
+/// before anything is created.
+#[tokio::test]
+async fn another_blender_release_needs_its_checksum_before_any_pod_is_created() {
+    let sim = simulator().await;
+    let ws = workspace_for(&sim);
+    // A checksum of another release in .env must not be taken for this one.
+    ws.write_env(&[("RPB_BLENDER_SHA256", "ab".repeat(32))]);
+    for args in [
+        &["create", "--blender", "5.0.1"][..],
+        &["start", "--pod-id", "anypod", "--blender", "5.0.1"][..],
+    ] {
+        let run = ws.rpb(args).await;
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(
+            run.stderr
+                .contains("--blender 5.0.1 needs --blender-sha256")
+                && run.stderr.contains("blender-5.0.1-linux-x64.tar.xz"),
+            "{}",
+            run.stderr
+        );
+    }
+    let bad = ws
+        .rpb(&["create", "--blender", "5.0.1", "--blender-sha256", "nothex"])
+        .await;
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stderr.contains("RPB_BLENDER_SHA256"), "{}", bad.stderr);
+    let usage = ws.rpb(&["create", "--blender-sha256", "unverified"]).await;
+    assert_eq!(usage.code, 2, "the checksum goes with a release: {usage:?}");
+    assert!(sim.pods().is_empty(), "nothing was created");
+    sim.shutdown().await;
+}
+
 /// `rpb trust` shows the pin and what the API says the pod was created with, flags a pin that
 /// disagrees, and `--reset` forgets it; `ssh-info` pins the API's key for its strict `ssh`.
 #[tokio::test]

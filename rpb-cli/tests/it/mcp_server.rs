@@ -208,4 +208,41 @@ async fn the_pinned_mcp_server_finds_the_pod_addon_up_to_date_and_its_keyless_to
     }
 
     ws.rpb_within(SLOW, &["stop", "--json"]).await.success();
+
+    // Another Blender release: the pod is set up again at the next start (here BLENDER_BIN
+    // stands for the download), and the release is saved for later commands.
+    let sha256 = "0123456789abcdef".repeat(4);
+    let restarted = ws
+        .rpb_within(
+            SLOW,
+            &[
+                "-v",
+                "start",
+                "--blender",
+                "5.0.1",
+                "--blender-sha256",
+                &sha256,
+            ],
+        )
+        .await
+        .success();
+    assert!(
+        restarted.stderr.contains("installing assets"),
+        "{}",
+        restarted.stderr
+    );
+    let env = std::fs::read_to_string(ws.root().join(".env")).expect(".env");
+    assert!(env.contains("RPB_BLENDER_VERSION=5.0.1"), "{env}");
+    assert!(
+        env.contains(&format!("RPB_BLENDER_SHA256={sha256}")),
+        "{env}"
+    );
+    ws.rpb_within(SLOW, &["stop", "--json"]).await.success();
+    let again = ws.rpb_within(SLOW, &["-v", "start"]).await.success();
+    assert!(
+        again.stderr.contains("already installed"),
+        "the same release: no setup: {}",
+        again.stderr
+    );
+    ws.rpb_within(SLOW, &["stop", "--json"]).await.success();
 }
