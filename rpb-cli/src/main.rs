@@ -94,7 +94,7 @@ enum Command {
     /// The background tunnel on its own.
     #[command(subcommand)]
     Tunnel(commands::tunnel::TunnelCommand),
-    /// Write .mcp.json for `uvx blender-mcp`, pointing at the tunnel.
+    /// Write .mcp.json for the blender-mcp server (pinned mcp-for-blender), pointing at the tunnel.
     McpConfig(commands::blender::McpConfigArgs),
     /// Check the setup; every problem comes with its fix.
     Doctor,

@@ -299,7 +299,8 @@ fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     written.with_context(|| format!("writing {}", path.display()))
 }
 
-/// The `.mcp.json` document for `uvx blender-mcp` (the pinned release) through the tunnel.
+/// The `.mcp.json` document for the blender-mcp server (the pinned `mcp-for-blender` release,
+/// through `uvx`) through the tunnel.
 pub(crate) fn mcp_json(port: u16) -> serde_json::Value {
     json!({
         "mcpServers": {

@@ -287,7 +287,7 @@ impl Flow<'_> {
             "from VNC_PASSWORD".to_owned()
         };
         println!(
-            "Blender runs on the local pod {pod}.\n\n  open     {url}\n  password {password}\n  scene    {scene} ({count} objects)\n  mcp      127.0.0.1:{mcp}\n  render   {frames} frames rendered on the pod and verified in {render_dir}\n\n.mcp.json for `uvx blender-mcp`:\n{mcp_json}\n\nTry, in another terminal:\n  rpb --workspace {ws} status\n  rpb --workspace {ws} py 'import bpy; print(bpy.app.version_string)'\n  rpb --workspace {ws} render --project demo --frames 1-3 --device cpu --samples 8 --resolution 160x90\n\nPress Ctrl-C to stop the pod and clean up.",
+            "Blender runs on the local pod {pod}.\n\n  open     {url}\n  password {password}\n  scene    {scene} ({count} objects)\n  mcp      127.0.0.1:{mcp}\n  render   {frames} frames rendered on the pod and verified in {render_dir}\n\n.mcp.json for the blender-mcp server ({server}):\n{mcp_json}\n\nTry, in another terminal:\n  rpb --workspace {ws} status\n  rpb --workspace {ws} py 'import bpy; print(bpy.app.version_string)'\n  rpb --workspace {ws} render --project demo --frames 1-3 --device cpu --samples 8 --resolution 160x90\n\nPress Ctrl-C to stop the pod and clean up.",
             pod = document["pod_id"].as_str().unwrap_or("?"),
             url = document["novnc_url"].as_str().unwrap_or("?"),
             scene = document["scene"]["name"].as_str().unwrap_or("?"),
@@ -296,6 +296,7 @@ impl Flow<'_> {
             frames = document["render"]["frames"].as_array().map_or(0, Vec::len),
             render_dir = document["render"]["dir"].as_str().unwrap_or("?"),
             mcp_json = serde_json::to_string_pretty(&document["mcp_config"]).unwrap_or_default(),
+            server = blender_session::mcp::SERVER_REQUIREMENT,
             ws = store.root().display(),
         );
     }

@@ -555,7 +555,7 @@ async fn mcp_config_merges_into_an_existing_file_and_says_what_it_changed() {
         .collect();
     assert!(
         changes.iter().any(|change| change.starts_with(
-            "mcpServers.blender.args: [\"blender-mcp\"] → [\"--from\",\"blender-mcp=="
+            "mcpServers.blender.args: [\"blender-mcp\"] → [\"--from\",\"mcp-for-blender=="
         )),
         "{changes:?}"
     );
