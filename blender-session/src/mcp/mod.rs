@@ -62,14 +62,14 @@ pub const DEFAULT_PORT: u16 = 9876;
 /// The port rpb's addon serves rpb's commands on unless told otherwise.
 pub const DEFAULT_CONTROL_PORT: u16 = 9877;
 
-/// The release of the blender-mcp MCP server (PyPI `mcp-for-blender`, which `blender-mcp`
-/// 2.x installs) that rpb pins in `.mcp.json` and whose addon it installs on pods for the MCP
-/// port. Upgrading is this constant, [`UPSTREAM_WHEEL_SHA256`], [`UPSTREAM_PROTOCOL`] (and the
+/// The release of the blender-mcp MCP server (`mcp-for-blender` on the Python package index,
+/// which `blender-mcp` 2.x installs) that rpb pins in `.mcp.json` and whose addon it installs on
+/// pods for the MCP port. Upgrading is this constant, [`UPSTREAM_WHEEL_SHA256`], [`UPSTREAM_PROTOCOL`] (and the
 /// same pair in `setup.sh`, which a unit test compares), then a test run.
 pub const UPSTREAM_VERSION: &str = "2.2.4";
 
-/// The SHA-256 of `mcp_for_blender-2.2.4-py3-none-any.whl` as PyPI serves it: the pod's
-/// `pip download --require-hashes` refuses anything else.
+/// The SHA-256 of `mcp_for_blender-2.2.4-py3-none-any.whl` as the Python package index serves
+/// it: the pod's `pip download --require-hashes` refuses anything else.
 pub const UPSTREAM_WHEEL_SHA256: &str =
     "c6c3286da735cd44eef43186759da7f19696b0d50991a1b64399280f9744ae14";
 

@@ -545,7 +545,7 @@ impl PipSource {
             cache: pod.dir.path().join("downloads"),
             links: pod.dir.path().join("links"),
         };
-        std::fs::create_dir_all(&source.links).unwrap();
+        std::fs::create_dir_all(&source.links).expect("the links folder");
         source
     }
 

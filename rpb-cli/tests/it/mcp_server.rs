@@ -1,4 +1,4 @@
-//! The real blender-mcp MCP server (PyPI `mcp-for-blender`, the release rpb pins, from the venv
+//! The real blender-mcp MCP server (`mcp-for-blender`, the release rpb pins, from the venv
 //! `scripts/install-python-peers.sh` makes) driven over MCP stdio by the MCP SDK's own client
 //! (`tests/mcp/drive_server.py`), against the embedded local pod through rpb's tunnel, as
 //! `rpb mcp-config` configures it: the handshake finds the pod's addon up to date, and every
