@@ -14,6 +14,7 @@ packages=(
     iproute2                        # ss(8): the session script names who holds a busy port
     python3                         # scripts/check-shape.py, in .ci/run
     python3-venv                    # scripts/fuzz-sim.sh's venv for Schemathesis
+    python3-pip                     # the local pod's setup downloads the blender-mcp addon's release
 )
 
 missing=()
