@@ -243,7 +243,7 @@ impl SessionSettings {
     /// the MCP addon and its release): the setup script records it last, and a pod whose
     /// record differs is set up again, so changing `RPB_BLENDER_VERSION` or `RPB_MCP_ADDON`
     /// takes effect at the next start.
-    pub(crate) fn setup_stamp(&self) -> String {
+    pub fn setup_stamp(&self) -> String {
         // FNV-1a: a change detector, not a security check (the checksums it covers are).
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         let mcp_addon = [(mcp::MCP_ADDON_KEY, self.mcp_addon.as_str())];

@@ -248,7 +248,12 @@ impl RemoteHost for FakeConnector {
             return Ok(ok(remote.assets_version.clone()));
         }
         if command.contains("setup.sh") {
-            remote.assets_version = assets::version().into();
+            // What the real script records last: the stamp rpb passed.
+            remote.assets_version = command
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("RPB_SETUP_STAMP="))
+                .expect("setup gets RPB_SETUP_STAMP")
+                .to_owned();
             let report = format!(
                 concat!(
                     r#"{{"rpb_setup":"done","assets_version":"{}","#,
@@ -382,6 +387,11 @@ impl HostConnector for FakeConnector {
     }
 }
 
+/// The setup stamp a pod set up for [`settings`] records.
+fn current_stamp() -> String {
+    settings().setup_stamp()
+}
+
 fn settings() -> SessionSettings {
     let mut settings = SessionSettings::new(SecretString::from(PASSWORD));
     settings.local_ports = TunnelPorts {
@@ -472,7 +482,7 @@ async fn start_from_stopped_sets_up_runs_the_session_and_opens_the_tunnel() {
 #[tokio::test(start_paused = true)]
 async fn a_running_pod_with_current_assets_is_not_started_or_set_up_again() {
     let provider = FakeProvider::with(PodStatus::Running);
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     let session = orchestrator(&provider, &connector, settings())
         .start("pod1", &|_: &Event| {})
         .await
@@ -496,7 +506,7 @@ async fn a_stale_endpoint_is_re_read_until_a_banner_answers() {
         let mut world = provider.world();
         world.endpoints = VecDeque::from([1999, 1999, 1999, 2202]);
     }
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     let session = orchestrator(&provider, &connector, settings())
         .start("pod1", &|_: &Event| {})
         .await
@@ -508,7 +518,7 @@ async fn a_stale_endpoint_is_re_read_until_a_banner_answers() {
 #[tokio::test(start_paused = true)]
 async fn sshd_that_never_answers_is_a_clear_error_and_the_pod_is_stopped_again() {
     let provider = FakeProvider::with(PodStatus::Exited);
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     connector.remote().live_ports.clear();
     let error = orchestrator(&provider, &connector, settings())
         .start("pod1", &|_: &Event| {})
@@ -541,7 +551,7 @@ async fn sshd_that_never_answers_is_a_clear_error_and_the_pod_is_stopped_again()
 async fn no_free_gpu_is_typed_and_wait_for_gpu_retries_until_it_clears() {
     let provider = FakeProvider::with(PodStatus::Exited);
     provider.world().no_gpu_starts = 1;
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     let error = orchestrator(&provider, &connector, settings())
         .start("pod1", &|_: &Event| {})
         .await
@@ -590,7 +600,7 @@ async fn no_free_gpu_is_typed_and_wait_for_gpu_retries_until_it_clears() {
 #[tokio::test(start_paused = true)]
 async fn a_failing_session_script_stops_the_pod_again_unless_told_to_keep_it() {
     let provider = FakeProvider::with(PodStatus::Exited);
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     connector.remote().session_fails = true;
     let error = orchestrator(&provider, &connector, settings())
         .start("pod1", &|_: &Event| {})
@@ -624,7 +634,7 @@ async fn a_failing_session_script_stops_the_pod_again_unless_told_to_keep_it() {
 #[tokio::test(start_paused = true)]
 async fn a_session_script_failure_on_a_pod_we_did_not_start_leaves_it_running() {
     let provider = FakeProvider::with(PodStatus::Running);
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     connector.remote().session_fails = true;
     let error = orchestrator(&provider, &connector, settings())
         .start("pod1", &|_: &Event| {})
@@ -637,7 +647,7 @@ async fn a_session_script_failure_on_a_pod_we_did_not_start_leaves_it_running() 
 #[tokio::test(start_paused = true)]
 async fn services_that_never_answer_close_the_tunnel_and_stop_the_pod() {
     let provider = FakeProvider::with(PodStatus::Exited);
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     connector.remote().services_answer = false;
     let error = orchestrator(&provider, &connector, settings())
         .start("pod1", &|_: &Event| {})
@@ -646,7 +656,10 @@ async fn services_that_never_answer_close_the_tunnel_and_stop_the_pod() {
     let source = std::error::Error::source(&error)
         .map(ToString::to_string)
         .unwrap_or_default();
-    assert!(source.contains("blender (mcp) did not answer"), "{source}");
+    assert!(
+        source.contains("blender (rpb control) did not answer"),
+        "{source}"
+    );
     let remote = connector.remote();
     assert_eq!((remote.tunnels_open, remote.tunnels_closed), (1, 1));
     assert_eq!(provider.world().stops, 1);
@@ -656,7 +669,7 @@ async fn services_that_never_answer_close_the_tunnel_and_stop_the_pod() {
 async fn a_pod_that_errors_while_starting_fails_the_start_and_is_stopped() {
     let provider = FakeProvider::with(PodStatus::Exited);
     provider.world().boot_fails = true;
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     let error = orchestrator(&provider, &connector, settings())
         .start("pod1", &|_: &Event| {})
         .await
@@ -671,7 +684,7 @@ async fn a_pod_that_errors_while_starting_fails_the_start_and_is_stopped() {
 #[tokio::test(start_paused = true)]
 async fn a_terminated_pod_cannot_start() {
     let provider = FakeProvider::with(PodStatus::Terminated);
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     let error = orchestrator(&provider, &connector, settings())
         .start("pod1", &|_: &Event| {})
         .await
@@ -682,7 +695,7 @@ async fn a_terminated_pod_cannot_start() {
 #[tokio::test(start_paused = true)]
 async fn stop_closes_the_tunnel_and_waits_for_zero_cost() {
     let provider = FakeProvider::with(PodStatus::Running);
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     let orchestrator = orchestrator(&provider, &connector, settings());
     let session = orchestrator
         .start("pod1", &|_: &Event| {})
@@ -800,7 +813,7 @@ async fn a_pod_without_a_pin_is_pinned_from_the_api_or_reported_as_a_first_conta
     let provider = FakeProvider::with(PodStatus::Running);
     let pair = pod_tunnel::HostKeyPair::generate_ed25519("api").unwrap();
     provider.world().api_host_key = Some(pair.public_key().to_owned());
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     let (events, sink) = recorder();
     orchestrator(&provider, &connector, settings())
         .start("pod1", &sink)
@@ -818,7 +831,7 @@ async fn a_pod_without_a_pin_is_pinned_from_the_api_or_reported_as_a_first_conta
 
     // A pod rpb did not create: no pin, no key in the API; the first contact is said aloud.
     let provider = FakeProvider::with(PodStatus::Running);
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     let (events, sink) = recorder();
     orchestrator(&provider, &connector, settings())
         .start("pod1", &sink)
@@ -880,7 +893,7 @@ async fn adopt_sets_the_hook_up_on_the_pod_s_own_volume_and_keeps_its_command() 
     assert!(
         commands
             .iter()
-            .any(|c| c.contains("/workspace/rpb/assets-version")),
+            .any(|c| c.contains("/workspace/rpb/setup-stamp")),
         "setup was checked on the pod's volume: {commands:?}"
     );
     assert!(
@@ -997,7 +1010,7 @@ async fn every_pod_side_command_gets_the_whole_environment_and_no_secret() {
 #[tokio::test(start_paused = true)]
 async fn a_session_attached_without_a_tunnel_never_reaches_a_default_port() {
     let provider = FakeProvider::with(PodStatus::Running);
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     let none = TunnelPorts {
         mcp: 0,
         control: 0,
@@ -1018,7 +1031,7 @@ async fn a_session_attached_without_a_tunnel_never_reaches_a_default_port() {
 #[tokio::test(start_paused = true)]
 async fn a_version_name_is_checked_before_it_reaches_any_path() {
     let provider = FakeProvider::with(PodStatus::Running);
-    let connector = FakeConnector::healthy(assets::version());
+    let connector = FakeConnector::healthy(&current_stamp());
     let orchestrator = orchestrator(&provider, &connector, settings());
     let session = orchestrator
         .start("pod1", &|_: &Event| {})
@@ -1083,7 +1096,7 @@ mod supervisor {
     #[tokio::test(start_paused = true)]
     async fn the_hours_limit_records_why_and_stops_the_pod() {
         let provider = FakeProvider::with(PodStatus::Running);
-        let connector = FakeConnector::healthy(assets::version());
+        let connector = FakeConnector::healthy(&current_stamp());
         let dir = tempfile::tempdir().expect("tempdir");
         let started = tokio::time::Instant::now();
         let ending = supervise(
@@ -1115,7 +1128,7 @@ mod supervisor {
     #[tokio::test(start_paused = true)]
     async fn a_tunnel_that_gives_up_ends_it_at_once_and_keeps_the_pod() {
         let provider = FakeProvider::with(PodStatus::Running);
-        let connector = FakeConnector::healthy(assets::version());
+        let connector = FakeConnector::healthy(&current_stamp());
         let dir = tempfile::tempdir().expect("tempdir");
         let give_up = {
             let connector = connector.clone();
@@ -1175,7 +1188,7 @@ mod supervisor {
     async fn idle_traffic_and_a_pod_stopped_elsewhere_end_it() {
         // Idle: no bytes move through the fake tunnel.
         let provider = FakeProvider::with(PodStatus::Running);
-        let connector = FakeConnector::healthy(assets::version());
+        let connector = FakeConnector::healthy(&current_stamp());
         let dir = tempfile::tempdir().expect("tempdir");
         let ending = supervise(
             &provider,
@@ -1191,7 +1204,7 @@ mod supervisor {
 
         // Stopped by someone else: seen at the next pod check, the tunnel closed, no stop call.
         let provider = FakeProvider::with(PodStatus::Running);
-        let connector = FakeConnector::healthy(assets::version());
+        let connector = FakeConnector::healthy(&current_stamp());
         let stop_elsewhere = {
             let provider = provider.clone();
             async move {
@@ -1220,7 +1233,7 @@ mod supervisor {
     #[tokio::test(start_paused = true)]
     async fn a_shutdown_closes_the_tunnel_and_removes_the_record() {
         let provider = FakeProvider::with(PodStatus::Running);
-        let connector = FakeConnector::healthy(assets::version());
+        let connector = FakeConnector::healthy(&current_stamp());
         let dir = tempfile::tempdir().expect("tempdir");
         let state_dir = dir.path().to_owned();
         let shutdown = async move {

@@ -30,6 +30,19 @@ struct StopOnDrop {
     env: Vec<(String, String)>,
 }
 
+impl StopOnDrop {
+    fn for_pod(pod: &Pod, script: &Path) -> Self {
+        Self {
+            script: script.to_path_buf(),
+            env: pod
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         // Synchronous and bounded by coreutils' timeout: Drop cannot await.
@@ -563,14 +576,7 @@ async fn a_real_session_starts_serves_blender_restarts_a_crash_and_stops() {
     let pod = Pod::new().unwrap();
     setup(&pod, &blender.display().to_string()).await;
     let script = pod.home().join("bin/session.sh");
-    let _guard = StopOnDrop {
-        script: script.clone(),
-        env: pod
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    };
+    let _guard = StopOnDrop::for_pod(&pod, &script);
 
     let started_at = Instant::now();
     let report = start(&pod, &script).await;
@@ -609,14 +615,7 @@ async fn without_the_upstream_addon_rpb_s_addon_serves_the_mcp_port_too() {
             .exists()
     );
     let script = pod.home().join("bin/session.sh");
-    let _guard = StopOnDrop {
-        script: script.clone(),
-        env: pod
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    };
+    let _guard = StopOnDrop::for_pod(&pod, &script);
     let report = start(&pod, &script).await;
     assert_eq!(report.state, SessionState::Ready, "{report:?}");
     assert_eq!(report.mcp_addon, "rpb");
