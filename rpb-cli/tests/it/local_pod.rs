@@ -388,10 +388,11 @@ async fn demo_exit_after_ready_prints_one_json_document_and_cleans_up() {
     }
     assert_eq!(document["vnc_password_source"], "environment");
     assert_eq!(document["stopped"]["status"], "EXITED");
-    // The demo's .mcp.json runs the blender-mcp release rpb is tested with, not the newest.
+    // The demo's .mcp.json runs the blender-mcp server release rpb pins and tests (the one
+    // whose addon the pod runs), not the newest.
     assert_eq!(
         document["mcp_config"]["mcpServers"]["blender"]["args"],
-        serde_json::json!(["--from", "blender-mcp==1.8.0", "blender-mcp"])
+        serde_json::json!(["--from", "mcp-for-blender==2.2.4", "mcp-for-blender"])
     );
     let names: Vec<&str> = document["scene"]["objects"]
         .as_array()
