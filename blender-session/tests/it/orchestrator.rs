@@ -249,11 +249,11 @@ impl RemoteHost for FakeConnector {
         }
         if command.contains("setup.sh") {
             // What the real script records last: the stamp rpb passed.
-            remote.assets_version = command
+            let stamp = command
                 .split_whitespace()
                 .find_map(|word| word.strip_prefix("RPB_SETUP_STAMP="))
-                .expect("setup gets RPB_SETUP_STAMP")
-                .to_owned();
+                .expect("setup gets RPB_SETUP_STAMP");
+            stamp.clone_into(&mut remote.assets_version);
             let report = format!(
                 concat!(
                     r#"{{"rpb_setup":"done","assets_version":"{}","#,

@@ -125,6 +125,7 @@ pub(crate) async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome>
             "started_pod": started_pod,
             "novnc_url": record.novnc_url(),
             "mcp_port": record.mcp_port,
+            "control_port": record.control_port,
             "vnc_port": record.vnc_port,
             "novnc_port": record.novnc_port,
             "blender_version": blender,

@@ -280,6 +280,7 @@ pub(crate) fn record_json(record: &TunnelRecord) -> serde_json::Value {
         "pid": record.pid,
         "pod_id": record.pod_id,
         "mcp_port": record.mcp_port,
+        "control_port": record.control_port,
         "vnc_port": record.vnc_port,
         "novnc_port": record.novnc_port,
         "novnc_url": record.novnc_url(),
