@@ -215,7 +215,23 @@ fn merged_mcp_json(
     else {
         bail!("its top level or its mcpServers is not a JSON object; fix it or move it aside");
     };
-    let wanted = ours["mcpServers"]["blender"].clone();
+    let mut wanted = ours["mcpServers"]["blender"].clone();
+    // Environment variables of the user's own (DISABLE_TELEMETRY, an API key) stay; rpb sets
+    // only where Blender is.
+    let existing_env = servers
+        .get("blender")
+        .and_then(|server| server.get("env"))
+        .and_then(serde_json::Value::as_object);
+    if let (Some(existing), Some(env)) = (
+        existing_env,
+        wanted
+            .get_mut("env")
+            .and_then(serde_json::Value::as_object_mut),
+    ) {
+        for (key, value) in existing {
+            env.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
     let mut changes = Vec::new();
     match servers.get("blender") {
         None => changes.push("added mcpServers.blender".to_owned()),

@@ -537,7 +537,11 @@ async fn mcp_config_merges_into_an_existing_file_and_says_what_it_changed() {
     let path = ws.root().join(".mcp.json");
     let original = serde_json::json!({
         "mcpServers": {
-            "blender": {"command": "uvx", "args": ["blender-mcp"]},
+            "blender": {
+                "command": "uvx",
+                "args": ["blender-mcp"],
+                "env": {"DISABLE_TELEMETRY": "true", "BLENDER_PORT": "1"}
+            },
             "notes": {"command": "notes-server", "args": ["--db", "x"]}
         },
         "theme": "dark"
@@ -560,7 +564,10 @@ async fn mcp_config_merges_into_an_existing_file_and_says_what_it_changed() {
         "{changes:?}"
     );
     assert!(
-        changes.contains(&"mcpServers.blender.env: none → {\"BLENDER_HOST\":\"127.0.0.1\",\"BLENDER_PORT\":\"19876\"}"),
+        changes.contains(
+            &"mcpServers.blender.env: {\"BLENDER_PORT\":\"1\",\"DISABLE_TELEMETRY\":\"true\"} → \
+              {\"BLENDER_HOST\":\"127.0.0.1\",\"BLENDER_PORT\":\"19876\",\"DISABLE_TELEMETRY\":\"true\"}"
+        ),
         "{changes:?}"
     );
     assert!(
@@ -577,6 +584,10 @@ async fn mcp_config_merges_into_an_existing_file_and_says_what_it_changed() {
     assert_eq!(
         written["mcpServers"]["blender"]["env"]["BLENDER_PORT"],
         "19876"
+    );
+    assert_eq!(
+        written["mcpServers"]["blender"]["env"]["DISABLE_TELEMETRY"], "true",
+        "the user's own variables stay"
     );
 
     let again = ws.rpb(&["mcp-config"]).await.success();
