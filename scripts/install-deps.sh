@@ -15,6 +15,7 @@ packages=(
     python3                         # scripts/check-shape.py, in .ci/run
     python3-venv                    # scripts/fuzz-sim.sh's venv for Schemathesis
     python3-pip                     # the local pod's setup downloads the blender-mcp addon's release
+    slurmctld slurmd slurm-client munge   # the local render farm (Slurm on loopback)
 )
 
 missing=()

@@ -15,6 +15,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The farm's controller printed something that is not what rpb asked for.
+    #[error("failed to read the output of `{what}` on the farm's controller")]
+    FarmReport {
+        /// The command (`sinfo --json`, `squeue --json`).
+        what: &'static str,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A pod-side script's output holds no readable report line.
     #[error(
         "the pod-side script printed no readable report (a JSON line starting with \

@@ -9,6 +9,8 @@
 //! - [`assets`] embeds rpb's own pod-side files (setup script, session script, boot hook and
 //!   the Blender addon) with a content version.
 //! - [`mcp`] talks to the addon over the blender-mcp wire protocol (through the tunnel).
+//! - [`farm`] holds the render farm's Slurm side: the configuration, the controller's view of
+//!   nodes and tasks, frame chunks, and recovery from a lost node.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,6 +51,7 @@ pub mod catalog;
 pub mod costs;
 pub mod daemon;
 mod error;
+pub mod farm;
 #[cfg(feature = "local-pod")]
 pub mod local_pod;
 pub mod mcp;

@@ -77,6 +77,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use crate::assets::{self, SessionPorts};
 
 mod boot;
+pub mod farm;
 mod host;
 mod hostkeys;
 mod paths;
@@ -178,6 +179,9 @@ pub enum Error {
         /// The effective user id.
         uid: u32,
     },
+    /// The local farm's Slurm daemons or commands failed.
+    #[error("local farm: {0}")]
+    Farm(String),
     /// No free loopback port or X display was found.
     #[error("no free {what} on this machine")]
     NoFree {

@@ -10,6 +10,7 @@
 mod addon_python;
 mod bpy_versions;
 mod error_chain;
+mod farm;
 mod local_pod;
 mod mcp_client;
 mod novnc_origin;
