@@ -511,30 +511,12 @@ fn require_slurm() -> Result<()> {
         (MUNGED, Path::new(MUNGED).is_file(), "munge"),
         (SLURMCTLD, Path::new(SLURMCTLD).is_file(), "slurmctld"),
         (SLURMD, Path::new(SLURMD).is_file(), "slurmd"),
-        (CLIENTS[0], on_path(CLIENTS[0]), "slurm-client"),
-        (CLIENTS[1], on_path(CLIENTS[1]), "slurm-client"),
-        (CLIENTS[2], on_path(CLIENTS[2]), "slurm-client"),
-        (CLIENTS[3], on_path(CLIENTS[3]), "slurm-client"),
+        (CLIENTS[0], super::host::which(CLIENTS[0]), "slurm-client"),
+        (CLIENTS[1], super::host::which(CLIENTS[1]), "slurm-client"),
+        (CLIENTS[2], super::host::which(CLIENTS[2]), "slurm-client"),
+        (CLIENTS[3], super::host::which(CLIENTS[3]), "slurm-client"),
     ];
-    let missing: Vec<_> = checks.iter().filter(|(_, found, _)| !found).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let mut packages: Vec<&str> = missing.iter().map(|(_, _, package)| *package).collect();
-    packages.dedup();
-    Err(Error::MissingPackages {
-        missing: missing
-            .iter()
-            .map(|(program, _, package)| format!("{program} (Debian package {package})"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        packages: packages.join(" "),
-    })
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    super::host::require(&checks)
 }
 
 /// Writes a file whole with `mode`, created new (a planted file or link is refused).

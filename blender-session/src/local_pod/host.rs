@@ -29,6 +29,12 @@ pub(super) fn require_programs() -> Result<()> {
         ("setsid", which("setsid"), "util-linux"),
         ("flock", which("flock"), "util-linux"),
     ];
+    require(&checks)
+}
+
+/// Fails naming each missing program with its Debian package, given `(program, found,
+/// package)` checks.
+pub(super) fn require(checks: &[(&str, bool, &str)]) -> Result<()> {
     let missing: Vec<_> = checks.iter().filter(|(_, found, _)| !found).collect();
     if missing.is_empty() {
         return Ok(());
@@ -50,7 +56,7 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-fn which(program: &str) -> bool {
+pub(super) fn which(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program)))
     })
