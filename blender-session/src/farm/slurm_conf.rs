@@ -98,7 +98,9 @@ impl SlurmConf {
         let _ = writeln!(text, "SlurmctldPidFile={state}/slurmctld.pid");
         let _ = writeln!(text, "SlurmdPidFile={state}/slurmd-%n.pid");
         let _ = writeln!(text, "SlurmctldLogFile={state}/slurmctld.log");
-        let _ = writeln!(text, "SlurmdLogFile={state}/slurmd-%n.log");
+        // Each node's log in a folder of its own: the daemon works in its log's folder, so its
+        // task processes carry the node in their working directory.
+        let _ = writeln!(text, "SlurmdLogFile={state}/node-%n/slurmd.log");
         // Render tasks are whole processes; no cgroups needed (and none inside containers).
         text.push_str(
             "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n\

@@ -118,6 +118,10 @@ impl LocalFarmBuilder {
         let text = conf
             .render()
             .map_err(|error| Error::Farm(format!("writing slurm.conf: {error}")))?;
+        for node in &conf.nodes {
+            let dir = farm.node_dir(&node.name);
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Prepare { path: dir, source })?;
+        }
         write(&farm.conf, text.as_bytes(), 0o644)?;
         farm.nodes = conf.nodes;
         farm.spawn("slurmctld", SLURMCTLD, &["-D", "-i"])?;
@@ -178,6 +182,11 @@ impl LocalFarm {
 
     fn state(&self) -> PathBuf {
         self.root.join("state")
+    }
+
+    /// The node's log folder, which its `slurmd` and their task daemons work in.
+    fn node_dir(&self, node: &str) -> PathBuf {
+        self.state().join(format!("node-{node}"))
     }
 
     fn munge_dir(&self) -> PathBuf {
@@ -301,7 +310,11 @@ impl LocalFarm {
                 lines.extend(text.lines().map(str::to_owned));
             }
         }
-        if let Ok(text) = std::fs::read_to_string(self.state().join(format!("{what}.log"))) {
+        let own = match what.strip_prefix("slurmd-") {
+            Some(node) => self.node_dir(node).join("slurmd.log"),
+            None => self.state().join(format!("{what}.log")),
+        };
+        if let Ok(text) = std::fs::read_to_string(own) {
             lines.extend(text.lines().map(str::to_owned));
         }
         let start = lines.len().saturating_sub(8);
@@ -431,14 +444,33 @@ impl LocalFarm {
         Ok(())
     }
 
-    /// SIGKILL to the task processes of `node`, or of every node: each process running a job
-    /// script from the node's spool folder (which only this farm's `slurmd` writes), its
-    /// descendants, and its parent when that is Slurm's `slurmstepd` (which clears its own
-    /// environment, so the spool path is what ties a task to its node).
+    /// SIGKILL to the task processes of `node`, or of every node: Slurm's `slurmstepd` of
+    /// each task (it clears its own environment; it works in the node's log folder, as its
+    /// `slurmd` does), each process running a job script from the node's spool folder (which
+    /// only this farm's `slurmd` writes), and their descendants.
     fn kill_tasks(&self, node: Option<&str>) {
-        let spool = match node {
-            Some(node) => format!("{}/spool-{node}/", self.state().display()),
-            None => format!("{}/spool-", self.state().display()),
+        let (spool, workdir) = match node {
+            Some(node) => (
+                format!("{}/spool-{node}/", self.state().display()),
+                Some(self.node_dir(node)),
+            ),
+            None => (format!("{}/spool-", self.state().display()), None),
+        };
+        let nodes_dir = format!("{}/node-", self.state().display());
+        let ours = |pid: u32, command: &str| {
+            if command.contains(&spool) {
+                return true;
+            }
+            if !command.starts_with("slurmstepd:") {
+                return false;
+            }
+            let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+                return false;
+            };
+            match &workdir {
+                Some(dir) => cwd == *dir,
+                None => cwd.display().to_string().starts_with(&nodes_dir),
+            }
         };
         let cmdline = |pid: u32| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -462,7 +494,7 @@ impl LocalFarm {
             else {
                 continue;
             };
-            if pid == std::process::id() || !cmdline(pid).contains(&spool) {
+            if pid == std::process::id() || !ours(pid, &cmdline(pid)) {
                 continue;
             }
             let stepd = parent(pid).filter(|&ppid| cmdline(ppid).starts_with("slurmstepd:"));
