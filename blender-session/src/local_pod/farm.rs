@@ -73,32 +73,33 @@ impl LocalFarmBuilder {
     /// for the state folder, [`Error::Farm`] for a daemon that does not come up (with its log).
     pub async fn start(self) -> Result<LocalFarm> {
         require_slurm()?;
-        let temp = match &self.state_dir {
-            Some(_) => None,
-            None => Some(
-                tempfile::Builder::new()
-                    .prefix("rpb-farm-")
-                    .tempdir()
-                    .map_err(|source| Error::Prepare {
-                        path: std::env::temp_dir(),
-                        source,
-                    })?,
-            ),
+        let temporary = |prefix: &str| {
+            tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .map_err(|source| Error::Prepare {
+                    path: std::env::temp_dir(),
+                    source,
+                })
         };
-        let root = match (&self.state_dir, &temp) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(temp)) => temp.path().to_path_buf(),
-            (None, None) => unreachable!("a temporary folder when none was given"),
+        let (root, temp) = if let Some(dir) = self.state_dir {
+            (dir, None)
+        } else {
+            let temp = temporary("rpb-farm-")?;
+            (temp.path().to_path_buf(), Some(temp))
         };
-        let farm = LocalFarm {
-            root: root.clone(),
+        // munged wants every folder above its socket open to all (any user's clients
+        // connect): the socket gets a folder of its own, and the state folder stays private.
+        let socket_dir = temporary("rpb-munge-")?;
+        let mut farm = LocalFarm {
+            conf: root.join("slurm.conf"),
+            root,
             temp,
+            socket_dir,
             daemons: Mutex::new(Vec::new()),
             nodes: Vec::new(),
-            conf: root.join("slurm.conf"),
         };
         farm.prepare()?;
-        let mut farm = farm;
         farm.start_munged().await?;
         let mut conf = SlurmConf::new(
             "rpblocal",
@@ -141,6 +142,7 @@ impl LocalFarmBuilder {
 pub struct LocalFarm {
     root: PathBuf,
     temp: Option<tempfile::TempDir>,
+    socket_dir: tempfile::TempDir,
     daemons: Mutex<Vec<(String, Child)>>,
     nodes: Vec<SlurmNode>,
     conf: PathBuf,
@@ -193,10 +195,8 @@ impl LocalFarm {
         self.root.join("munge")
     }
 
-    /// munged wants every folder above its socket open to all (any user's clients connect);
-    /// the key stays in the private `munge/`.
     fn munge_socket(&self) -> PathBuf {
-        self.root.join("run").join("munge.socket")
+        self.socket_dir.path().join("munge.socket")
     }
 
     fn log(&self, what: &str) -> PathBuf {
@@ -209,14 +209,16 @@ impl LocalFarm {
             self.state().join("ctld"),
             self.shared_dir(),
             self.root.join("logs"),
-            self.root.join("run"),
         ] {
             std::fs::create_dir_all(&dir).map_err(|source| Error::Prepare { path: dir, source })?;
         }
-        for dir in [self.root.clone(), self.root.join("run")] {
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-                .map_err(|source| Error::Prepare { path: dir, source })?;
-        }
+        let socket_dir = self.socket_dir.path().to_path_buf();
+        std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o755)).map_err(
+            |source| Error::Prepare {
+                path: socket_dir,
+                source,
+            },
+        )?;
         super::paths::create_private_dir(&self.munge_dir())?;
         // The key never leaves this folder: made here, mode 0400, read by munged alone.
         let key: Vec<u8> = (0..1024).map(|_| rand::random::<u8>()).collect();
