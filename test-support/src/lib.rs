@@ -4,4 +4,5 @@ pub mod browser;
 pub mod contract;
 pub mod names;
 pub mod process;
+pub mod python_peers;
 pub mod sshd;

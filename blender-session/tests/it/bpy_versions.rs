@@ -21,29 +21,12 @@ const RELEASES: [(&str, &str); 2] = [("4.5.15", "BLENDER_EEVEE_NEXT"), ("5.0.1",
 /// A render and its checks get this long on a loaded CI machine.
 const LIMIT: Duration = Duration::from_secs(300);
 
-fn venvs() -> PathBuf {
-    if let Some(dir) = std::env::var_os("RPB_PYTHON_PEERS") {
-        return PathBuf::from(dir);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"),
-        PathBuf::from,
-    );
-    cache.join("rpb")
-}
-
 fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 async fn drive(version: &str) -> serde_json::Value {
-    let python = venvs().join(format!("bpy-{version}/bin/python"));
-    assert!(
-        python.is_file(),
-        "{} is missing: run `bash scripts/install-python-peers.sh` (Blender {version} from PyPI `bpy`, \
-         CPython 3.11 with python3-venv)",
-        python.display()
-    );
+    let python = venv_python(version);
     let work = tempfile::tempdir().expect("tempdir");
     let mut command = tokio::process::Command::new(&python);
     command
@@ -116,14 +99,12 @@ async fn the_addon_works_on_blender_4_5_lts_and_5_0() {
 }
 
 fn venv_python(version: &str) -> PathBuf {
-    let python = venvs().join(format!("bpy-{version}/bin/python"));
-    assert!(
-        python.is_file(),
-        "{} is missing: run `bash scripts/install-python-peers.sh` (Blender {version} from PyPI \
-         `bpy`, CPython 3.11 with python3-venv)",
-        python.display()
-    );
-    python
+    test_support::python_peers::venv(
+        &format!("bpy-{version}"),
+        "python",
+        &format!("Blender {version} from PyPI `bpy`"),
+    )
+    .join("bin/python")
 }
 
 async fn run_python(version: &str, args: &[&std::ffi::OsStr]) -> (String, String) {

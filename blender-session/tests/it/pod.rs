@@ -85,22 +85,10 @@ pub(crate) fn free_display() -> u32 {
 /// The download cache `scripts/install-python-peers.sh` fills with the pinned mcp-for-blender
 /// wheel (the local pods' shared one): setup installs the upstream addon from it offline.
 pub(crate) fn mcp_download_cache() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"),
-        PathBuf::from,
-    );
-    let dir = cache.join("rpb").join("local-pod-downloads");
-    let wheel = dir.join(format!(
+    test_support::python_peers::local_pod_download(&format!(
         "mcp_for_blender-{}-py3-none-any.whl",
         blender_session::mcp::UPSTREAM_VERSION
-    ));
-    assert!(
-        wheel.is_file(),
-        "{} is missing: run `bash scripts/install-python-peers.sh` (it downloads the pinned \
-         mcp-for-blender wheel from PyPI, hash-checked)",
-        wheel.display()
-    );
-    dir
+    ))
 }
 
 /// A temporary pod: assets folder, pod root and the environment the scripts get.

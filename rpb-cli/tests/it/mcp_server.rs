@@ -45,24 +45,11 @@ fn server_venv() -> PathBuf {
         requirements.display(),
         mcp::SERVER_REQUIREMENT
     );
-    let root = std::env::var_os("RPB_PYTHON_PEERS").map_or_else(
-        || {
-            let cache = std::env::var_os("XDG_CACHE_HOME").map_or_else(
-                || PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"),
-                PathBuf::from,
-            );
-            cache.join("rpb")
-        },
-        PathBuf::from,
-    );
-    let venv = root.join(format!("mcp-for-blender-{}", mcp::UPSTREAM_VERSION));
-    assert!(
-        venv.join("bin/mcp-for-blender").is_file(),
-        "{} is missing: run `bash scripts/install-python-peers.sh` (the pinned mcp-for-blender \
-         from PyPI, hash-checked; CPython 3.11 with python3-venv)",
-        venv.display()
-    );
-    venv
+    test_support::python_peers::venv(
+        &format!("mcp-for-blender-{}", mcp::UPSTREAM_VERSION),
+        "mcp-for-blender",
+        "the pinned mcp-for-blender from PyPI",
+    )
 }
 
 /// The text of a tool call's result, checking it is neither a timeout nor empty.
