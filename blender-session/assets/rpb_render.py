@@ -10,6 +10,10 @@
 # up to spec["retries"] times; the attempt count is kept on disk, so a crash counts too.
 # Frames with a done record whose file still matches are skipped, never overwritten.
 #
+# A render farm task (session.sh farm-task) renders only its chunk's frames
+# (RPB_RENDER_FRAMES), logs to its own file (RPB_RENDER_LOG), writes its own outcome
+# (RPB_RENDER_RESULT) and names its node in each done record (RPB_RENDER_NODE).
+#
 # The job's outcome goes to JOB_DIR/result.json: done, failed (with each frame's reason) or
 # invalid (the spec does not fit the file: no such camera, scene, engine...). Lines starting
 # with "rpb-render:" in Blender's log are this driver's.
@@ -310,11 +314,29 @@ def read_from(log_path, offset):
         return handle.read().decode("utf-8", "replace")
 
 
+def log_path_of(job_dir):
+    # A farm task logs on its own (several Blenders render one job at once).
+    return os.environ.get("RPB_RENDER_LOG") or os.path.join(job_dir, "blender.log")
+
+
+def result_path_of(job_dir):
+    return os.environ.get("RPB_RENDER_RESULT") or os.path.join(job_dir, "result.json")
+
+
+def frames_of(spec):
+    """The spec's frames, or only those of this farm task's chunk (RPB_RENDER_FRAMES=1,2,3)."""
+    chunk = os.environ.get("RPB_RENDER_FRAMES", "").strip()
+    if not chunk:
+        return list(spec["frames"])
+    wanted = {int(part) for part in chunk.split(",") if part.strip()}
+    return [frame for frame in spec["frames"] if frame in wanted]
+
+
 def render_frame(job_dir, spec, scene, layer, expected, facts, frame, attempt):
     ext = EXTENSIONS[facts["format"]]
     relative = f"out/frame_{frame:04d}.{ext}"
     output = os.path.join(job_dir, relative)
-    log_path = os.path.join(job_dir, "blender.log")
+    log_path = log_path_of(job_dir)
     # Whatever is there is not done (no record): a leftover of a crash, never a verified frame.
     if os.path.exists(output):
         os.remove(output)
@@ -353,6 +375,9 @@ def render_frame(job_dir, spec, scene, layer, expected, facts, frame, attempt):
         "rendered_at": rendered_at,
         "at": time.time(),
     }
+    node = os.environ.get("RPB_RENDER_NODE", "")
+    if node:
+        record["node"] = node
     write_atomically(os.path.join(job_dir, "frames", f"{frame}.json"), json.dumps(record))
     return record, None
 
@@ -369,7 +394,7 @@ def main():
         say(f"invalid: {error}")
         append_event(job_dir, {"event": "invalid", "reason": str(error)})
         write_atomically(
-            os.path.join(job_dir, "result.json"),
+            result_path_of(job_dir),
             json.dumps({"state": "invalid", "reason": str(error), "at": time.time()}),
         )
         return
@@ -379,7 +404,7 @@ def main():
     crash = os.environ.get("RPB_RENDER_LAST_CRASH", "")
     failed = {}
     done = 0
-    for frame in spec["frames"]:
+    for frame in frames_of(spec):
         if done_record(job_dir, frame) is not None:
             say(f"frame {frame} skipped: already rendered and verified")
             append_event(job_dir, {"event": "skipped", "frame": frame})
@@ -418,7 +443,7 @@ def main():
         say(f"frame {frame} done " + json.dumps(record, sort_keys=True))
     state = "failed" if failed else "done"
     write_atomically(
-        os.path.join(job_dir, "result.json"),
+        result_path_of(job_dir),
         json.dumps(
             {
                 "state": state,

@@ -6,6 +6,8 @@
 #   session.sh stop                           stop the processes named in the PID files
 #   session.sh render-start|render-poll|render-cancel JOB_ID [...]
 #                                             render jobs (see "render jobs" below)
+#   session.sh farm-env|farm-conf|farm-node-up|farm-slurm|farm-task [...]
+#                                             the render farm (see "render farm" below)
 #
 # `start` is idempotent: parts that run and answer are left alone, a crashed part is restarted
 # (and, when Xvfb itself restarts, everything drawn on it). Progress goes to stderr; the last
@@ -499,10 +501,14 @@ job_pid() {
 }
 
 job_result() {
-    local state=$1 reason=$2
+    write_result "$JOB/result.json" "$@"
+}
+
+write_result() {
+    local file=$1 state=$2 reason=$3
     printf '{"state":"%s","reason":%s,"at":%s}\n' "$state" "$(json_string "$reason")" "$(date +%s)" \
-        >"$JOB/result.json.tmp"
-    mv -f "$JOB/result.json.tmp" "$JOB/result.json"
+        >"$file.tmp"
+    mv -f "$file.tmp" "$file"
 }
 
 cmd_render_start() {
@@ -531,32 +537,39 @@ cmd_render_start() {
 }
 
 # The runner: Blender with the driver, again after a crash (each crash uses up an attempt of
-# the frame it was rendering), until the driver writes result.json.
+# the frame it was rendering), until the driver writes its result.
 cmd_render_run() {
     job_dir "$1"
-    local blend blender retries launches=0 code crash=""
+    date +%s >"$JOB/started_at.tmp"
+    mv -f "$JOB/started_at.tmp" "$JOB/started_at"
+    run_driver "$JOB/blender.log" "$JOB/result.json"
+}
+
+# Runs Blender with the driver on $JOB, logging to $1, until the driver writes the result file
+# $2 (or the attempts run out, which writes a failed result there).
+run_driver() {
+    local log_file=$1 result=$2 blend blender retries launches=0 code crash=""
     blend=$(sed -n 's/.*"blend": *"\([^"]*\)".*/\1/p' "$JOB/spec.json" | head -n 1)
     retries=$(sed -n 's/.*"retries": *\([0-9]*\).*/\1/p' "$JOB/spec.json" | head -n 1)
     blender=$(blender_bin)
-    date +%s >"$JOB/started_at.tmp"
-    mv -f "$JOB/started_at.tmp" "$JOB/started_at"
     while :; do
         launches=$((launches + 1))
-        printf 'rpb-render: launch %s at %s\n' "$launches" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$JOB/blender.log"
+        printf 'rpb-render: launch %s at %s\n' "$launches" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$log_file"
         code=0
         # `--log render`: Blender 5 prints render progress only for that log category (older
         # versions print it anyway and accept the option).
-        RPB_RENDER_LAST_CRASH=$crash stdbuf -oL -eL "$blender" --factory-startup --log render -b "$blend" \
-            --python-exit-code 3 --python "$RENDER_DRIVER" -- "$JOB" </dev/null >>"$JOB/blender.log" 2>&1 || code=$?
-        [[ -f $JOB/result.json ]] && break
+        RPB_RENDER_LOG=$log_file RPB_RENDER_RESULT=$result RPB_RENDER_LAST_CRASH=$crash \
+            stdbuf -oL -eL "$blender" --factory-startup --log render -b "$blend" \
+            --python-exit-code 3 --python "$RENDER_DRIVER" -- "$JOB" </dev/null >>"$log_file" 2>&1 || code=$?
+        [[ -f $result ]] && break
         if ((code > 128)); then
             crash="killed by signal $((code - 128))"
         else
             crash="exit code $code"
         fi
-        printf 'rpb-render: Blender ended without finishing the job (%s)\n' "$crash" >>"$JOB/blender.log"
+        printf 'rpb-render: Blender ended without finishing the job (%s)\n' "$crash" >>"$log_file"
         if ((launches > ${retries:-2} + 1)); then
-            job_result failed "Blender ended $launches times without finishing the job (last: $crash); see $JOB/blender.log"
+            write_result "$result" failed "Blender ended $launches times without finishing the job (last: $crash); see $log_file"
             break
         fi
         sleep 1
@@ -727,6 +740,232 @@ report() {
     [[ $state == ready ]]
 }
 
+# --- render farm (Slurm) -------------------------------------------------------------------
+#
+# A farm is pods sharing one network volume. On the volume ($RPB_HOME/farm): slurm.conf (rpb
+# writes it with farm-conf), Slurm's state, each node's spool and log folders, and the jobs.
+# On each pod ($RPB_FARM_RUN): the munge key (mode 0400, read from stdin, never an argument),
+# munged's socket and the daemons' PID files. Node names are pod ids. A render job's chunks
+# are Slurm array tasks; each runs `session.sh farm-task JOB_ID`, which renders its chunk's
+# frames with the same driver as a job on one pod.
+
+FARM_DIR=$RPB_HOME/farm
+FARM_CONF=$FARM_DIR/slurm.conf
+FARM_STATE=$FARM_DIR/state
+FARM_DEBS=$FARM_DIR/debs
+RPB_FARM_RUN=${RPB_FARM_RUN:-/run/rpb-farm}
+FARM_PACKAGES="slurmctld slurmd slurm-client munge"
+FARM_PROGRAMS="munged slurmctld slurmd sbatch squeue sinfo scontrol scancel"
+
+farm_program() {
+    PATH=$PATH:/usr/sbin:/sbin command -v "$1" 2>/dev/null || true
+}
+
+farm_missing() {
+    local program
+    for program in $FARM_PROGRAMS; do
+        [[ -n $(farm_program "$program") ]] || printf '%s ' "$program"
+    done
+}
+
+# Slurm and munge from the volume's package cache (kept there by the first pod that downloaded
+# them), else from the network, keeping the packages for the next pods.
+ensure_farm_packages() {
+    local missing
+    missing=$(farm_missing)
+    [[ -n $missing ]] || return 0
+    # A machine that is not a pod (the local pod) never installs anything itself.
+    [[ ${RPB_FARM_NO_INSTALL:-} != 1 ]] ||
+        die "Slurm and munge are missing (${missing% }): install the Debian packages $FARM_PACKAGES"
+    ((EUID == 0)) || die "Slurm and munge are missing (${missing% }): install the Debian packages $FARM_PACKAGES as root"
+    mkdir -p "$FARM_DEBS/partial"
+    local debs=("$FARM_DEBS"/*.deb)
+    if [[ -e ${debs[0]} ]]; then
+        log "installing Slurm and munge from the volume's package cache $FARM_DEBS"
+        DEBIAN_FRONTEND=noninteractive dpkg -i --skip-same-version "${debs[@]}" \
+            >>"$LOG_DIR/packages.log" 2>&1 9>&- || log "dpkg reported problems; see $LOG_DIR/packages.log"
+        missing=$(farm_missing)
+    fi
+    if [[ -n $missing ]]; then
+        log "installing Slurm and munge from the network; the packages stay in $FARM_DEBS for the next pods"
+        # shellcheck disable=SC2086 # one word per package
+        {
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends -o "Dir::Cache::archives=$FARM_DEBS" $FARM_PACKAGES
+        } >>"$LOG_DIR/packages.log" 2>&1 9>&- || {
+            show_log packages
+            die "could not install $FARM_PACKAGES"
+        }
+        missing=$(farm_missing)
+        [[ -z $missing ]] || die "still missing after installing $FARM_PACKAGES: $missing"
+    fi
+}
+
+# What rpb needs to write slurm.conf for this pod: where munged's socket is, the address and
+# ports the local farm uses (empty on RunPod: <pod id>.runpod.internal and Slurm's own ports),
+# the host name, CPUs and GPUs.
+cmd_farm_env() {
+    local gpus=0 device
+    for device in /dev/nvidia[0-9]*; do
+        [[ -e $device ]] && gpus=$((gpus + 1))
+    done
+    local clients_missing="" program
+    for program in sbatch squeue sinfo scontrol scancel; do
+        [[ -n $(farm_program "$program") ]] || clients_missing+="$program "
+    done
+    printf '{"rpb_farm_env":%s,"addr":%s,"ports":%s,"hostname":%s,"cpus":%s,"gpus":%s,"missing":%s,"clients_missing":%s,"blender":%s}\n' \
+        "$(json_string "$RPB_FARM_RUN")" "$(json_string "${RPB_FARM_NODE_ADDR:-}")" \
+        "$(json_string "${RPB_FARM_PORTS:-}")" "$(json_string "$(uname -n)")" "$(nproc)" "$gpus" \
+        "$(json_string "$(farm_missing)")" "$(json_string "$clients_missing")" \
+        "$(json_string "$(blender_bin)")"
+}
+
+# Writes slurm.conf (and gres.conf when $1 is given: its text, one line) from stdin onto the
+# volume, atomically; says whether it changed.
+cmd_farm_conf() {
+    mkdir -p "$FARM_DIR" "$FARM_STATE/ctld"
+    local new=$FARM_DIR/.slurm.conf.new
+    cat >"$new"
+    [[ -s $new ]] || {
+        rm -f "$new"
+        die "no slurm.conf on stdin"
+    }
+    if [[ -f $FARM_CONF ]] && cmp -s "$new" "$FARM_CONF"; then
+        rm -f "$new"
+        printf '{"rpb_farm_conf":"unchanged"}\n'
+    else
+        mv -f "$new" "$FARM_CONF"
+        printf '{"rpb_farm_conf":"written"}\n'
+    fi
+}
+
+# Starts what is not running of node $1's daemons (role $2: controller or worker), with the
+# munge key from stdin. A changed key restarts munged; a changed slurm.conf restarts the node's
+# slurmd and the controller's slurmctld (Slurm 22.05 takes new nodes only at a restart; its
+# state is saved and running tasks go on). Idempotent: a node that runs as asked is left alone.
+cmd_farm_node_up() {
+    local node=${1:-} role=${2:-worker}
+    [[ $node =~ ^[A-Za-z0-9][A-Za-z0-9-]{0,63}$ ]] || die "bad farm node name '$node'"
+    [[ $role == controller || $role == worker ]] || die "the farm role must be controller or worker, got '$role'"
+    [[ -s $FARM_CONF ]] || die "no slurm.conf at $FARM_CONF: \`rpb farm up\` writes it"
+    local RUN_DIR=$RPB_FARM_RUN LOG_DIR=$RPB_FARM_RUN/logs
+    mkdir -p "$RUN_DIR" "$LOG_DIR"
+    # munged wants its socket's folder open to all; the key in it is 0400.
+    chmod 0755 "$RUN_DIR"
+    exec 9>"$RUN_DIR/farm.lock"
+    flock -w "$RPB_LOCK_TIMEOUT" 9 || die "another farm-node-up has held $RUN_DIR/farm.lock for ${RPB_LOCK_TIMEOUT}s"
+    STARTED=()
+    local key=$RUN_DIR/munge.key new=$RUN_DIR/.munge.key.new key_changed=0
+    rm -f "$new"
+    (
+        umask 0377
+        cat >"$new"
+    )
+    if (($(stat -c %s "$new") < 32)); then
+        rm -f "$new"
+        die "no munge key on stdin (at least 32 bytes)"
+    fi
+    if [[ -f $key ]] && cmp -s "$new" "$key"; then
+        rm -f "$new"
+    else
+        mv -f "$new" "$key"
+        key_changed=1
+    fi
+    ensure_farm_packages
+    read_pid munged
+    if ((PID != 0 && key_changed)); then
+        stop_component munged
+    fi
+    read_pid munged
+    if ((PID == 0)); then
+        rm -f "$RUN_DIR/munge.socket"
+        launch munged "$(farm_program munged)" -F --key-file "$key" --socket "$RUN_DIR/munge.socket" \
+            --pid-file "$RUN_DIR/munged.own.pid" --seed-file "$RUN_DIR/munged.seed" \
+            --log-file "$LOG_DIR/munged.log"
+        wait_for munged 15 test -S "$RUN_DIR/munge.socket"
+    fi
+    local sum
+    sum=$(sha256sum <"$FARM_CONF")
+    sum=${sum%% *}
+    mkdir -p "$FARM_STATE/ctld" "$FARM_STATE/node-$node" "$FARM_STATE/spool-$node"
+    if [[ $role == controller ]]; then
+        read_pid slurmctld
+        if ((PID != 0)) && [[ $key_changed == 1 || $(cat "$RUN_DIR/slurmctld.conf-sum" 2>/dev/null) != "$sum" ]]; then
+            log "slurm.conf or the key changed: restarting slurmctld (its state is saved)"
+            stop_component slurmctld
+        fi
+        read_pid slurmctld
+        if ((PID == 0)); then
+            launch slurmctld "$(farm_program slurmctld)" -D -f "$FARM_CONF"
+            printf '%s\n' "$sum" >"$RUN_DIR/slurmctld.conf-sum"
+            printf '%s\n' "$node" >"$RUN_DIR/slurmctld.node"
+        fi
+    fi
+    read_pid "slurmd-$node"
+    if ((PID != 0)) && [[ $key_changed == 1 || $(cat "$RUN_DIR/slurmd-$node.conf-sum" 2>/dev/null) != "$sum" ]]; then
+        log "slurm.conf or the key changed: restarting slurmd of $node (running tasks go on)"
+        stop_component "slurmd-$node"
+    fi
+    read_pid "slurmd-$node"
+    if ((PID == 0)); then
+        launch "slurmd-$node" "$(farm_program slurmd)" -D -N "$node" -f "$FARM_CONF"
+        printf '%s\n' "$sum" >"$RUN_DIR/slurmd-$node.conf-sum"
+    fi
+    printf '{"rpb_farm_node":%s,"role":"%s","started":%s}\n' "$(json_string "$node")" "$role" \
+        "$(json_list "${STARTED[@]}")"
+}
+
+# Runs a Slurm client program against the farm's slurm.conf, or, on a cluster of the user's
+# own (RPB_FARM_CLUSTER=1), against the cluster's configuration.
+cmd_farm_slurm() {
+    local program=${1:-}
+    shift || true
+    case $program in
+    sbatch | squeue | sinfo | scontrol | scancel) ;;
+    *) die "farm-slurm runs sbatch, squeue, sinfo, scontrol or scancel, not '$program'" ;;
+    esac
+    local binary
+    binary=$(farm_program "$program")
+    [[ -n $binary ]] || die "$program is missing: install the Debian package slurm-client"
+    if [[ ${RPB_FARM_CLUSTER:-} == 1 ]]; then
+        exec "$binary" "$@"
+    fi
+    [[ -s $FARM_CONF ]] || die "no slurm.conf at $FARM_CONF: run \`rpb farm up\`"
+    SLURM_CONF=$FARM_CONF exec "$binary" "$@"
+}
+
+# One array task of a farm render job (run by Slurm): renders the frames of its chunk
+# (chunks.txt: "TASK FRAME,FRAME,..." per line) with the job's spec, logging to
+# tasks/TASK.log. A requeued task skips the frames its earlier run verified.
+cmd_farm_task() {
+    job_dir "$1"
+    local task=${SLURM_ARRAY_TASK_ID:-} frames
+    [[ $task =~ ^[0-9]+$ ]] || die "farm-task runs as a Slurm array task (no SLURM_ARRAY_TASK_ID)"
+    [[ -f $JOB/spec.json && -f $JOB/chunks.txt ]] || die "render job $1 has no spec.json or chunks.txt in $JOB"
+    frames=$(awk -v task="$task" '$1 == task { print $2; exit }' "$JOB/chunks.txt")
+    [[ $frames =~ ^-?[0-9]+(,-?[0-9]+)*$ ]] || die "render job $1 has no chunk $task in $JOB/chunks.txt"
+    mkdir -p "$JOB/tasks" "$JOB/out" "$JOB/frames"
+    local result=$JOB/tasks/$task.result.json
+    rm -f "$result"
+    log "task $task of job $1 on node ${SLURMD_NODENAME:-?}: frames $frames (restart ${SLURM_RESTART_COUNT:-0})"
+    export RPB_RENDER_FRAMES=$frames RPB_RENDER_NODE=${SLURMD_NODENAME:-}
+    run_driver "$JOB/tasks/$task.log" "$result"
+    grep -q '"state": *"done"' "$result"
+}
+
+# Every farm daemon this pod runs ends with the session (as with a container's end).
+stop_farm() {
+    [[ -d $RPB_FARM_RUN ]] || return 0
+    local RUN_DIR=$RPB_FARM_RUN file name
+    for file in "$RUN_DIR"/slurmd-*.pid; do
+        [[ -f $file ]] || continue
+        name=${file##*/}
+        stop_component "${name%.pid}" || true
+    done
+    stop_component slurmctld || true
+    stop_component munged || true
+}
+
 # --- entry points --------------------------------------------------------------------------
 
 validate() {
@@ -803,6 +1042,7 @@ cmd_stop() {
     done
     rm -f "$STATUS_FILE"
     stop_render_jobs
+    stop_farm
     printf '{"rpb_stopped":%s}\n' "$(json_list "${stopped[@]}")"
 }
 
@@ -811,9 +1051,14 @@ main() {
     PASSWORD_FROM_STDIN=0
     shift || true
     case $command in
-    render-start | render-run | render-poll | render-cancel)
+    render-start | render-run | render-poll | render-cancel | farm-task)
         validate
         [[ $# -ge 1 ]] || die "usage: session.sh $command JOB_ID"
+        "cmd_${command//-/_}" "$@"
+        return
+        ;;
+    farm-env | farm-conf | farm-node-up | farm-slurm)
+        validate
         "cmd_${command//-/_}" "$@"
         return
         ;;

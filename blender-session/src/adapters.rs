@@ -122,6 +122,9 @@ impl PodProvider for RunpodProvider {
         if let Some(center) = &spec.data_center {
             request = request.data_center(center);
         }
+        if spec.global_networking {
+            request = request.global_networking(true);
+        }
         if let (None, Some(public)) = (&spec.host_key, &spec.known_host_key) {
             request = request.env(crate::assets::HOST_PUBLIC_KEY_ENV, public);
         }

@@ -15,6 +15,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A render farm operation failed.
+    #[error("{operation}: {detail}")]
+    Farm {
+        /// What was done (`bringing up the farm`, `reading the farm record ...`).
+        operation: String,
+        /// What went wrong and what to do.
+        detail: String,
+    },
     /// The farm's controller printed something that is not what rpb asked for.
     #[error("failed to read the output of `{what}` on the farm's controller")]
     FarmReport {

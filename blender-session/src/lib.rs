@@ -63,4 +63,8 @@ pub mod seams;
 pub mod volumes;
 
 pub use error::{BoxError, Error, Result};
-pub use orchestrator::{Event, Orchestrator, Session, SessionSettings, SessionStatus, Step};
+pub use orchestrator::{
+    Event, FARM_KEY_FILE, FARM_RECORD_FILE, FarmDown, FarmNodeStatus, FarmPod, FarmRecord,
+    FarmSpec, FarmStatus, FarmUp, Orchestrator, Session, SessionSettings, SessionStatus,
+    SlurmCluster, Step,
+};

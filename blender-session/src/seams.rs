@@ -149,6 +149,9 @@ pub struct PodSpec {
     pub network_volume: Option<String>,
     /// The data center to place the pod in (a network volume's own; RunPod refuses another).
     pub data_center: Option<String>,
+    /// Global networking: the pod reaches the account's other pods with it at
+    /// `<pod id>.runpod.internal` (a render farm's nodes need it).
+    pub global_networking: bool,
 }
 
 impl PodSpec {
@@ -170,6 +173,7 @@ impl PodSpec {
             known_host_key: None,
             network_volume: None,
             data_center: None,
+            global_networking: false,
         }
     }
 

@@ -103,6 +103,9 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// A render farm: pods on one network volume run by Slurm (`rpb render --farm` uses it).
+    #[command(subcommand)]
+    Farm(commands::farm::FarmCommand),
     /// Render frames on the pod: a detached job whose frames land, verified, in the project.
     Render(Box<commands::render::RenderArgs>),
     /// Run the whole flow on the embedded local pod (no account needed).
@@ -237,7 +240,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut command, "rpb", &mut std::io::stdout());
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Render(args) => commands::render::run(&ctx, *args).await?,
+        Command::Farm(command) => commands::farm::farm(&ctx, command).await?,
+        Command::Render(args) => Box::pin(commands::render::run(&ctx, *args)).await?,
         Command::Demo(args) => commands::demo::run(&ctx, args).await?,
         Command::TunnelDaemon(args) => {
             commands::tunnel::daemon(&ctx, args).await?;

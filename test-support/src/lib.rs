@@ -3,6 +3,7 @@
 pub mod browser;
 pub mod contract;
 pub mod names;
+pub mod net;
 pub mod process;
 pub mod python_peers;
 pub mod sshd;

@@ -83,3 +83,36 @@ mod tests {
         assert_eq!(default_chunk_size(100_000, 1), 50);
     }
 }
+
+/// Cuts a job's frames (any list: `1-100x5` too) into array tasks of `size` frames, numbered
+/// from 1, in order.
+pub fn chunk_frames(frames: &[i64], size: u32) -> Vec<(u32, Vec<i64>)> {
+    let size = usize::try_from(size.max(1)).unwrap_or(usize::MAX);
+    frames
+        .chunks(size)
+        .zip(1..)
+        .map(|(frames, task)| (task, frames.to_vec()))
+        .collect()
+}
+
+#[cfg(test)]
+mod frame_list_tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_list_is_cut_in_order_with_every_frame_once() {
+        let frames: Vec<i64> = (1..=100).step_by(5).collect();
+        for size in 1..=21 {
+            let tasks = chunk_frames(&frames, size);
+            let joined: Vec<i64> = tasks.iter().flat_map(|(_, f)| f.clone()).collect();
+            assert_eq!(joined, frames, "size {size}");
+            assert!(tasks.iter().all(|(_, f)| f.len() <= size as usize));
+            let numbers: Vec<u32> = tasks.iter().map(|(task, _)| *task).collect();
+            assert_eq!(
+                numbers,
+                (1..=u32::try_from(tasks.len()).unwrap()).collect::<Vec<_>>()
+            );
+        }
+        assert_eq!(chunk_frames(&[7], 0), vec![(1, vec![7])]);
+    }
+}

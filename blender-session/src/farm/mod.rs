@@ -27,6 +27,9 @@ mod chunks;
 mod slurm_conf;
 mod status;
 
-pub use chunks::{Chunk, array_spec, chunks, default_chunk_size};
+pub use chunks::{Chunk, array_spec, chunk_frames, chunks, default_chunk_size};
 pub use slurm_conf::{SlurmConf, SlurmNode};
-pub use status::{FarmNode, FarmTask, mark_node_lost, parse_sinfo, parse_squeue, release_requeued};
+pub use status::{
+    FarmNode, FarmTask, mark_node_lost, marked_lost_by_rpb, parse_sinfo, parse_squeue,
+    release_requeued, resume_node,
+};

@@ -1,12 +1,12 @@
 //! What the farm's controller says: nodes from `sinfo --json`, tasks from `squeue --json`
 //! (Slurm 22.05's data parser, v0.0.38), and the commands that recover from a lost node.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
 /// A node as `sinfo --json` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct FarmNode {
     /// Slurm's name for it.
@@ -33,7 +33,7 @@ impl FarmNode {
 }
 
 /// One task of a job array, or the still pending rest of one, as `squeue --json` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct FarmTask {
     /// The task's own job id (what `scontrol` takes).
@@ -167,6 +167,22 @@ pub fn mark_node_lost(node: &str, reason: &str) -> Vec<String> {
     ]
 }
 
+/// The `scontrol` command (argv) that puts a node rpb marked lost back in service, once its
+/// pod runs again (`farm up` started it): Slurm keeps a node an operator set down until told.
+pub fn resume_node(node: &str) -> Vec<String> {
+    vec![
+        "scontrol".into(),
+        "update".into(),
+        format!("NodeName={node}"),
+        "State=RESUME".into(),
+    ]
+}
+
+/// Whether rpb marked this node lost ([`mark_node_lost`] with a reason starting `rpb:`).
+pub fn marked_lost_by_rpb(node: &FarmNode) -> bool {
+    !node.is_up() && node.reason.starts_with("rpb:")
+}
+
 /// The `scontrol` commands (argv) that let requeued tasks start now instead of after the
 /// begin time Slurm sets on requeue.
 pub fn release_requeued(tasks: &[FarmTask]) -> Vec<Vec<String>> {
@@ -202,6 +218,21 @@ mod tests {
         assert_eq!(nodes[1].flags, ["NOT_RESPONDING"]);
         assert_eq!(nodes[1].reason, "pod lost");
         assert!(!nodes[1].is_up());
+    }
+
+    #[test]
+    fn only_nodes_rpb_marked_lost_are_put_back_in_service() {
+        let mut nodes = parse_sinfo(SINFO).unwrap();
+        assert!(!marked_lost_by_rpb(&nodes[1]), "down for another reason");
+        let marked = mark_node_lost("n2", "rpb: its pod is EXITED");
+        assert_eq!(marked[4], "Reason=rpb:_its_pod_is_EXITED");
+        nodes[1].reason = marked[4].trim_start_matches("Reason=").to_owned();
+        assert!(marked_lost_by_rpb(&nodes[1]));
+        assert!(!marked_lost_by_rpb(&nodes[0]), "an up node is left alone");
+        assert_eq!(
+            resume_node("n2"),
+            ["scontrol", "update", "NodeName=n2", "State=RESUME"]
+        );
     }
 
     #[test]

@@ -78,6 +78,18 @@ fn ports_of(boots: &BTreeMap<String, Boot>) -> BTreeSet<u16> {
         .collect()
 }
 
+/// The pods whose boot ended from `before` to `now` (down, or booted again).
+fn ended_boots(before: &BTreeMap<String, Boot>, now: &BTreeMap<String, Boot>) -> Vec<String> {
+    before
+        .iter()
+        .filter(|(id, previous)| {
+            now.get(*id)
+                .is_none_or(|current| current.number() != previous.number())
+        })
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
 /// Whether the change from `before` to `now` ends the machine's container: some pod's boot
 /// ended (the pod went down, or booted again) and no pod's boot went on.
 fn container_ended(before: &BTreeMap<String, Boot>, now: &BTreeMap<String, Boot>) -> bool {
@@ -133,6 +145,11 @@ pub(super) async fn watch_pods(
             }
             changed
         });
+        // A pod of a farm ends alone: its node's daemons and tasks go with it, as with a
+        // container's end (the others' go on).
+        for id in ended_boots(&before, &now) {
+            super::farm::end_pod_node(&paths.farm_run, &paths.farm_state_dirs(), &id);
+        }
         if container_ended(&before, &now) {
             tracing::debug!("the local pod's container ended");
             // A full channel already holds a pending stop: one run covers both.
@@ -219,7 +236,10 @@ fn has_render_jobs(rpb_home: &Path) -> bool {
 /// Runs this crate's `session.sh stop` against the pod root, bounded, with its output in
 /// `logs/container.log`. Does nothing when no PID file exists.
 pub(super) async fn stop_session(paths: &Paths, env: &BTreeMap<String, String>) -> Result<()> {
-    if !has_pid_files(&paths.run_dir()) && !has_render_jobs(&paths.rpb_home) {
+    if !has_pid_files(&paths.run_dir())
+        && !has_render_jobs(&paths.rpb_home)
+        && !has_pid_files(&paths.farm_run)
+    {
         return Ok(());
     }
     let log = paths.logs.join("container.log");

@@ -109,6 +109,8 @@ impl LocalFarmBuilder {
         );
         conf.munge_socket = Some(farm.munge_socket().display().to_string());
         conf.slurmd_timeout_secs = self.slurmd_timeout_secs;
+        // Every daemon on loopback only.
+        conf.bind_to_addresses = true;
         for index in 1..=self.nodes {
             conf.nodes.push(SlurmNode::new(
                 format!("n{index}"),
@@ -446,69 +448,8 @@ impl LocalFarm {
         Ok(())
     }
 
-    /// SIGKILL to the task processes of `node`, or of every node: Slurm's `slurmstepd` of
-    /// each task (it clears its own environment; it works in the node's log folder, as its
-    /// `slurmd` does), each process running a job script from the node's spool folder (which
-    /// only this farm's `slurmd` writes), and their descendants.
     fn kill_tasks(&self, node: Option<&str>) {
-        let (spool, workdir) = match node {
-            Some(node) => (
-                format!("{}/spool-{node}/", self.state().display()),
-                Some(self.node_dir(node)),
-            ),
-            None => (format!("{}/spool-", self.state().display()), None),
-        };
-        let nodes_dir = format!("{}/node-", self.state().display());
-        let ours = |pid: u32, command: &str| {
-            if command.contains(&spool) {
-                return true;
-            }
-            if !command.starts_with("slurmstepd:") {
-                return false;
-            }
-            let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
-                return false;
-            };
-            match &workdir {
-                Some(dir) => cwd == *dir,
-                None => cwd.display().to_string().starts_with(&nodes_dir),
-            }
-        };
-        let cmdline = |pid: u32| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
-                .unwrap_or_default()
-        };
-        let parent = |pid: u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| crate::daemon::ProcStat::parse(&stat))
-                .map(|stat| stat.ppid)
-        };
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid == std::process::id() || !ours(pid, &cmdline(pid)) {
-                continue;
-            }
-            let stepd = parent(pid).filter(|&ppid| cmdline(ppid).starts_with("slurmstepd:"));
-            let family = descendants(pid);
-            if let Some(stepd) = stepd {
-                kill(stepd);
-            }
-            kill(pid);
-            for child in family {
-                kill(child);
-            }
-        }
+        kill_tasks(&self.state(), node);
     }
 
     /// Stops every daemon and task of the farm by PID, and removes a temporary state folder.
@@ -570,4 +511,101 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// SIGKILL to the task processes of `node`, or of every node, of the Slurm farm whose state
+/// folder is `state`: Slurm's `slurmstepd` of each task (it clears its own environment; it
+/// works in the node's log folder, `node-<name>`, as its `slurmd` does), each process running
+/// a job script from the node's spool folder (`spool-<name>`, which only that `slurmd`
+/// writes), and their descendants.
+pub(super) fn kill_tasks(state: &Path, node: Option<&str>) {
+    let (spool, workdir) = match node {
+        Some(node) => (
+            format!("{}/spool-{node}/", state.display()),
+            Some(state.join(format!("node-{node}"))),
+        ),
+        None => (format!("{}/spool-", state.display()), None),
+    };
+    let nodes_dir = format!("{}/node-", state.display());
+    let ours = |pid: u32, command: &str| {
+        if command.contains(&spool) {
+            return true;
+        }
+        if !command.starts_with("slurmstepd:") {
+            return false;
+        }
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+            return false;
+        };
+        match &workdir {
+            Some(dir) => cwd == *dir,
+            None => cwd.display().to_string().starts_with(&nodes_dir),
+        }
+    };
+    let cmdline = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+            .unwrap_or_default()
+    };
+    let parent = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| crate::daemon::ProcStat::parse(&stat))
+            .map(|stat| stat.ppid)
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || !ours(pid, &cmdline(pid)) {
+            continue;
+        }
+        let stepd = parent(pid).filter(|&ppid| cmdline(ppid).starts_with("slurmstepd:"));
+        let family = descendants(pid);
+        if let Some(stepd) = stepd {
+            kill(stepd);
+        }
+        kill(pid);
+        for child in family {
+            kill(child);
+        }
+    }
+}
+
+/// What a pod's end does to its farm processes on a machine shared with other pods: its
+/// `slurmd` (and `slurmctld` when it was the controller), recorded in `farm_run` by
+/// `session.sh farm-node-up`, and the tasks of its node (named after the pod) in every
+/// volume's farm state folder. munged serves every pod of the machine and stays.
+pub(super) fn end_pod_node(farm_run: &Path, state_dirs: &[PathBuf], pod_id: &str) {
+    let mut files = vec![farm_run.join(format!("slurmd-{pod_id}.pid"))];
+    let controller = std::fs::read_to_string(farm_run.join("slurmctld.node")).unwrap_or_default();
+    if controller.trim() == pod_id {
+        files.push(farm_run.join("slurmctld.pid"));
+    }
+    let mut ended = false;
+    for file in files {
+        ended |= super::pids::kill_recorded_file(&file);
+    }
+    for state in state_dirs {
+        kill_tasks(state, Some(pod_id));
+    }
+    if ended {
+        tracing::debug!(pod_id, "ended the farm daemons of a pod whose boot ended");
+    }
+}
+
+/// Every farm process of a local pod: the daemons recorded in `farm_run` and every node's
+/// tasks.
+pub(super) fn end_all(farm_run: &Path, state_dirs: &[PathBuf]) {
+    super::pids::kill_recorded(farm_run);
+    for state in state_dirs {
+        kill_tasks(state, None);
+    }
 }

@@ -105,6 +105,9 @@ pub const DEBIAN_PACKAGES: &str =
 /// [`LocalPod::pod_env`]): all installed here, so no session ever installs anything.
 const SESSION_PACKAGES: &str = "xvfb x11vnc novnc websockify";
 
+/// Loopback ports a local pod reserves for a render farm (`RPB_FARM_PORTS`): the controller's
+/// and one per node.
+const FARM_PORTS: usize = 9;
 /// Default number of SSH relays (distinct ports handed out in turn to pod boots).
 pub const DEFAULT_RELAYS: usize = 3;
 /// Default interval at which the watcher reads the simulator's pods.
@@ -371,6 +374,8 @@ impl LocalPodBuilder {
             path: state_dir.clone(),
         })?;
         let mut paths = Paths::new(&state_dir);
+        let farm_run = farm_run_dir()?;
+        paths.farm_run = farm_run.path().to_path_buf();
         let volumes = volumes_elsewhere(&state_dir);
         if let Some(volumes) = &volumes {
             paths.volumes = volumes.path().to_path_buf();
@@ -385,7 +390,12 @@ impl LocalPodBuilder {
             vnc: free_port()?,
             novnc: free_port()?,
         };
-        let env = pod_env(&paths, ports, display);
+        let mut env = pod_env(&paths, ports, display);
+        // The farm's controller and one slurmd per pod, all on this machine's loopback.
+        let farm_ports = (0..FARM_PORTS)
+            .map(|_| free_port().map(|port| port.to_string()))
+            .collect::<Result<Vec<_>>>()?;
+        env.insert("RPB_FARM_PORTS".into(), farm_ports.join(" "));
         if has_pid_files(&paths.run_dir()) {
             // A reused state directory whose last run did not shut down: end what its session
             // left running (recorded by PID and start time, so only our own processes).
@@ -418,6 +428,7 @@ impl LocalPodBuilder {
             state_dir,
             processes: None,
             _volumes: volumes,
+            _farm_run: farm_run,
             _temporary: temporary,
         };
         pod.processes = Some(
@@ -460,8 +471,30 @@ pub struct LocalPod {
     /// The network volumes' folders on a tmpfs, removed with the local pod (the simulator
     /// that knows the volumes lives as long).
     _volumes: Option<tempfile::TempDir>,
+    /// The farm's per-machine folder (`RPB_FARM_RUN`), removed with the local pod.
+    _farm_run: tempfile::TempDir,
     /// Declared last: removed after everything else is dropped.
     _temporary: Option<tempfile::TempDir>,
+}
+
+/// The farm's per-machine folder: munged wants every folder above its socket open to all, which
+/// the state directory (private) is not, so it lives in the temporary folder, mode 0755.
+fn farm_run_dir() -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::Builder::new()
+        .prefix("rpb-farm-")
+        .tempdir()
+        .map_err(|source| Error::Prepare {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).map_err(
+        |source| Error::Prepare {
+            path: dir.path().to_path_buf(),
+            source,
+        },
+    )?;
+    Ok(dir)
 }
 
 /// A folder for the network volumes on another file system than the state directory (the

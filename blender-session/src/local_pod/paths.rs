@@ -33,6 +33,11 @@ pub(super) struct Paths {
     pub(super) home: PathBuf,
     /// Setup's download cache (`RPB_DOWNLOAD_CACHE`).
     pub(super) downloads: PathBuf,
+    /// What `/run/rpb-farm` is on a pod: the farm daemons' PID files, the munge key and
+    /// munged's socket (a folder open to all, as munged wants; [`LocalPod`] puts it in `/tmp`).
+    ///
+    /// [`LocalPod`]: super::LocalPod
+    pub(super) farm_run: PathBuf,
 }
 
 impl Paths {
@@ -53,6 +58,7 @@ impl Paths {
             logs: state.join("logs"),
             home: state.join("home"),
             downloads: shared_download_cache().unwrap_or_else(|| state.join("downloads")),
+            farm_run: state.join("farm-run"),
         }
     }
 
@@ -146,6 +152,18 @@ impl Paths {
         }
         dirs
     }
+
+    /// The render farm's Slurm state folders: as the pods name it (through the pod root, as
+    /// slurm.conf and so the task processes' command lines do), and of every volume (see
+    /// `run_dirs`).
+    pub(super) fn farm_state_dirs(&self) -> Vec<PathBuf> {
+        let state = |root: &Path| root.join("rpb").join("farm").join("state");
+        let mut dirs = vec![state(&self.pod_root), state(&self.machine_disk)];
+        if let Ok(entries) = std::fs::read_dir(&self.volumes) {
+            dirs.extend(entries.flatten().map(|entry| state(&entry.path())));
+        }
+        dirs
+    }
 }
 
 /// The pod-side environment (see [`LocalPod::pod_env`](super::LocalPod::pod_env)).
@@ -172,6 +190,11 @@ pub(super) fn pod_env(
         ("RPB_SSH_DIR", path(&paths.host_keys)),
         ("RPB_CONTAINER_DISK", path(&paths.container_disk)),
         ("HOME", path(&paths.home)),
+        ("RPB_FARM_RUN", path(&paths.farm_run)),
+        // All pods of a local pod share this machine: a farm's nodes meet on loopback.
+        ("RPB_FARM_NODE_ADDR", "127.0.0.1".to_owned()),
+        // Slurm and munge come from this machine's packages; a farm node never installs them.
+        ("RPB_FARM_NO_INSTALL", "1".to_owned()),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))

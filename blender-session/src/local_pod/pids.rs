@@ -14,22 +14,6 @@ pub(super) fn kill(pid: u32) {
     }
 }
 
-/// `(pid, parent pid, start time)` of every process, from `/proc/PID/stat`.
-fn process_table() -> Vec<(u32, u32, u64)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let fields = ProcStat::parse(&stat)?;
-            Some((pid, fields.ppid, fields.start_time))
-        })
-        .collect()
-}
-
 pub(super) use pod_tunnel::fixture::descendants;
 
 /// SIGKILL to each process a session PID file names (`PID STARTTIME`, as `session.sh` writes
@@ -38,30 +22,42 @@ pub(super) fn kill_recorded(run_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(run_dir) else {
         return;
     };
-    let table = process_table();
     for entry in entries.flatten() {
         if entry.path().extension().is_none_or(|ext| ext != "pid") {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        let mut fields = text.split_whitespace();
-        let (Some(Ok(pid)), Some(Ok(started))) = (
-            fields.next().map(str::parse::<u32>),
-            fields.next().map(str::parse::<u64>),
-        ) else {
-            continue;
-        };
-        if table.iter().any(|&(p, _, s)| p == pid && s == started) {
-            let family = descendants(pid);
-            kill(pid);
-            for child in family {
-                kill(child);
-            }
-            tracing::warn!(pid, file = %entry.path().display(), "killed a session process left running");
+        if kill_recorded_file(&entry.path()) {
+            tracing::warn!(file = %entry.path().display(), "killed a session process left running");
         }
     }
+}
+
+/// SIGKILL to the process one PID file names, if it still runs with the recorded start time,
+/// and to its descendants; whether it did.
+pub(super) fn kill_recorded_file(file: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return false;
+    };
+    let mut fields = text.split_whitespace();
+    let (Some(Ok(pid)), Some(Ok(started))) = (
+        fields.next().map(str::parse::<u32>),
+        fields.next().map(str::parse::<u64>),
+    ) else {
+        return false;
+    };
+    let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| ProcStat::parse(&stat))
+        .is_some_and(|stat| stat.start_time == started);
+    if !running {
+        return false;
+    }
+    let family = descendants(pid);
+    kill(pid);
+    for child in family {
+        kill(child);
+    }
+    true
 }
 
 /// Whether any session PID file exists.

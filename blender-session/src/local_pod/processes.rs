@@ -160,6 +160,7 @@ impl Processes {
         for run_dir in paths.run_dirs() {
             kill_recorded(&run_dir);
         }
+        super::farm::end_all(&paths.farm_run, &paths.farm_state_dirs());
         match Arc::try_unwrap(simulator) {
             Ok(simulator) => simulator.shutdown().await,
             Err(shared) => drop(shared),
@@ -178,6 +179,7 @@ impl Processes {
         for run_dir in paths.run_dirs() {
             kill_recorded(&run_dir);
         }
+        super::farm::end_all(&paths.farm_run, &paths.farm_state_dirs());
         // The last handle: the fixture's Drop kills sshd and its connections by PID. A blocking
         // task still holding one (a cancelled restart) drops it when it ends.
         drop(self.sshd);

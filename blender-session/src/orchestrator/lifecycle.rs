@@ -31,6 +31,18 @@ impl Orchestrator {
         public_key: &str,
         events: Events<'_>,
     ) -> Result<PodView> {
+        self.create_pod(spec, public_key, events, true).await
+    }
+
+    /// As [`Orchestrator::create`]; `record` says whether the pod becomes the workspace's pod
+    /// (`RUNPOD_POD_ID` in `.env`), which a farm's nodes do not.
+    pub(super) async fn create_pod(
+        &self,
+        spec: &PodSpec,
+        public_key: &str,
+        events: Events<'_>,
+        record: bool,
+    ) -> Result<PodView> {
         let clock = Clock {
             started: Instant::now(),
             events,
@@ -54,8 +66,21 @@ impl Orchestrator {
             // RunPod places a pod that mounts a network volume only in the volume's data center.
             spec.data_center = Some(self.provider.volume_data_center(volume).await?);
         }
-        let host_key = if let Some(pair) = &spec.host_key {
-            pair.clone()
+        // A pod on a network volume where rpb already made a pod serves the volume's host key
+        // (the boot hook restores the key persisted there): pin that one, make none.
+        let volume_key = match (&spec.host_key, &spec.network_volume) {
+            (None, Some(volume)) => {
+                self.connector
+                    .pinned_public_key(&super::portable::volume_alias(volume))
+                    .await?
+            }
+            _ => None,
+        };
+        let (public_key_of_host, fingerprint) = if let Some(key) = volume_key {
+            spec.known_host_key = Some(key.clone());
+            (key, String::new())
+        } else if let Some(pair) = &spec.host_key {
+            (pair.public_key().to_owned(), pair.fingerprint())
         } else {
             let pair =
                 pod_tunnel::HostKeyPair::generate_ed25519(&format!("rpb-host-key-{}", spec.name))
@@ -64,32 +89,41 @@ impl Orchestrator {
                     source: Box::new(source),
                 })?;
             spec.host_key = Some(pair.clone());
-            pair
+            (pair.public_key().to_owned(), pair.fingerprint())
         };
         let pod = self.provider.create(&spec).await?;
         clock.emit(Step::CreatePod, format!("created pod {}", pod.id));
         // Pinned before anything connects: the first contact is verified too.
         if let Err(error) = self
             .connector
-            .pin_host_key(pod.id.as_str(), host_key.public_key())
+            .pin_host_key(pod.id.as_str(), &public_key_of_host)
             .await
         {
             return Err(self.fail_after_starting(pod.id.as_str(), error).await);
         }
         clock.emit(
             Step::HostKey,
-            format!(
-                "pinned the ssh host key made for pod {}: {}",
-                pod.id,
-                host_key.fingerprint()
-            ),
+            if fingerprint.is_empty() {
+                format!(
+                    "pinned the ssh host key of network volume {} (its pods share it) for pod {}",
+                    spec.network_volume.as_deref().unwrap_or_default(),
+                    pod.id
+                )
+            } else {
+                format!(
+                    "pinned the ssh host key made for pod {}: {fingerprint}",
+                    pod.id
+                )
+            },
         );
         // Recorded before anything else can fail, so the pod is never lost track of.
-        if let Err(error) = self.record_pod_id(pod.id.as_str(), &clock).await {
+        if record && let Err(error) = self.record_pod_id(pod.id.as_str(), &clock).await {
             return Err(self.fail_after_starting(pod.id.as_str(), error).await);
         }
-        if let Some(volume) = &spec.network_volume {
-            self.pin_volume_alias(volume, host_key.public_key()).await;
+        if let Some(volume) = &spec.network_volume
+            && spec.host_key.is_some()
+        {
+            self.pin_volume_alias(volume, &public_key_of_host).await;
         }
         match self.set_up(pod.id.as_str(), &clock).await {
             Ok(()) => self.provider.pod(pod.id.as_str()).await,
@@ -809,7 +843,7 @@ impl Orchestrator {
 }
 
 /// A temporary folder for staging the assets before upload.
-fn tempfile_dir() -> Result<TempDir> {
+pub(super) fn tempfile_dir() -> Result<TempDir> {
     let base = std::env::temp_dir();
     for attempt in 0..100_u32 {
         let path = base.join(format!("rpb-assets-{}-{attempt}", std::process::id()));
@@ -830,10 +864,10 @@ fn tempfile_dir() -> Result<TempDir> {
     ))
 }
 
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.0
     }
 }

@@ -17,6 +17,7 @@ use crate::seams::{HostConnector, PodProvider, RemoteHost};
 use crate::{Error, Result};
 
 mod adopt;
+mod farm;
 mod files;
 mod lifecycle;
 mod migrate;
@@ -24,6 +25,10 @@ mod portable;
 mod session;
 
 pub use adopt::{AdoptOptions, AdoptReport};
+pub use farm::{
+    FARM_KEY_FILE, FARM_RECORD_FILE, FarmDown, FarmNodeStatus, FarmPod, FarmRecord, FarmSpec,
+    FarmStatus, FarmUp, SlurmCluster,
+};
 pub use files::RemoteBlend;
 
 pub use migrate::{Migrated, staging_dir};

@@ -58,6 +58,8 @@ pub enum Step {
     Move,
     /// Terminating a pod whose work is on a network volume.
     Terminate,
+    /// Bringing up, checking or taking down a render farm.
+    Farm,
 }
 
 impl fmt::Display for Step {
@@ -82,6 +84,7 @@ impl fmt::Display for Step {
             Self::HostKey => "host key",
             Self::Move => "move to another host",
             Self::Terminate => "terminate pod",
+            Self::Farm => "render farm",
         })
     }
 }
@@ -336,6 +339,52 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
+    /// A connection to a pod that runs no Blender session (a render farm's node): SSH only,
+    /// no tunnel, an empty report.
+    pub(crate) fn without_blender(
+        pod_id: &str,
+        endpoint: SshAddr,
+        host: Arc<dyn RemoteHost>,
+    ) -> Self {
+        let no_ports = crate::assets::SessionPorts {
+            mcp: 0,
+            control: 0,
+            vnc: 0,
+            novnc: 0,
+        };
+        Self {
+            pod_id: pod_id.to_owned(),
+            endpoint,
+            ports: TunnelPorts {
+                mcp: 0,
+                control: 0,
+                vnc: 0,
+                novnc: 0,
+            },
+            report: SessionReport {
+                state: crate::assets::SessionState::Stopped,
+                assets_version: String::new(),
+                display: 0,
+                ports: no_ports,
+                mcp_addon: String::new(),
+                pids: crate::assets::SessionPids {
+                    xvfb: 0,
+                    x11vnc: 0,
+                    websockify: 0,
+                    blender: 0,
+                },
+                started: Vec::new(),
+                down: Vec::new(),
+                addon: None,
+                log_dir: String::new(),
+            },
+            started_pod: false,
+            moved: None,
+            host,
+            tunnel: None,
+        }
+    }
+
     /// The noVNC page through the tunnel (the password is typed in the page, never put in the
     /// URL).
     pub fn novnc_url(&self) -> String {

@@ -75,6 +75,23 @@ pub enum RenderEvent {
     Cost(CostReport),
     /// The cost guard ended the job.
     CostGuard(String),
+    /// A farm node was found lost (its pod stopped or died, or Slurm lost it): its tasks are
+    /// requeued onto the other nodes.
+    NodeLost {
+        /// The node (pod id).
+        node: String,
+        /// Why.
+        reason: String,
+    },
+    /// The farm's tasks now: how many run, wait, and are done, and frames done per node.
+    Farm {
+        /// Tasks running.
+        running: usize,
+        /// Tasks waiting (pending or requeued).
+        pending: usize,
+        /// Frames rendered so far by each node.
+        frames_by_node: std::collections::BTreeMap<String, usize>,
+    },
     /// The SSH connection broke; following goes on over a new one (the job never stopped).
     Reconnecting {
         /// Attempt, from 1.

@@ -46,7 +46,7 @@ struct PollHead {
 }
 
 /// Where a job's frames go locally.
-fn local_job_dir(
+pub(crate) fn local_job_dir(
     store: &project_store::Store,
     project: &project_store::ProjectName,
     job_id: &str,
@@ -69,7 +69,7 @@ impl Orchestrator {
 
     /// The `.blend` a source names, on the pod: saves the open scene as a new version first, or
     /// uploads a local version the pod lacks. Returns its path and SHA-256 when known.
-    async fn render_blend(
+    pub(crate) async fn render_blend(
         &self,
         session: &Session,
         store: &project_store::Store,
@@ -350,7 +350,7 @@ impl Orchestrator {
 
     /// Reads the job's news from the pod once (state, driver records, log lines) into
     /// `manifest`, reporting events. Frames are not downloaded here.
-    async fn poll_once(
+    pub(crate) async fn poll_once(
         &self,
         session: &Session,
         job_id: &str,
@@ -629,7 +629,7 @@ impl Orchestrator {
         })
     }
 
-    async fn download_frames(
+    pub(crate) async fn download_frames(
         &self,
         session: &Session,
         dir: &Path,
@@ -743,9 +743,9 @@ impl Orchestrator {
     }
 }
 
-struct Polled {
+pub(crate) struct Polled {
     /// Whether the pod has more to say right away (a capped answer).
-    more: bool,
+    pub(crate) more: bool,
 }
 
 /// How an ended job ended; `None` for a refused one.
@@ -764,7 +764,7 @@ fn outcome_of(manifest: &RenderManifest) -> Option<RenderOutcome> {
     })
 }
 
-fn guard_reason(manifest: &RenderManifest, options: &FollowOptions) -> Option<String> {
+pub(crate) fn guard_reason(manifest: &RenderManifest, options: &FollowOptions) -> Option<String> {
     if let Some(limit) = options.max_cost
         && manifest.cost >= limit
     {

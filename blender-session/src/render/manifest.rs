@@ -105,6 +105,9 @@ pub struct FrameEntry {
     /// When the pod recorded it as verified (Unix seconds, the pod's clock).
     #[serde(default)]
     pub verified_at: f64,
+    /// The farm node (pod id) that rendered it, for a job rendered on a farm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A frame that failed every attempt.
@@ -187,6 +190,46 @@ pub struct RenderManifest {
     /// The end of the log read so far that is not a whole line yet (Blender was writing it).
     #[serde(skip)]
     pub(super) log_tail: String,
+    /// For a job rendered on a render farm: its Slurm job and chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub farm: Option<FarmJob>,
+}
+
+/// A render job's life on a render farm: one Slurm array task per chunk of frames.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FarmJob {
+    /// The Slurm job id of the array.
+    pub slurm_job: String,
+    /// Frames per task.
+    pub chunk: u32,
+    /// The array's tasks, numbered from 1: the frames of each.
+    pub tasks: BTreeMap<u32, Vec<i64>>,
+    /// Nodes (pod ids) found lost while the job ran, with why.
+    #[serde(default)]
+    pub lost_nodes: BTreeMap<String, String>,
+    /// Tasks that Slurm ran again after their node was lost.
+    #[serde(default)]
+    pub requeued: Vec<u32>,
+    /// Set when the job runs on an existing Slurm cluster (`rpb render --slurm`) rather than
+    /// on rpb's farm of pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterJob>,
+}
+
+/// Where a job submitted to an existing Slurm cluster lives.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ClusterJob {
+    /// The login node, `user@host:port`.
+    pub login: String,
+    /// The partition the job was submitted to, if one was named.
+    pub partition: Option<String>,
+    /// The folder shared by the cluster's nodes that holds rpb's files and the job.
+    pub shared_dir: String,
+    /// A slurm.conf the cluster's clients need named (`SLURM_CONF`), if any.
+    #[serde(default)]
+    pub slurm_conf: Option<String>,
 }
 
 impl RenderManifest {
@@ -241,7 +284,7 @@ impl RenderManifest {
         }
     }
 
-    pub(super) fn new(
+    pub(crate) fn new(
         job_id: &str,
         project: &project_store::ProjectName,
         pod_id: &str,
@@ -268,6 +311,7 @@ impl RenderManifest {
             events_offset: 0,
             log_offset: 0,
             log_tail: String::new(),
+            farm: None,
         }
     }
 
@@ -298,7 +342,7 @@ impl RenderManifest {
         })
     }
 
-    pub(super) fn load(path: &Path) -> Result<Option<Self>> {
+    pub(crate) fn load(path: &Path) -> Result<Option<Self>> {
         match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|error| {
                 Error::RenderOptions(format!(
@@ -316,7 +360,7 @@ impl RenderManifest {
     }
 
     /// Writes the record atomically (a temporary file renamed over the old one).
-    pub(super) fn store(&self, path: &Path) -> Result<()> {
+    pub(crate) fn store(&self, path: &Path) -> Result<()> {
         let temporary = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(self).unwrap_or_default();
         std::fs::write(&temporary, text)

@@ -33,6 +33,7 @@
 
 mod events;
 mod job;
+pub(crate) use job::{guard_reason, local_job_dir};
 pub mod log;
 mod manifest;
 mod pod_events;
@@ -42,8 +43,8 @@ pub use events::{
     FollowOptions, RenderEvent, RenderEvents, RenderJob, RenderOutcome, RenderReport,
 };
 pub use manifest::{
-    Accepted, CostReport, FailedFrame, FrameEntry, JobState, MANIFEST_FILE, RenderManifest,
-    find_job, list_jobs,
+    Accepted, ClusterJob, CostReport, FailedFrame, FarmJob, FrameEntry, JobState, MANIFEST_FILE,
+    RenderManifest, find_job, list_jobs,
 };
 pub use spec::{
     Device, Engine, FrameSpec, ImageFormat, JobSpec, MAX_FRAMES, RenderOptions, RenderSettings,

@@ -24,6 +24,8 @@ pub(super) enum PodEvent {
         #[serde(default)]
         rendered_at: f64,
         at: f64,
+        #[serde(default)]
+        node: Option<String>,
     },
     Failed {
         frame: i64,
@@ -82,6 +84,7 @@ pub(super) fn apply_pod_event(
             attempt,
             rendered_at,
             at,
+            node,
         } => {
             let unchanged = manifest
                 .frames
@@ -108,6 +111,7 @@ pub(super) fn apply_pod_event(
                         state: "rendered".into(),
                         rendered_at,
                         verified_at: at,
+                        node,
                     },
                 );
             }

@@ -27,6 +27,11 @@ pub(crate) struct DemoArgs {
     /// for Ctrl-C.
     #[arg(long)]
     exit_after_ready: bool,
+    /// Show the render farm instead: two local pods on one network volume run by Slurm
+    /// render 8 frames, one node's task after the other's, and the farm goes down (runs as
+    /// root; needs the Debian packages slurmctld slurmd slurm-client munge).
+    #[arg(long, conflicts_with = "exit_after_ready")]
+    farm: bool,
 }
 
 pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<Outcome> {
@@ -54,6 +59,14 @@ pub(crate) async fn run(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<Outcome> {
             return Err(anyhow::Error::from(error).context("starting the embedded local pod"));
         }
     };
+    if args.farm {
+        let result = farm_demo(&pod, &temp.path().join("workspace"), &progress).await;
+        progress.finish();
+        let shutdown = pod.shutdown().await;
+        let outcome = result?;
+        shutdown.context("stopping the local pod")?;
+        return Ok(outcome);
+    }
     let flow = Flow {
         ctx,
         pod: &pod,
@@ -300,6 +313,160 @@ impl Flow<'_> {
             ws = store.root().display(),
         );
     }
+}
+
+/// `rpb demo --farm`: a two-node farm on the local pod renders 8 frames and goes down.
+async fn farm_demo(
+    pod: &LocalPod,
+    workspace: &Path,
+    progress: &Progress,
+) -> anyhow::Result<Outcome> {
+    anyhow::ensure!(
+        rustix::process::geteuid().is_root(),
+        "the farm demo runs Slurm's daemons, which run as root here: run `rpb demo --farm` as root"
+    );
+    let store = Store::builder()
+        .root(workspace)
+        .ignore_environment()
+        .build()?;
+    store.init()?;
+    let settings = pod.session_settings(SecretString::from(String::new()));
+    let orchestrator = pod
+        .orchestrator(store.state_dir().join("known_hosts"), settings)?
+        .with_store(store.clone());
+    let shown = progress.clone();
+    let sink = move |event: &blender_session::Event| shown.event(event);
+    let volume = pod
+        .client()?
+        .create_network_volume(&runpod_api::models::CreateNetworkVolumeRequest::new(
+            "rpb-demo-farm",
+            10,
+            "SIM-LOCAL-1",
+        ))
+        .await?;
+    let volume_id = volume.id.to_string();
+    let spec = blender_session::FarmSpec::new(
+        2,
+        PodSpec::new("rpb-demo-farm")
+            .gpu_type("NVIDIA RTX A5000")
+            .cloud(runpod_api::models::Cloud::Community),
+        volume_id.clone(),
+    );
+    let up = orchestrator
+        .farm_up(&spec, pod.ssh_public_key(), &sink)
+        .await?;
+    // The scene goes onto the volume the nodes mount.
+    let rendered = match farm_demo_scene(&pod.volume_dir(&volume_id)?).await {
+        Ok(()) => farm_demo_render(&orchestrator, &store).await,
+        Err(error) => Err(error),
+    };
+    let down = orchestrator
+        .farm_down(rendered.is_err(), std::time::Duration::from_secs(60), &sink)
+        .await;
+    let report = rendered?;
+    let down = down?;
+    let nodes: Vec<String> = up
+        .status
+        .nodes
+        .iter()
+        .map(|node| node.pod_id.clone())
+        .collect();
+    let frames: Vec<serde_json::Value> = report
+        .manifest
+        .frames
+        .values()
+        .map(|entry| json!({"frame": entry.frame, "node": entry.node, "sha256": entry.sha256}))
+        .collect();
+    let mut by_node = std::collections::BTreeMap::<String, usize>::new();
+    for entry in report.manifest.frames.values() {
+        *by_node
+            .entry(entry.node.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    let human = format!(
+        "the farm demo ran: nodes {} rendered {} frames ({}) in {:.1} s for ${:.4}; the farm is down ({} pods terminated)",
+        nodes.join(" and "),
+        frames.len(),
+        by_node
+            .iter()
+            .map(|(node, count)| format!("{node}: {count}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.manifest.elapsed_seconds,
+        report.manifest.cost,
+        down.terminated.len()
+    );
+    Ok(Outcome::new(
+        json!({
+            "nodes": nodes,
+            "volume_id": volume_id,
+            "job_id": report.manifest.job_id,
+            "state": report.manifest.state,
+            "frames": frames,
+            "farm": report.manifest.farm,
+            "cost_per_hour": up.status.cost_per_hour,
+            "cost": report.manifest.cost,
+            "terminated": down.terminated,
+        }),
+        human,
+    ))
+}
+
+/// The farm demo's scene on the volume the nodes share: a cube moving over 8 frames.
+async fn farm_demo_scene(volume_dir: &Path) -> anyhow::Result<()> {
+    let blend = volume_dir.join("demo-farm.blend");
+    let code = format!(
+        "import bpy\n\
+         cube = bpy.data.objects['Cube']\n\
+         for frame, x in ((1, -2.0), (8, 2.0)):\n    \
+         cube.location.x = x\n    \
+         cube.keyframe_insert('location', frame=frame)\n\
+         bpy.context.scene.frame_end = 8\n\
+         bpy.ops.wm.save_as_mainfile(filepath={:?})\n",
+        blend.display().to_string()
+    );
+    let saved = tokio::process::Command::new(blender_session::local_pod::BLENDER)
+        .args(["-b", "--factory-startup", "--python-expr", &code])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running Blender to make the demo scene (Debian package blender)")?;
+    anyhow::ensure!(
+        blend.is_file(),
+        "Blender did not save the demo scene {}: {}{}",
+        blend.display(),
+        String::from_utf8_lossy(&saved.stdout),
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    Ok(())
+}
+
+async fn farm_demo_render(
+    orchestrator: &Orchestrator,
+    store: &Store,
+) -> anyhow::Result<blender_session::render::RenderReport> {
+    let project = ProjectName::new("demo")?;
+    store.create_project(&project, OnExisting::Reuse)?;
+    let mut options = RenderOptions::new(
+        RenderSource::PodPath("demo-farm.blend".into()),
+        "1-8".parse()?,
+    );
+    options.settings.engine = Some(Engine::Cycles);
+    options.settings.device = Device::Cpu;
+    options.settings.samples = Some(8);
+    options.settings.resolution = Some((160, 90));
+    let job = orchestrator
+        .farm_render_start(store, &project, &options, Some(2))
+        .await?;
+    let report = orchestrator
+        .farm_render_follow(&job.dir, &FollowOptions::default(), None, &|_| {})
+        .await?;
+    anyhow::ensure!(
+        report.outcome == RenderOutcome::Done,
+        "the farm demo's render ended {:?}",
+        report.outcome
+    );
+    Ok(report)
 }
 
 async fn wait_for_interrupt() -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ pub(crate) mod adopt;
 pub(crate) mod blender;
 pub(crate) mod demo;
 pub(crate) mod doctor;
+pub(crate) mod farm;
 pub(crate) mod files;
 pub(crate) mod render;
 pub(crate) mod session;

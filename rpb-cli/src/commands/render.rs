@@ -149,6 +149,26 @@ struct StartArgs {
     /// Tries again per failed frame.
     #[arg(long, default_value_t = 2)]
     retries: u32,
+    /// Render on the farm (`rpb farm up`): one Slurm array task per chunk of frames, spread
+    /// over its nodes. The open scene is saved into the project first, as a new version.
+    #[arg(long)]
+    farm: bool,
+    /// Render on a Slurm cluster you already have (a university cluster's login node), over
+    /// SSH with the workspace's key: USER@HOST or USER@HOST:PORT.
+    #[arg(long, value_name = "USER@HOST", conflicts_with = "farm")]
+    slurm: Option<String>,
+    /// The cluster's partition [default: the cluster's].
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// A folder every node of the cluster sees [default: $HOME/rpb-farm on the login node].
+    #[arg(long, value_name = "PATH", requires = "slurm")]
+    shared_dir: Option<String>,
+    /// The cluster's slurm.conf, when its clients need it named (SLURM_CONF).
+    #[arg(long, value_name = "PATH", requires = "slurm")]
+    slurm_conf: Option<String>,
+    /// Frames per farm or cluster task [default: about four tasks per node].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    chunk: Option<u32>,
     /// Start the job and return at once (follow it with `rpb render attach`, which takes the
     /// cost guard options).
     #[arg(long, conflicts_with_all = ["stop_after", "max_cost", "max_hours"])]
@@ -201,7 +221,7 @@ impl StartArgs {
 
 pub(crate) async fn run(ctx: &Ctx, args: RenderArgs) -> anyhow::Result<Outcome> {
     match args.command {
-        None => start(ctx, args.start).await,
+        None => Box::pin(start(ctx, args.start)).await,
         Some(RenderCommand::Attach(follow_args)) => follow(ctx, follow_args, false).await,
         Some(RenderCommand::Resume(follow_args)) => follow(ctx, follow_args, true).await,
         Some(RenderCommand::Status(job)) => status(ctx, &job).await,
@@ -220,7 +240,14 @@ async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome> {
             .as_deref()
             .context("say which project receives the frames: --project NAME")?,
     )?;
+    anyhow::ensure!(
+        args.chunk.is_none() || args.farm || args.slurm.is_some(),
+        "--chunk cuts a farm job into tasks: use it with --farm or --slurm"
+    );
     ctx.store.create_project(&project, OnExisting::Reuse)?;
+    if args.farm || args.slurm.is_some() {
+        return start_on_farm(ctx, args, options, &project, &guard).await;
+    }
     let progress = ctx.progress().spinner("connecting");
     let attached = attach(ctx, &args.pod, &progress).await;
     let (orchestrator, session) = match attached {
@@ -257,12 +284,107 @@ async fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<Outcome> {
             ),
         ));
     }
-    follow_job(ctx, &orchestrator, &session, &job.dir, &guard).await
+    follow_job(ctx, &orchestrator, Some(&session), &job.dir, &guard).await
+}
+
+async fn start_on_farm(
+    ctx: &Ctx,
+    args: StartArgs,
+    mut options: RenderOptions,
+    project: &ProjectName,
+    guard: &FollowOptions,
+) -> anyhow::Result<Outcome> {
+    let progress = ctx.progress().spinner("connecting");
+    if matches!(options.source, RenderSource::OpenScene) {
+        // The farm renders files: the open scene becomes the project's newest version first.
+        let attached = attach(ctx, &args.pod, &progress).await;
+        let saved = match attached {
+            Ok((orchestrator, session)) => {
+                orchestrator
+                    .save(&session, &ctx.store, project, "scene")
+                    .await
+            }
+            Err(error) => {
+                progress.finish();
+                return Err(error.context(
+                    "the farm renders the open scene once it is saved, which needs the session (`rpb start`); or name a saved version with --version",
+                ));
+            }
+        };
+        let entry = match saved {
+            Ok(entry) => entry,
+            Err(error) => {
+                progress.finish();
+                return Err(error.into());
+            }
+        };
+        options.source = RenderSource::Version(entry.name);
+    }
+    let profile = ctx.profile()?;
+    let orchestrator = profile.orchestrator(&ctx.store)?;
+    let job = match &args.slurm {
+        Some(login) => {
+            let mut cluster = blender_session::SlurmCluster::new(login)?;
+            cluster.partition.clone_from(&args.partition);
+            cluster.shared_dir.clone_from(&args.shared_dir);
+            cluster.slurm_conf.clone_from(&args.slurm_conf);
+            orchestrator
+                .cluster_render_start(
+                    &cluster,
+                    &ctx.store,
+                    project,
+                    &options,
+                    args.chunk,
+                    &crate::ctx::sink(&progress),
+                )
+                .await
+        }
+        None => {
+            orchestrator
+                .farm_render_start(&ctx.store, project, &options, args.chunk)
+                .await
+        }
+    };
+    progress.finish();
+    let job = job?;
+    if args.detach {
+        let farm = job.manifest.farm.clone().unwrap_or_default();
+        return Ok(Outcome::new(
+            manifest_json(&job.manifest, &job.dir),
+            format!(
+                "render job {} {} on {}: Slurm job {}, {} frames in {} tasks of up to {}\n  follow it: rpb render attach {}\n  frames land in {}",
+                job.id,
+                if job.resumed { "resumed" } else { "submitted" },
+                farm.cluster.as_ref().map_or_else(
+                    || "the farm".to_owned(),
+                    |cluster| format!("the cluster at {}", cluster.login)
+                ),
+                farm.slurm_job,
+                job.manifest.spec.frames.len(),
+                farm.tasks.len(),
+                farm.chunk,
+                job.id,
+                job.dir.display()
+            ),
+        ));
+    }
+    follow_job(ctx, &orchestrator, None, &job.dir, guard).await
 }
 
 async fn follow(ctx: &Ctx, args: FollowArgs, resume: bool) -> anyhow::Result<Outcome> {
     let guard = args.guard.follow_options()?;
     let job = JobArgs { job: args.job };
+    let (dir, manifest) = render::find_job(&ctx.store, job.job.as_deref())?;
+    if manifest.farm.is_some() {
+        anyhow::ensure!(
+            !resume,
+            "render job {} ran on the farm: `rpb render --farm` with the same options submits its missing frames again",
+            manifest.job_id
+        );
+        let profile = ctx.profile()?;
+        let orchestrator = profile.orchestrator(&ctx.store)?;
+        return follow_job(ctx, &orchestrator, None, &dir, &guard).await;
+    }
     let (dir, manifest, orchestrator, session) = job_session(ctx, &job).await?;
     if resume {
         let current = orchestrator.render_status(&session, &dir).await?;
@@ -276,7 +398,7 @@ async fn follow(ctx: &Ctx, args: FollowArgs, resume: bool) -> anyhow::Result<Out
             );
         }
     }
-    follow_job(ctx, &orchestrator, &session, &dir, &guard).await
+    follow_job(ctx, &orchestrator, Some(&session), &dir, &guard).await
 }
 
 /// What the progress display keeps between events.
@@ -285,15 +407,26 @@ struct Shown {
     frame: Option<i64>,
     samples: Option<(u32, u32)>,
     cost: String,
+    farm: String,
 }
 
 async fn follow_job(
     ctx: &Ctx,
     orchestrator: &blender_session::Orchestrator,
-    session: &blender_session::Session,
+    session: Option<&blender_session::Session>,
     dir: &Path,
     guard: &FollowOptions,
 ) -> anyhow::Result<Outcome> {
+    // A farm job without a farm `--replace-dead` needs no key; with one, the new node is
+    // created with the workspace's key.
+    let public_key = match session {
+        Some(_) => None,
+        None => ctx
+            .profile()
+            .ok()
+            .and_then(|profile| profile.ssh_key().ok())
+            .and_then(|key| crate::ctx::read_public_key(&key).ok()),
+    };
     let total =
         RenderManifest::load_from(dir).map_or(0, |manifest| manifest.spec.frames.len() as u64);
     let bar = Progress::new(&ctx.global).enabled().then(|| {
@@ -305,63 +438,19 @@ async fn follow_job(
         bar.enable_steady_tick(Duration::from_millis(250));
         bar
     });
-    let shown = Arc::new(Mutex::new(Shown::default()));
-    let show = {
-        let bar = bar.clone();
-        let shown = shown.clone();
-        move |event: &RenderEvent| {
-            let Some(bar) = &bar else {
-                return;
-            };
-            let mut shown = shown.lock().unwrap_or_else(PoisonError::into_inner);
-            match event {
-                RenderEvent::FrameStarted { frame, .. } => {
-                    shown.frame = Some(*frame);
-                    shown.samples = None;
-                }
-                RenderEvent::Progress { samples, .. } => shown.samples = *samples,
-                RenderEvent::FrameLocal { .. } | RenderEvent::FrameSkipped { .. } => bar.inc(1),
-                RenderEvent::FrameFailed {
-                    frame,
-                    reason,
-                    last,
-                    ..
-                } => bar.println(format!(
-                    "frame {frame} failed{}: {reason}",
-                    if *last {
-                        " (no attempts left)"
-                    } else {
-                        ", trying again"
-                    }
-                )),
-                RenderEvent::BlenderError(message) => bar.println(format!("blender: {message}")),
-                RenderEvent::CostGuard(reason) => bar.println(format!("cost guard: {reason}")),
-                RenderEvent::Reconnecting { attempt, error } => bar.println(format!(
-                    "{error}: connecting again (attempt {attempt}); the render goes on"
-                )),
-                RenderEvent::Cost(report) => {
-                    let mut text = format!("{} so far", dollars(report.cost));
-                    if let (Some(eta), Some(cost)) = (report.eta_seconds, report.cost_to_finish) {
-                        let _ = write!(text, ", ~{eta:.0} s and {} to finish", dollars(cost));
-                    }
-                    shown.cost = text;
-                }
-                _ => {}
+    let show = progress_display(bar.clone());
+    let following = async {
+        match session {
+            Some(session) => orchestrator.render_follow(session, dir, guard, &show).await,
+            None => {
+                orchestrator
+                    .farm_render_follow(dir, guard, public_key.as_deref(), &show)
+                    .await
             }
-            let mut message = String::new();
-            if let Some(frame) = shown.frame {
-                let _ = write!(message, "frame {frame}");
-                if let Some((done, all)) = shown.samples {
-                    let _ = write!(message, " sample {done}/{all}");
-                }
-                message.push_str(" · ");
-            }
-            message.push_str(&shown.cost);
-            bar.set_message(message);
         }
     };
     let followed = tokio::select! {
-        result = orchestrator.render_follow(session, dir, guard, &show) => Some(result),
+        result = following => Some(result),
         _ = tokio::signal::ctrl_c() => None,
     };
     if let Some(bar) = &bar {
@@ -387,6 +476,69 @@ async fn follow_job(
         )
     })?;
     Ok(report_outcome(&report))
+}
+
+/// What the progress bar shows of each render event (nothing without a bar).
+fn progress_display(bar: Option<ProgressBar>) -> impl Fn(&RenderEvent) + Send + Sync {
+    let shown = Arc::new(Mutex::new(Shown::default()));
+
+    move |event: &RenderEvent| {
+        let Some(bar) = &bar else {
+            return;
+        };
+        let mut shown = shown.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            RenderEvent::FrameStarted { frame, .. } => {
+                shown.frame = Some(*frame);
+                shown.samples = None;
+            }
+            RenderEvent::Progress { samples, .. } => shown.samples = *samples,
+            RenderEvent::FrameLocal { .. } | RenderEvent::FrameSkipped { .. } => bar.inc(1),
+            RenderEvent::FrameFailed {
+                frame,
+                reason,
+                last,
+                ..
+            } => bar.println(format!(
+                "frame {frame} failed{}: {reason}",
+                if *last {
+                    " (no attempts left)"
+                } else {
+                    ", trying again"
+                }
+            )),
+            RenderEvent::BlenderError(message) => bar.println(format!("blender: {message}")),
+            RenderEvent::CostGuard(reason) => bar.println(format!("cost guard: {reason}")),
+            RenderEvent::NodeLost { node, reason } => bar.println(format!(
+                "farm node {node} lost ({reason}): its tasks go to the other nodes"
+            )),
+            RenderEvent::Farm {
+                running, pending, ..
+            } => shown.farm = format!("{running} tasks running, {pending} waiting · "),
+            RenderEvent::Reconnecting { attempt, error } => bar.println(format!(
+                "{error}: connecting again (attempt {attempt}); the render goes on"
+            )),
+            RenderEvent::Cost(report) => {
+                let mut text = format!("{} so far", dollars(report.cost));
+                if let (Some(eta), Some(cost)) = (report.eta_seconds, report.cost_to_finish) {
+                    let _ = write!(text, ", ~{eta:.0} s and {} to finish", dollars(cost));
+                }
+                shown.cost = text;
+            }
+            _ => {}
+        }
+        let mut message = String::new();
+        if let Some(frame) = shown.frame {
+            let _ = write!(message, "frame {frame}");
+            if let Some((done, all)) = shown.samples {
+                let _ = write!(message, " sample {done}/{all}");
+            }
+            message.push_str(" · ");
+        }
+        message.push_str(&shown.farm);
+        message.push_str(&shown.cost);
+        bar.set_message(message);
+    }
 }
 
 fn report_outcome(report: &RenderReport) -> Outcome {
@@ -454,12 +606,50 @@ fn report_outcome(report: &RenderReport) -> Outcome {
         }
         _ => EXIT_RENDER_UNFINISHED,
     };
+    farm_lines(manifest, &mut human);
     if report.pod_stopped {
-        let _ = writeln!(human, "  pod {} stopped", manifest.pod_id);
+        if manifest.farm.is_some() {
+            let _ = writeln!(
+                human,
+                "  every farm pod stopped (`rpb farm up` starts them)"
+            );
+        } else {
+            let _ = writeln!(human, "  pod {} stopped", manifest.pod_id);
+        }
     }
     let mut document = manifest_json(manifest, &report.dir);
     document["pod_stopped"] = json!(report.pod_stopped);
     Outcome::new(document, human).with_code(code)
+}
+
+/// The farm's part of a job's report: the Slurm job, frames per node, lost nodes.
+fn farm_lines(manifest: &RenderManifest, human: &mut String) {
+    if let Some(farm) = &manifest.farm {
+        let mut by_node: std::collections::BTreeMap<&str, usize> =
+            std::collections::BTreeMap::new();
+        for entry in manifest.frames.values() {
+            *by_node
+                .entry(entry.node.as_deref().unwrap_or("?"))
+                .or_default() += 1;
+        }
+        let nodes: Vec<String> = by_node
+            .iter()
+            .map(|(node, frames)| format!("{node} {frames}"))
+            .collect();
+        let _ = writeln!(
+            *human,
+            "  farm: Slurm job {}, {} tasks; frames per node: {}",
+            farm.slurm_job,
+            farm.tasks.len(),
+            nodes.join(", ")
+        );
+        for (node, reason) in &farm.lost_nodes {
+            let _ = writeln!(
+                human,
+                "  lost node {node}: {reason}; its tasks ran again elsewhere"
+            );
+        }
+    }
 }
 
 /// Dollars with enough digits to show a few seconds of a pod's price.
@@ -495,6 +685,7 @@ fn manifest_json(manifest: &RenderManifest, dir: &Path) -> serde_json::Value {
             "seconds": entry.seconds,
             "samples": entry.samples,
             "state": entry.state,
+            "node": entry.node,
         })).collect::<Vec<_>>(),
         "failed": manifest.failed,
         "skipped": manifest.skipped,
@@ -507,6 +698,7 @@ fn manifest_json(manifest: &RenderManifest, dir: &Path) -> serde_json::Value {
         "cost": manifest.cost,
         "report": manifest.cost_report(),
         "reason": manifest.reason,
+        "farm": manifest.farm,
     })
 }
 

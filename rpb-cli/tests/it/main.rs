@@ -12,6 +12,7 @@
 
 mod cli;
 mod config;
+mod farm;
 mod local_pod;
 mod mcp_server;
 mod portable;
