@@ -189,12 +189,25 @@ pub fn write_to(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+/// Writes `bytes` to `path` through a new temporary file beside it, created with `mode` (so a
+/// private file is never readable by others, even for a moment; a file planted at the
+/// temporary name is removed, not followed), synced and renamed into place: `path` then holds
+/// the old contents or the new, never a part.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".rpb-{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(name);
+    let _ = fs::remove_file(&temporary);
     let result = (|| {
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(contents)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temporary)?;
+        // The umask may have taken bits away: the mode asked for, exactly.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temporary, path)
     })();

@@ -6,4 +6,5 @@ pub mod names;
 pub mod net;
 pub mod process;
 pub mod python_peers;
+pub mod scenes;
 pub mod sshd;

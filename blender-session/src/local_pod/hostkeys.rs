@@ -5,9 +5,7 @@
 //! pod's own key. All pods of one local pod share its sshd, so they share the key of the pod
 //! that booted last: run one rpb-created pod at a time per local pod.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -136,8 +134,8 @@ impl HostKeys {
             copy_key(&self.dir, &own)?;
         }
         let key = self.dir.join(KEY_FILE);
-        write_private(&key, &private, 0o600)?;
-        write_private(&public_path(&key), format!("{public}\n").as_bytes(), 0o644)
+        crate::assets::write_atomically(&key, &private, 0o600)?;
+        crate::assets::write_atomically(&public_path(&key), format!("{public}\n").as_bytes(), 0o644)
     }
 
     fn restore_own(&self) -> std::io::Result<()> {
@@ -199,35 +197,13 @@ pub(super) fn restore_own_key(dir: &Path) -> std::io::Result<()> {
 
 fn copy_key(from: &Path, to: &Path) -> std::io::Result<()> {
     let key = std::fs::read(from.join(KEY_FILE))?;
-    write_private(&to.join(KEY_FILE), &key, 0o600)?;
+    crate::assets::write_atomically(&to.join(KEY_FILE), &key, 0o600)?;
     let public = std::fs::read(public_path(&from.join(KEY_FILE)))?;
-    write_private(&public_path(&to.join(KEY_FILE)), &public, 0o644)
+    crate::assets::write_atomically(&public_path(&to.join(KEY_FILE)), &public, 0o644)
 }
 
 fn public_path(key: &Path) -> PathBuf {
     key.with_extension("pub")
-}
-
-/// Writes through an exclusively created temporary file renamed into place.
-fn write_private(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".rpb-new");
-    let temporary = PathBuf::from(name);
-    let _ = std::fs::remove_file(&temporary);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written
 }
 
 async fn banner(address: SocketAddr) -> bool {

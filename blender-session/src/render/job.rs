@@ -257,35 +257,7 @@ impl Orchestrator {
         dir: &Path,
         spec: &JobSpec,
     ) -> Result<()> {
-        // The spec travels as a verified upload; the folder first.
-        let mkdir = session
-            .host()
-            .run(
-                &format!("mkdir -p {}", shell::quote(remote_dir)),
-                None,
-                Duration::from_secs(30),
-            )
-            .await?;
-        if !mkdir.success() {
-            return Err(Self::job_error(
-                session,
-                job_id,
-                format!("creating {remote_dir} failed: {}", mkdir.stderr.trim()),
-            ));
-        }
-        let spec_file = dir.join("spec.json");
-        std::fs::write(
-            &spec_file,
-            serde_json::to_vec_pretty(&spec).unwrap_or_default(),
-        )
-        .map_err(|source| Error::Io {
-            operation: "write",
-            path: spec_file.clone(),
-            source,
-        })?;
-        session
-            .host()
-            .upload(&spec_file, &format!("{remote_dir}/spec.json"), None)
+        self.put_spec(session, job_id, remote_dir, dir, spec, "")
             .await?;
         let start = session
             .host()
@@ -314,6 +286,54 @@ impl Orchestrator {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Puts a job's spec on the pod as a verified upload (the job folder, and `subfolder` in
+    /// it, made first), keeping the local copy in `dir`.
+    pub(crate) async fn put_spec(
+        &self,
+        session: &Session,
+        job_id: &str,
+        remote_dir: &str,
+        dir: &Path,
+        spec: &JobSpec,
+        subfolder: &str,
+    ) -> Result<()> {
+        let folder = if subfolder.is_empty() {
+            remote_dir.to_owned()
+        } else {
+            format!("{remote_dir}/{subfolder}")
+        };
+        let mkdir = session
+            .host()
+            .run(
+                &format!("mkdir -p {}", shell::quote(&folder)),
+                None,
+                Duration::from_secs(30),
+            )
+            .await?;
+        if !mkdir.success() {
+            return Err(Self::job_error(
+                session,
+                job_id,
+                format!("creating {folder} failed: {}", mkdir.stderr.trim()),
+            ));
+        }
+        let spec_file = dir.join("spec.json");
+        std::fs::write(
+            &spec_file,
+            serde_json::to_vec_pretty(&spec).unwrap_or_default(),
+        )
+        .map_err(|source| Error::Io {
+            operation: "write",
+            path: spec_file.clone(),
+            source,
+        })?;
+        session
+            .host()
+            .upload(&spec_file, &format!("{remote_dir}/spec.json"), None)
+            .await?;
         Ok(())
     }
 

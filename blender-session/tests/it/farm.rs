@@ -198,24 +198,9 @@ async fn a_two_node_farm_renders_every_chunk_and_requeues_a_lost_node_s_tasks() 
 
 /// Saves a small animated scene (a cube moving over 8 frames, a camera, a light) as `path`.
 async fn animated_scene(path: &Path) {
-    let code = format!(
-        "import bpy\n\
-         cube = bpy.data.objects['Cube']\n\
-         cube.location = (0, 0, 0); cube.keyframe_insert('location', frame=1)\n\
-         cube.location = (1, 0, 0); cube.keyframe_insert('location', frame=8)\n\
-         bpy.context.scene.frame_end = 8\n\
-         bpy.ops.wm.save_as_mainfile(filepath={:?})\n",
-        path.display().to_string()
-    );
-    let mut blender = tokio::process::Command::new(crate::pod::require_peers());
-    blender
-        .args(["-b", "--factory-startup", "--python-expr", &code])
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(LIMIT, blender.output())
+    test_support::scenes::save_animated_cube(&crate::pod::require_peers(), path, 8, LIMIT)
         .await
-        .expect("Blender saves the scene in time")
-        .expect("Blender runs");
-    assert!(path.is_file(), "the scene was saved: {output:?}");
+        .expect("Blender saves the scene");
 }
 
 /// One job folder per chunk with its `spec.json` (Cycles on the CPU, 1 sample, 32x24), and the

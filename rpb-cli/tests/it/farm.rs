@@ -16,26 +16,14 @@ const SLOW: Duration = Duration::from_secs(400);
 
 /// Saves a small animated scene (a cube moving over 8 frames) as `path`.
 async fn animated_scene(path: &Path) {
-    let code = format!(
-        "import bpy\n\
-         cube = bpy.data.objects['Cube']\n\
-         cube.location = (0, 0, 0); cube.keyframe_insert('location', frame=1)\n\
-         cube.location = (1, 0, 0); cube.keyframe_insert('location', frame=8)\n\
-         bpy.context.scene.frame_end = 8\n\
-         bpy.ops.wm.save_as_mainfile(filepath={:?})\n",
-        path.display().to_string()
-    );
-    let output = tokio::time::timeout(
+    test_support::scenes::save_animated_cube(
+        Path::new(blender_session::local_pod::BLENDER),
+        path,
+        8,
         SLOW,
-        tokio::process::Command::new(blender_session::local_pod::BLENDER)
-            .args(["-b", "--factory-startup", "--python-expr", &code])
-            .kill_on_drop(true)
-            .output(),
     )
     .await
-    .expect("Blender saves the scene in time")
-    .expect("Blender runs (Debian package blender)");
-    assert!(path.is_file(), "the scene was saved: {output:?}");
+    .expect("Blender saves the scene");
 }
 
 fn render_args<'a>(samples: &'a str, size: &'a str, extra: &[&'a str]) -> Vec<&'a str> {

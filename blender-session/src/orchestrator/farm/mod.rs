@@ -14,7 +14,7 @@ mod up;
 pub use cluster::SlurmCluster;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pod_tunnel::shell;
@@ -347,9 +347,8 @@ impl Orchestrator {
     }
 
     fn save_farm_record(&self, record: &FarmRecord) -> Result<()> {
-        let dir = self.farm_state_dir()?;
-        let bytes = serde_json::to_vec_pretty(record).unwrap_or_default();
-        write_atomically(&dir.join(FARM_RECORD_FILE), &bytes, 0o600)
+        let path = self.farm_state_dir()?.join(FARM_RECORD_FILE);
+        crate::daemon::write_private_json(&path, record)
     }
 
     /// The farm's munge key, made on first use (1024 random bytes, mode 0600).
@@ -369,7 +368,11 @@ impl Orchestrator {
         }
         let mut key = vec![0_u8; 1024];
         rand::fill(&mut key[..]);
-        write_atomically(&path, &key, 0o600)?;
+        crate::assets::write_atomically(&path, &key, 0o600).map_err(|source| Error::Io {
+            operation: "write",
+            path: path.clone(),
+            source,
+        })?;
         Ok(key.into())
     }
 
@@ -653,36 +656,6 @@ impl Orchestrator {
             tasks_ended,
         })
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder, with `mode`.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let temporary = dir.join(format!(
-            ".{}.tmp",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ));
-        let _ = std::fs::remove_file(&temporary);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    };
-    write().map_err(|source| Error::Io {
-        operation: "write",
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ impl Orchestrator {
                 let _ = writeln!(text, "{task} {}", list.join(","));
                 text
             });
-        self.put_farm_job(controller, &dir, &remote_dir, &spec, chunks_text)
+        self.put_farm_job(controller, &job_id, &dir, &remote_dir, &spec, chunks_text)
             .await?;
         let partition = cluster.as_ref().and_then(|c| c.partition.clone());
         let slurm_job = self
@@ -324,33 +324,15 @@ impl Orchestrator {
     async fn put_farm_job(
         &self,
         controller: &Session,
+        job_id: &str,
         dir: &Path,
         remote_dir: &str,
         spec: &JobSpec,
         chunks_text: String,
     ) -> Result<()> {
-        let host = controller.host.as_ref();
-        self.run_checked(
-            &controller.pod_id,
-            host,
-            "creating the job folder on the volume",
-            &format!("mkdir -p {}/tasks", shell::quote(remote_dir)),
-            None,
-            SLURM_TIMEOUT,
-        )
-        .await?;
-        let spec_file = dir.join("spec.json");
-        std::fs::write(
-            &spec_file,
-            serde_json::to_vec_pretty(&spec).unwrap_or_default(),
-        )
-        .map_err(|source| Error::Io {
-            operation: "write",
-            path: spec_file.clone(),
-            source,
-        })?;
-        host.upload(&spec_file, &format!("{remote_dir}/spec.json"), None)
+        self.put_spec(controller, job_id, remote_dir, dir, spec, "tasks")
             .await?;
+        let host = controller.host.as_ref();
         self.run_checked(
             &controller.pod_id,
             host,
