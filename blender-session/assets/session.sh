@@ -820,22 +820,44 @@ cmd_farm_env() {
         "$(json_string "$(blender_bin)")"
 }
 
-# Writes slurm.conf (and gres.conf when $1 is given: its text, one line) from stdin onto the
-# volume, atomically; says whether it changed.
+# Writes slurm.conf from stdin onto the volume, atomically, and the farm's gres.conf when the
+# input goes on after a line "# --- gres.conf ---" (without one, gres.conf is removed); says
+# whether either changed.
+GRES_MARK="# --- gres.conf ---"
 cmd_farm_conf() {
     mkdir -p "$FARM_DIR" "$FARM_STATE/ctld"
-    local new=$FARM_DIR/.slurm.conf.new
-    cat >"$new"
+    local input=$FARM_DIR/.farm-conf.in new=$FARM_DIR/.slurm.conf.new new_gres=$FARM_DIR/.gres.conf.new
+    local gres=$FARM_DIR/gres.conf changed=0
+    cat >"$input"
+    awk -v conf="$new" -v gres="$new_gres" -v mark="$GRES_MARK" \
+        'BEGIN { out = conf; printf "" > conf } $0 == mark { out = gres; printf "" > gres; next } { print > out }' \
+        "$input"
+    rm -f "$input"
     [[ -s $new ]] || {
-        rm -f "$new"
+        rm -f "$new" "$new_gres"
         die "no slurm.conf on stdin"
     }
     if [[ -f $FARM_CONF ]] && cmp -s "$new" "$FARM_CONF"; then
         rm -f "$new"
-        printf '{"rpb_farm_conf":"unchanged"}\n'
     else
         mv -f "$new" "$FARM_CONF"
+        changed=1
+    fi
+    if [[ -f $new_gres ]]; then
+        if [[ -f $gres ]] && cmp -s "$new_gres" "$gres"; then
+            rm -f "$new_gres"
+        else
+            mv -f "$new_gres" "$gres"
+            changed=1
+        fi
+    elif [[ -f $gres ]]; then
+        rm -f "$gres"
+        changed=1
+    fi
+    if ((changed)); then
         printf '{"rpb_farm_conf":"written"}\n'
+    else
+        printf '{"rpb_farm_conf":"unchanged"}\n'
     fi
 }
 
@@ -885,7 +907,10 @@ cmd_farm_node_up() {
         wait_for munged 15 test -S "$RUN_DIR/munge.socket"
     fi
     local sum
-    sum=$(sha256sum <"$FARM_CONF")
+    sum=$({
+        cat "$FARM_CONF"
+        [[ ! -f $FARM_DIR/gres.conf ]] || cat "$FARM_DIR/gres.conf"
+    } | sha256sum)
     sum=${sum%% *}
     mkdir -p "$FARM_STATE/ctld" "$FARM_STATE/node-$node" "$FARM_STATE/spool-$node"
     if [[ $role == controller ]]; then

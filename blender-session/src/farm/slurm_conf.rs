@@ -16,6 +16,9 @@ pub struct SlurmNode {
     pub port: u16,
     /// CPUs Slurm may hand out on the node; one render task runs per CPU slot given.
     pub cpus: u32,
+    /// GPUs of the node, offered to Slurm as GRES (`gpu`, `/dev/nvidia0`...): a task asking
+    /// `--gres=gpu:1` gets one of them to itself (`CUDA_VISIBLE_DEVICES`).
+    pub gpus: u32,
 }
 
 impl SlurmNode {
@@ -26,7 +29,16 @@ impl SlurmNode {
             address: address.into(),
             port,
             cpus: 1,
+            gpus: 0,
         }
+    }
+
+    /// The node with `gpus` GPUs as GRES and one task slot per GPU (at least one slot).
+    #[must_use]
+    pub fn with_gpus(mut self, gpus: u32) -> Self {
+        self.gpus = gpus;
+        self.cpus = gpus.max(1);
+        self
     }
 }
 
@@ -104,6 +116,9 @@ impl SlurmConf {
         }
         let _ = writeln!(text, "SlurmctldPort={}", self.controller_port);
         text.push_str("AuthType=auth/munge\nCredType=cred/munge\n");
+        if self.nodes.iter().any(|node| node.gpus > 0) {
+            text.push_str("GresTypes=gpu\n");
+        }
         if self.bind_to_addresses {
             text.push_str("CommunicationParameters=NoCtldInAddrAny,NoInAddrAny\n");
         }
@@ -127,9 +142,14 @@ impl SlurmConf {
         text.push_str("ReturnToService=2\nMessageTimeout=10\n");
         let _ = writeln!(text, "SlurmdTimeout={}", self.slurmd_timeout_secs);
         for node in &self.nodes {
+            let gres = if node.gpus > 0 {
+                format!(" Gres=gpu:{}", node.gpus)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 text,
-                "NodeName={} NodeHostname={} NodeAddr={} Port={} CPUs={} State=UNKNOWN",
+                "NodeName={} NodeHostname={} NodeAddr={} Port={} CPUs={}{gres} State=UNKNOWN",
                 node.name, node.name, node.address, node.port, node.cpus
             );
         }
@@ -141,6 +161,21 @@ impl SlurmConf {
             names.join(",")
         );
         Ok(text)
+    }
+
+    /// The farm's `gres.conf` (next to slurm.conf): each node's GPUs as device files, or
+    /// `None` when no node has a GPU.
+    pub fn gres_conf(&self) -> Option<String> {
+        let mut text = String::new();
+        for node in self.nodes.iter().filter(|node| node.gpus > 0) {
+            let files = if node.gpus == 1 {
+                "/dev/nvidia0".to_owned()
+            } else {
+                format!("/dev/nvidia[0-{}]", node.gpus - 1)
+            };
+            let _ = writeln!(text, "NodeName={} Name=gpu File={files}", node.name);
+        }
+        (!text.is_empty()).then_some(text)
     }
 
     fn check(&self) -> Result<()> {
@@ -241,6 +276,34 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn gpus_are_gres_with_one_task_slot_each_and_a_gres_conf_names_their_devices() {
+        let mut conf = two_nodes();
+        assert!(!conf.render().unwrap().contains("GresTypes"));
+        assert_eq!(conf.gres_conf(), None, "no GPU, no gres.conf");
+        conf.nodes = vec![
+            SlurmNode::new("pod-a", "pod-a.runpod.internal", 6818).with_gpus(1),
+            SlurmNode::new("pod-b", "pod-b.runpod.internal", 6818).with_gpus(4),
+        ];
+        conf.controller_addr = Some("pod-a.runpod.internal".into());
+        conf.bind_to_addresses = true;
+        let text = conf.render().unwrap();
+        for line in [
+            "SlurmctldHost=localhost(pod-a.runpod.internal)",
+            "GresTypes=gpu",
+            "CommunicationParameters=NoCtldInAddrAny,NoInAddrAny",
+            "NodeName=pod-a NodeHostname=pod-a NodeAddr=pod-a.runpod.internal Port=6818 CPUs=1 Gres=gpu:1 State=UNKNOWN",
+            "NodeName=pod-b NodeHostname=pod-b NodeAddr=pod-b.runpod.internal Port=6818 CPUs=4 Gres=gpu:4 State=UNKNOWN",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert_eq!(
+            conf.gres_conf().unwrap(),
+            "NodeName=pod-a Name=gpu File=/dev/nvidia0\n\
+             NodeName=pod-b Name=gpu File=/dev/nvidia[0-3]\n"
+        );
     }
 
     #[test]

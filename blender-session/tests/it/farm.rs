@@ -336,3 +336,65 @@ async fn a_two_node_farm_renders_a_scene_with_the_pod_side_driver() {
     assert_eq!(nodes.len(), 2, "both nodes rendered: {nodes:?}");
     farm.shutdown();
 }
+
+/// `session.sh farm-conf`: slurm.conf from stdin, and gres.conf after its mark; says when
+/// nothing changed; a farm without GPUs has no gres.conf.
+#[test]
+fn farm_conf_writes_slurm_conf_and_gres_conf_and_says_when_nothing_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let assets = dir.path().join("assets");
+    blender_session::assets::write_to(&assets).expect("assets");
+    let home = dir.path().join("rpb");
+    let run = |input: &str| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new("bash")
+            .arg(assets.join("session.sh"))
+            .arg("farm-conf")
+            .env("RPB_HOME", &home)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("bash");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        let output = child.wait_with_output().expect("farm-conf");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let farm = home.join("farm");
+    let with_gpus =
+        "ClusterName=rpbfarm\n# --- gres.conf ---\nNodeName=a Name=gpu File=/dev/nvidia0\n";
+    assert_eq!(run(with_gpus), r#"{"rpb_farm_conf":"written"}"#);
+    assert_eq!(
+        std::fs::read_to_string(farm.join("slurm.conf")).unwrap(),
+        "ClusterName=rpbfarm\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(farm.join("gres.conf")).unwrap(),
+        "NodeName=a Name=gpu File=/dev/nvidia0\n"
+    );
+    assert_eq!(run(with_gpus), r#"{"rpb_farm_conf":"unchanged"}"#);
+    assert_eq!(
+        run("ClusterName=rpbfarm\n"),
+        r#"{"rpb_farm_conf":"written"}"#
+    );
+    assert!(!farm.join("gres.conf").exists(), "no GPUs, no gres.conf");
+    assert_eq!(
+        run("ClusterName=rpbfarm\n"),
+        r#"{"rpb_farm_conf":"unchanged"}"#
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&farm)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .filter(|name| name.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no temporary files left: {leftovers:?}"
+    );
+}

@@ -163,6 +163,9 @@ struct StartArgs {
     /// A folder every node of the cluster sees [default: $HOME/rpb-farm on the login node].
     #[arg(long, value_name = "PATH", requires = "slurm")]
     shared_dir: Option<String>,
+    /// What each cluster task asks for besides a CPU, such as gpu:1 (Slurm's --gres).
+    #[arg(long, value_name = "GRES", requires = "slurm")]
+    gres: Option<String>,
     /// The cluster's slurm.conf, when its clients need it named (SLURM_CONF).
     #[arg(long, value_name = "PATH", requires = "slurm")]
     slurm_conf: Option<String>,
@@ -328,6 +331,7 @@ async fn start_on_farm(
             cluster.partition.clone_from(&args.partition);
             cluster.shared_dir.clone_from(&args.shared_dir);
             cluster.slurm_conf.clone_from(&args.slurm_conf);
+            cluster.gres.clone_from(&args.gres);
             orchestrator
                 .cluster_render_start(
                     &cluster,
@@ -513,8 +517,20 @@ fn progress_display(bar: Option<ProgressBar>) -> impl Fn(&RenderEvent) + Send + 
                 "farm node {node} lost ({reason}): its tasks go to the other nodes"
             )),
             RenderEvent::Farm {
-                running, pending, ..
-            } => shown.farm = format!("{running} tasks running, {pending} waiting · "),
+                running,
+                pending,
+                frames_by_node,
+            } => {
+                // Frames per node: each node's throughput at a glance.
+                let nodes: Vec<String> = frames_by_node
+                    .iter()
+                    .map(|(node, frames)| format!("{node} {frames}"))
+                    .collect();
+                shown.farm = format!(
+                    "{running} tasks running, {pending} waiting · frames {} · ",
+                    nodes.join(", ")
+                );
+            }
             RenderEvent::Reconnecting { attempt, error } => bar.println(format!(
                 "{error}: connecting again (attempt {attempt}); the render goes on"
             )),

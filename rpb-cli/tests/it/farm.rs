@@ -297,10 +297,43 @@ async fn a_farm_of_two_local_pods_renders_survives_a_lost_node_and_goes_down() {
         .success()
         .json();
     assert_eq!(nodes_of(&status), nodes);
+    let text = rpb(&ws, &mut outputs, &["farm", "status"])
+        .await
+        .success()
+        .stdout;
+    assert!(
+        text.contains(&format!(
+            "farm on network volume {volume} (SIM-LOCAL-1): 2 nodes"
+        )) && text.contains(&format!(
+            "{} (controller)  pod RUNNING  slurm idle",
+            nodes[0]
+        )) && text.contains("tasks: 0 running, 0 waiting"),
+        "{text}"
+    );
     assert!(
         status["cost_per_hour"].as_f64().unwrap_or_default() > 0.0,
         "{status}"
     );
+
+    // Options the file cannot honour: the tasks' driver refuses the job, and rpb says so and
+    // ends the other tasks.
+    let refused = rpb(
+        &ws,
+        &mut outputs,
+        &render_args("1", "32x24", &["--camera", "NoSuchCamera", "--json"]),
+    )
+    .await;
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("was refused") && refused.stderr.contains("NoSuchCamera"),
+        "{}",
+        refused.stderr
+    );
+    let after = rpb(&ws, &mut outputs, &["farm", "status", "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(after["tasks"].as_array().map(Vec::len), Some(0), "{after}");
 
     // A second job, with frames of a second or so; the second node's pod dies while its
     // first task runs.

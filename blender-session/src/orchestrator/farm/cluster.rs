@@ -26,6 +26,8 @@ pub struct SlurmCluster {
     /// The slurm.conf the cluster's clients need named (`SLURM_CONF`), when it is not in
     /// Slurm's default place.
     pub slurm_conf: Option<String>,
+    /// What each task asks for besides a CPU (`--gres`, such as `gpu:1`).
+    pub gres: Option<String>,
 }
 
 impl SlurmCluster {
@@ -40,6 +42,7 @@ impl SlurmCluster {
             partition: None,
             shared_dir: None,
             slurm_conf: None,
+            gres: None,
         })
     }
 }
@@ -248,7 +251,14 @@ impl Orchestrator {
             shared_dir: this.settings.pod_root.clone(),
             slurm_conf: cluster.slurm_conf.clone(),
         };
-        this.submit_job(&session, store, project, options, chunk, nodes, Some(job))
+        let submission = super::Submission {
+            chunk,
+            nodes,
+            partition: cluster.partition.clone(),
+            gres: cluster.gres.clone(),
+            cluster: Some(job),
+        };
+        this.submit_job(&session, store, project, options, submission)
             .await
     }
 

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::session::{Events, Session, Step};
 use super::{Clock, Orchestrator};
 use crate::farm::{self, FarmNode, FarmTask};
+use crate::render::ClusterJob;
 use crate::seams::{PodSpec, PodStatus, PodView};
 use crate::{Error, Result};
 
@@ -88,6 +89,9 @@ pub struct FarmPod {
     pub port: u16,
     /// When rpb brought it into the farm (Unix seconds).
     pub joined_at: u64,
+    /// Its GPUs, offered to Slurm as GRES (one task per GPU).
+    #[serde(default)]
+    pub gpus: u32,
 }
 
 /// The farm as the workspace records it.
@@ -128,6 +132,12 @@ pub struct FarmRecord {
 }
 
 impl FarmRecord {
+    /// What each task asks Slurm for: one GPU, when every node has one (`--gres=gpu:1`).
+    pub fn task_gres(&self) -> Option<String> {
+        (!self.nodes.is_empty() && self.nodes.iter().all(|node| node.gpus > 0))
+            .then(|| "gpu:1".to_owned())
+    }
+
     /// The spec new nodes are made from: the farm's GPU type, image, cloud and disk, the pod
     /// root at `pod_root`.
     pub fn pod_template(&self, pod_root: &str) -> PodSpec {
@@ -237,6 +247,20 @@ pub struct FarmDown {
     pub tasks_ended: usize,
 }
 
+/// How a job is cut and what its tasks ask Slurm for.
+struct Submission {
+    /// Frames per task (default: about four tasks per node).
+    chunk: Option<u32>,
+    /// Nodes to spread over (for the default chunk).
+    nodes: u32,
+    /// `--partition`.
+    partition: Option<String>,
+    /// `--gres` per task (`gpu:1`).
+    gres: Option<String>,
+    /// Set for a cluster of the user's own.
+    cluster: Option<ClusterJob>,
+}
+
 /// `session.sh farm-env`'s answer.
 #[derive(Debug, Deserialize)]
 struct FarmEnv {
@@ -250,6 +274,9 @@ struct FarmEnv {
     hostname: String,
     #[serde(default)]
     missing: String,
+    /// The pod's GPUs (`/dev/nvidia<N>`).
+    #[serde(default)]
+    gpus: u32,
 }
 
 /// `session.sh farm-node-up`'s answer.

@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use pod_tunnel::shell;
 
-use super::{FarmRecord, FarmSpec, SLURM_TIMEOUT, farm_error, is_open};
+use super::{FarmRecord, FarmSpec, SLURM_TIMEOUT, Submission, farm_error, is_open};
 use crate::farm::{self, FarmNode, FarmTask};
 use crate::orchestrator::{Orchestrator, Session};
 use crate::render::{
-    ClusterJob, FarmJob, FollowOptions, JobSpec, JobState, MANIFEST_FILE, RenderEvent,
-    RenderEvents, RenderJob, RenderManifest, RenderOptions, RenderOutcome, RenderReport,
-    RenderSource,
+    FarmJob, FollowOptions, JobSpec, JobState, MANIFEST_FILE, RenderEvent, RenderEvents, RenderJob,
+    RenderManifest, RenderOptions, RenderOutcome, RenderReport, RenderSource,
 };
 use crate::seams::PodStatus;
 use crate::{Error, Result};
@@ -46,27 +45,34 @@ impl Orchestrator {
         let controller_id = record.controller().unwrap_or_default().to_owned();
         let controller = self.farm_connect(&controller_id).await?;
         self.ensure_assets(&controller).await?;
-        let nodes = u32::try_from(record.nodes.len()).unwrap_or(1);
-        self.submit_job(&controller, store, project, options, chunk, nodes, None)
+        let submission = Submission {
+            chunk,
+            nodes: u32::try_from(record.nodes.len()).unwrap_or(1),
+            partition: None,
+            gres: record.task_gres(),
+            cluster: None,
+        };
+        self.submit_job(&controller, store, project, options, submission)
             .await
     }
 
     /// Puts the job on the shared folder through `controller` and submits its array (or
     /// finds it still with Slurm), for a farm of `nodes` nodes or a cluster.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the job's whole context, from two callers"
-    )]
     pub(super) async fn submit_job(
         &self,
         controller: &Session,
         store: &project_store::Store,
         project: &project_store::ProjectName,
         options: &RenderOptions,
-        chunk: Option<u32>,
-        nodes: u32,
-        cluster: Option<ClusterJob>,
+        submission: Submission,
     ) -> Result<RenderJob> {
+        let Submission {
+            chunk,
+            nodes,
+            partition,
+            gres,
+            cluster,
+        } = submission;
         let controller_id = controller.pod_id.clone();
         let (blend, blend_sha256) = self
             .render_blend(controller, store, project, &options.source)
@@ -113,15 +119,15 @@ impl Orchestrator {
             });
         self.put_farm_job(controller, &job_id, &dir, &remote_dir, &spec, chunks_text)
             .await?;
-        let partition = cluster.as_ref().and_then(|c| c.partition.clone());
+        let mut requests = Vec::new();
+        if let Some(partition) = partition {
+            requests.push(format!("--partition={partition}"));
+        }
+        if let Some(gres) = gres {
+            requests.push(format!("--gres={gres}"));
+        }
         let slurm_job = self
-            .submit_array(
-                controller,
-                &job_id,
-                &remote_dir,
-                tasks.len(),
-                partition.as_deref(),
-            )
+            .submit_array(controller, &job_id, &remote_dir, tasks.len(), &requests)
             .await?;
         manifest.farm = Some(FarmJob {
             slurm_job,
@@ -196,6 +202,30 @@ impl Orchestrator {
             }
         }
         Ok(rate)
+    }
+
+    /// One round's news: the records the tasks wrote, the frames that landed (downloaded and
+    /// verified), and the farm's progress event. Whether more records wait to be read.
+    async fn collect_round(
+        &self,
+        controller: &Session,
+        dir: &Path,
+        manifest: &mut RenderManifest,
+        (open, running): (usize, usize),
+        events: RenderEvents<'_>,
+    ) -> Result<bool> {
+        let job_id = manifest.job_id.clone();
+        let polled = self
+            .poll_once(controller, &job_id, manifest, events)
+            .await?;
+        self.download_frames(controller, dir, manifest, events)
+            .await?;
+        events(&RenderEvent::Farm {
+            running,
+            pending: open - running,
+            frames_by_node: frames_by_node(manifest),
+        });
+        Ok(polled.more)
     }
 
     /// The job's tasks in Slurm's list: notes the requeued ones, releases those Slurm holds
@@ -355,7 +385,7 @@ impl Orchestrator {
         job_id: &str,
         remote_dir: &str,
         tasks: usize,
-        partition: Option<&str>,
+        requests: &[String],
     ) -> Result<String> {
         let array = if tasks == 1 {
             "1".to_owned()
@@ -372,9 +402,7 @@ impl Orchestrator {
             format!("--output={remote_dir}/tasks/%a.out"),
             format!("--chdir={remote_dir}"),
         ];
-        if let Some(partition) = partition {
-            argv.push(format!("--partition={partition}"));
-        }
+        argv.extend(requests.iter().cloned());
         argv.extend([script, "farm-task".into(), job_id.to_owned()]);
         let submitted = self.slurm(controller, &argv).await?;
         let slurm_job = submitted
@@ -483,20 +511,11 @@ impl Orchestrator {
                 }
             }
             let (open, running) = self.track_tasks(&controller, &tasks, &mut job).await?;
-            // The records the tasks wrote, and the frames that landed.
-            let job_id = manifest.job_id.clone();
-            let polled = self
-                .poll_once(&controller, &job_id, &mut manifest, events)
+            let more = self
+                .collect_round(&controller, dir, &mut manifest, (open, running), events)
                 .await?;
-            self.download_frames(&controller, dir, &mut manifest, events)
-                .await?;
-            events(&RenderEvent::Farm {
-                running,
-                pending: open - running,
-                frames_by_node: frames_by_node(&manifest),
-            });
             manifest.farm = Some(job.clone());
-            settle(&mut manifest, open, polled.more, &mut quiet_rounds);
+            settle(&mut manifest, open, more, &mut quiet_rounds);
             manifest.store(&dir.join(MANIFEST_FILE))?;
             let report = manifest.cost_report();
             if last_report.as_ref() != Some(&report) {
@@ -516,6 +535,16 @@ impl Orchestrator {
                     .farm_guard_stop(&controller, record, dir, manifest, reason, events)
                     .await;
             }
+            if manifest.state == JobState::Invalid {
+                // The spec does not fit the file: the other tasks would only say so again.
+                self.slurm(&controller, &["scancel".into(), job.slurm_job.clone()])
+                    .await?;
+                return Err(Error::RenderRefused {
+                    job_id: manifest.job_id.clone(),
+                    pod_id: controller.pod_id.clone(),
+                    reason: manifest.reason.clone().unwrap_or_default(),
+                });
+            }
             if manifest.state.ended() && manifest.all_local() {
                 break;
             }
@@ -528,7 +557,7 @@ impl Orchestrator {
             {
                 *record = renewed;
             }
-            if options.once && !polled.more {
+            if options.once && !more {
                 return Ok(RenderReport {
                     manifest,
                     dir: dir.to_owned(),
@@ -536,7 +565,7 @@ impl Orchestrator {
                     pod_stopped: false,
                 });
             }
-            if !polled.more {
+            if !more {
                 tokio::time::sleep(options.poll_interval).await;
             }
         }
@@ -587,6 +616,10 @@ fn frames_by_node(manifest: &RenderManifest) -> BTreeMap<String, usize> {
 /// record; failed, naming the missing frames, when every task ended without them for a few
 /// rounds.
 fn settle(manifest: &mut RenderManifest, open: usize, more: bool, quiet_rounds: &mut u32) {
+    // The driver refused the spec (no such camera, ...): every task would; that is the end.
+    if manifest.state == JobState::Invalid {
+        return;
+    }
     let total = manifest.spec.frames.len();
     let finished = manifest.frames.len() + manifest.failed.len() >= total;
     manifest.state = if open == 0 && finished {
@@ -663,6 +696,19 @@ mod tests {
         assert_eq!(job.state, JobState::Done);
         assert_eq!(frames_by_node(&job)["pod-a"], 3);
         assert_eq!(outcome_of(&job), RenderOutcome::Done);
+    }
+
+    #[test]
+    fn a_refused_spec_stays_refused() {
+        let mut job = manifest("1-2");
+        job.state = JobState::Invalid;
+        job.reason = Some("no camera Cam2".into());
+        let mut quiet = 0;
+        for _ in 0..8 {
+            settle(&mut job, 0, false, &mut quiet);
+        }
+        assert_eq!(job.state, JobState::Invalid);
+        assert_eq!(job.reason.as_deref(), Some("no camera Cam2"));
     }
 
     #[test]

@@ -156,9 +156,7 @@ impl Orchestrator {
             hosts.push(self.farm_host(&node.pod_id, clock).await?);
         }
         let controller = &hosts[0];
-        let conf_changed = self
-            .write_slurm_conf(&mut record, controller, clock)
-            .await?;
+        let conf_changed = self.write_slurm_conf(&mut record, &hosts, clock).await?;
         self.save_farm_record(&record)?;
         let daemons = self.start_daemons(&hosts, clock).await?;
         self.wait_nodes_up(controller, &record, clock).await?;
@@ -272,6 +270,7 @@ impl Orchestrator {
                 pod_id: pod.id.as_str().to_owned(),
                 port: 0,
                 joined_at: unix_now(),
+                gpus: 0,
             });
             // Recorded at once: a failure later must not lose track of a pod that bills.
             self.save_farm_record(record)?;
@@ -286,27 +285,19 @@ impl Orchestrator {
     async fn write_slurm_conf(
         &self,
         record: &mut FarmRecord,
-        controller: &Session,
+        hosts: &[Session],
         clock: &Clock<'_>,
     ) -> Result<bool> {
-        let env_out = self
-            .run_checked(
-                &controller.pod_id,
-                controller.host.as_ref(),
-                "reading the farm environment",
-                &format!("{} farm-env", self.settings.session_script()),
-                None,
-                SLURM_TIMEOUT,
-            )
-            .await?;
-        let env: FarmEnv = last_json_line(&env_out, "{\"rpb_farm_env\"")
-            .and_then(|line| serde_json::from_str(line).ok())
-            .ok_or_else(|| {
-                farm_error(
-                    format!("reading the farm environment of pod {}", controller.pod_id),
-                    format!("no report in its answer: {env_out:.300}"),
-                )
-            })?;
+        let controller = &hosts[0];
+        let env = self.farm_env(controller).await?;
+        // Each node's GPUs (the other facts are the controller's, the same on every pod).
+        for (node, host) in record.nodes.iter_mut().zip(hosts) {
+            node.gpus = if host.pod_id == controller.pod_id {
+                env.gpus
+            } else {
+                self.farm_env(host).await?.gpus
+            };
+        }
         if !env.missing.trim().is_empty() {
             clock.emit(
                 Step::Farm,
@@ -345,9 +336,16 @@ impl Orchestrator {
         conf.nodes = record
             .nodes
             .iter()
-            .map(|node| SlurmNode::new(node.pod_id.clone(), address(&node.pod_id), node.port))
+            .map(|node| {
+                SlurmNode::new(node.pod_id.clone(), address(&node.pod_id), node.port)
+                    .with_gpus(node.gpus)
+            })
             .collect();
-        let text = conf.render()?;
+        let mut text = conf.render()?;
+        if let Some(gres) = conf.gres_conf() {
+            text.push_str("# --- gres.conf ---\n");
+            text.push_str(&gres);
+        }
         let written = self
             .run_checked(
                 &controller.pod_id,
@@ -368,6 +366,28 @@ impl Orchestrator {
             },
         );
         Ok(changed)
+    }
+
+    /// What `session.sh farm-env` says on a pod.
+    async fn farm_env(&self, host: &Session) -> Result<FarmEnv> {
+        let out = self
+            .run_checked(
+                &host.pod_id,
+                host.host.as_ref(),
+                "reading the farm environment",
+                &format!("{} farm-env", self.settings.session_script()),
+                None,
+                SLURM_TIMEOUT,
+            )
+            .await?;
+        last_json_line(&out, "{\"rpb_farm_env\"")
+            .and_then(|line| serde_json::from_str(line).ok())
+            .ok_or_else(|| {
+                farm_error(
+                    format!("reading the farm environment of pod {}", host.pod_id),
+                    format!("no report in its answer: {out:.300}"),
+                )
+            })
     }
 
     /// Starts what is not running of each node's daemons (the first node's controller too),
@@ -535,6 +555,7 @@ mod tests {
                     pod_id: format!("pod{index}"),
                     port: *port,
                     joined_at: 0,
+                    gpus: 0,
                 })
                 .collect(),
             controller_port: 0,
