@@ -83,6 +83,13 @@ pub enum RenderEvent {
         /// Why.
         reason: String,
     },
+    /// With `farm up --replace-dead`: lost nodes were terminated and new ones joined the farm.
+    NodesReplaced {
+        /// The lost nodes (pod ids).
+        lost: Vec<String>,
+        /// The nodes that joined.
+        joined: Vec<String>,
+    },
     /// The farm's tasks now: how many run, wait, and are done, and frames done per node.
     Farm {
         /// Tasks running.

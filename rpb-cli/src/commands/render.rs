@@ -531,6 +531,11 @@ fn progress_display(bar: Option<ProgressBar>) -> impl Fn(&RenderEvent) + Send + 
                     nodes.join(", ")
                 );
             }
+            RenderEvent::NodesReplaced { lost, joined } => bar.println(format!(
+                "farm: {} joined in place of lost {}",
+                joined.join(", "),
+                lost.join(", ")
+            )),
             RenderEvent::Reconnecting { attempt, error } => bar.println(format!(
                 "{error}: connecting again (attempt {attempt}); the render goes on"
             )),

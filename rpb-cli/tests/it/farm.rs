@@ -117,7 +117,7 @@ fn processes_with(needle: &str) -> Vec<(u32, String)> {
 }
 
 /// The array task of `job_dir` that ran on `node` (its Slurm output names the node).
-fn lost_task(job_dir: &Path, node: &str) -> Option<u64> {
+fn task_on_node(job_dir: &Path, node: &str) -> Option<u64> {
     std::fs::read_dir(job_dir.join("tasks"))
         .into_iter()
         .flatten()
@@ -355,14 +355,14 @@ async fn a_farm_of_two_local_pods_renders_survives_a_lost_node_and_goes_down() {
         Duration::from_secs(120),
         "a frame starts on the second node",
         || {
-            lost_task(&second_dir, &lost).is_some_and(|task| {
+            task_on_node(&second_dir, &lost).is_some_and(|task| {
                 std::fs::read_to_string(second_dir.join("tasks").join(format!("{task}.log")))
                     .is_ok_and(|log| log.contains("start attempt"))
             })
         },
     )
     .await;
-    let lost_task = lost_task(&second_dir, &lost).expect("the lost node's task");
+    let lost_task = task_on_node(&second_dir, &lost).expect("the lost node's task");
     let client = sim.client().expect("client");
     client
         .terminate_pod(&PodId::new(&lost))
@@ -432,6 +432,70 @@ async fn a_farm_of_two_local_pods_renders_survives_a_lost_node_and_goes_down() {
         .success()
         .json();
     assert_eq!(nodes_of(&status), now, "{status}");
+
+    // With --replace-dead, the follower itself brings a new node when one is lost mid-job.
+    let flagged = rpb(
+        &ws,
+        &mut outputs,
+        &["farm", "up", "--nodes", "2", "--replace-dead", "--json"],
+    )
+    .await
+    .success()
+    .json();
+    assert_eq!(
+        flagged["status"]["record"]["replace_dead"], true,
+        "{flagged}"
+    );
+    let third = rpb(
+        &ws,
+        &mut outputs,
+        &render_args("97", "256x192", &["--detach", "--json"]),
+    )
+    .await
+    .success()
+    .json()["job_id"]
+        .as_str()
+        .expect("job id")
+        .to_owned();
+    let third_dir = volume_dir.join("rpb").join("jobs").join(&third);
+    let second_lost = now[1].clone();
+    eventually(
+        Duration::from_secs(120),
+        "a frame starts on the second node",
+        || {
+            task_on_node(&third_dir, &second_lost).is_some_and(|task| {
+                std::fs::read_to_string(third_dir.join("tasks").join(format!("{task}.log")))
+                    .is_ok_and(|log| log.contains("start attempt"))
+            })
+        },
+    )
+    .await;
+    client
+        .terminate_pod(&PodId::new(&second_lost))
+        .await
+        .expect("the node's pod is terminated");
+    let followed = rpb(&ws, &mut outputs, &["render", "attach", &third, "--json"])
+        .await
+        .success()
+        .json();
+    assert_eq!(followed["state"], "done", "{followed}");
+    assert_eq!(frames_by_node(&followed).len(), 8, "{followed}");
+    let counts = done_records(&third_dir);
+    assert!(
+        counts.len() == 8 && counts.values().all(|count| *count == 1),
+        "every frame rendered exactly once: {counts:?}"
+    );
+    let status = rpb(&ws, &mut outputs, &["farm", "status", "--json"])
+        .await
+        .success()
+        .json();
+    let replaced = nodes_of(&status);
+    assert_eq!(replaced.len(), 2, "{status}");
+    assert_eq!(replaced[0], nodes[0], "the controller stays");
+    assert!(
+        !now.contains(&replaced[1]) && replaced[1] != lost,
+        "a new node took the lost one's place: {status}"
+    );
 
     // The same work on "a cluster the user already has": the farm's Slurm, reached over SSH
     // at the local sshd as if it were a university login node, with a shared folder of its

@@ -324,6 +324,7 @@ impl Orchestrator {
         record: &FarmRecord,
         job: &FarmJob,
         public_key: &str,
+        events: RenderEvents<'_>,
     ) -> Result<Option<FarmRecord>> {
         let lost: Vec<&String> = job
             .lost_nodes
@@ -333,7 +334,7 @@ impl Orchestrator {
         if lost.is_empty() {
             return Ok(None);
         }
-        for node in lost {
+        for node in &lost {
             if let Err(error) = self.provider.terminate(node).await
                 && !crate::orchestrator::portable::is_gone(&error)
             {
@@ -347,6 +348,10 @@ impl Orchestrator {
         );
         spec.replace_dead = true;
         let up = self.farm_up(&spec, public_key, &|_| {}).await?;
+        events(&RenderEvent::NodesReplaced {
+            lost: lost.iter().map(|node| (*node).clone()).collect(),
+            joined: up.created,
+        });
         Ok(Some(up.status.record))
     }
 
@@ -553,7 +558,7 @@ impl Orchestrator {
                 public_key: Some(public_key),
             } = &mut target
                 && record.replace_dead
-                && let Some(renewed) = self.replace_lost(record, &job, public_key).await?
+                && let Some(renewed) = self.replace_lost(record, &job, public_key, events).await?
             {
                 *record = renewed;
             }
