@@ -631,15 +631,8 @@ impl Orchestrator {
         events(&RenderEvent::CostGuard(reason.clone()));
         let job_id = manifest.job_id.clone();
         self.render_cancel_id(session, &job_id).await?;
-        // Whatever finished before the cancel comes home first.
-        let _ = self
-            .poll_once(session, &job_id, &mut manifest, events)
-            .await;
-        self.download_frames(session, dir, &mut manifest, events)
+        self.close_cancelled(session, dir, &mut manifest, &reason, events)
             .await?;
-        manifest.state = JobState::Cancelled;
-        manifest.reason = Some(reason.clone());
-        manifest.store(&dir.join(MANIFEST_FILE))?;
         self.stop(&session.pod_id, None, &|_| {}).await?;
         Ok(RenderReport {
             manifest,
@@ -647,6 +640,25 @@ impl Orchestrator {
             outcome: RenderOutcome::Cancelled(reason),
             pod_stopped: true,
         })
+    }
+
+    /// After a job was cancelled: whatever finished before comes home, and the record says
+    /// why the job ended.
+    pub(crate) async fn close_cancelled(
+        &self,
+        session: &Session,
+        dir: &Path,
+        manifest: &mut RenderManifest,
+        reason: &str,
+        events: RenderEvents<'_>,
+    ) -> Result<()> {
+        let job_id = manifest.job_id.clone();
+        // The last records are best effort: the frames already known still come home.
+        let _ = self.poll_once(session, &job_id, manifest, events).await;
+        self.download_frames(session, dir, manifest, events).await?;
+        manifest.state = JobState::Cancelled;
+        manifest.reason = Some(reason.to_owned());
+        manifest.store(&dir.join(MANIFEST_FILE))
     }
 
     pub(crate) async fn download_frames(

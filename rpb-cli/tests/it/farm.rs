@@ -116,6 +116,27 @@ fn processes_with(needle: &str) -> Vec<(u32, String)> {
     found
 }
 
+/// Terminates `node`'s pod through the API once Blender there starts the first frame of its
+/// task of the job in `job_dir` (the task's log says so); that task's number.
+async fn kill_once_rendering(client: &runpod_api::Client, job_dir: &Path, node: &str) -> u64 {
+    eventually(
+        Duration::from_secs(120),
+        "a frame starts on the node",
+        || {
+            task_on_node(job_dir, node).is_some_and(|task| {
+                std::fs::read_to_string(job_dir.join("tasks").join(format!("{task}.log")))
+                    .is_ok_and(|log| log.contains("start attempt"))
+            })
+        },
+    )
+    .await;
+    client
+        .terminate_pod(&PodId::new(node))
+        .await
+        .expect("the node's pod is terminated");
+    task_on_node(job_dir, node).expect("the node's task")
+}
+
 /// The array task of `job_dir` that ran on `node` (its Slurm output names the node).
 fn task_on_node(job_dir: &Path, node: &str) -> Option<u64> {
     std::fs::read_dir(job_dir.join("tasks"))
@@ -350,24 +371,8 @@ async fn a_farm_of_two_local_pods_renders_survives_a_lost_node_and_goes_down() {
         .to_owned();
     let lost = nodes[1].clone();
     let second_dir = volume_dir.join("rpb").join("jobs").join(&second);
-    // Once Blender on the second node starts its first frame (its task's log says so).
-    eventually(
-        Duration::from_secs(120),
-        "a frame starts on the second node",
-        || {
-            task_on_node(&second_dir, &lost).is_some_and(|task| {
-                std::fs::read_to_string(second_dir.join("tasks").join(format!("{task}.log")))
-                    .is_ok_and(|log| log.contains("start attempt"))
-            })
-        },
-    )
-    .await;
-    let lost_task = task_on_node(&second_dir, &lost).expect("the lost node's task");
     let client = sim.client().expect("client");
-    client
-        .terminate_pod(&PodId::new(&lost))
-        .await
-        .expect("the node's pod is terminated");
+    let lost_task = kill_once_rendering(&client, &second_dir, &lost).await;
     let followed = rpb(&ws, &mut outputs, &["render", "attach", &second, "--json"])
         .await
         .success();
@@ -459,21 +464,7 @@ async fn a_farm_of_two_local_pods_renders_survives_a_lost_node_and_goes_down() {
         .to_owned();
     let third_dir = volume_dir.join("rpb").join("jobs").join(&third);
     let second_lost = now[1].clone();
-    eventually(
-        Duration::from_secs(120),
-        "a frame starts on the second node",
-        || {
-            task_on_node(&third_dir, &second_lost).is_some_and(|task| {
-                std::fs::read_to_string(third_dir.join("tasks").join(format!("{task}.log")))
-                    .is_ok_and(|log| log.contains("start attempt"))
-            })
-        },
-    )
-    .await;
-    client
-        .terminate_pod(&PodId::new(&second_lost))
-        .await
-        .expect("the node's pod is terminated");
+    kill_once_rendering(&client, &third_dir, &second_lost).await;
     let followed = rpb(&ws, &mut outputs, &["render", "attach", &third, "--json"])
         .await
         .success()
@@ -561,6 +552,48 @@ async fn a_farm_of_two_local_pods_renders_survives_a_lost_node_and_goes_down() {
     .await;
     assert_ne!(bad.code, 0);
     assert!(bad.stderr.contains("USER@HOST"), "{}", bad.stderr);
+
+    // The farm's cost guard: once the whole farm has cost more than --max-cost, following a
+    // job cancels it and stops every pod (frames finished before are kept).
+    let guarded = rpb(
+        &ws,
+        &mut outputs,
+        &[
+            "farm",
+            "up",
+            "--nodes",
+            "2",
+            "--max-cost",
+            "0.001",
+            "--json",
+        ],
+    )
+    .await
+    .success()
+    .json();
+    let farm_pods = nodes_of(&guarded["status"]);
+    let stopped = rpb(&ws, &mut outputs, &render_args("3", "32x24", &["--json"])).await;
+    assert_eq!(
+        stopped.code, 6,
+        "the job did not finish: {}",
+        stopped.stdout
+    );
+    let json = stopped.json();
+    assert_eq!(json["state"], "cancelled", "{json}");
+    assert!(
+        json["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("the farm has cost")),
+        "{json}"
+    );
+    assert_eq!(json["pod_stopped"], true, "{json}");
+    for id in &farm_pods {
+        assert_eq!(
+            sim.pod(id).map(|pod| pod.status),
+            Some(runpod_api::PodStatus::Exited),
+            "pod {id} is stopped"
+        );
+    }
 
     // Down: every pod terminated, no farm process left.
     let down = rpb(&ws, &mut outputs, &["farm", "down", "--json"])

@@ -579,6 +579,80 @@ impl Orchestrator {
         }
     }
 
+    /// Waits (at most `wait`) until Slurm has no open task, or with `now` cancels them; how
+    /// many were cancelled.
+    async fn end_or_await_tasks(
+        &self,
+        controller: &Session,
+        now: bool,
+        wait: Duration,
+        clock: &Clock<'_>,
+    ) -> Result<usize> {
+        let started = Instant::now();
+        loop {
+            let tasks = match self.slurm_view(controller).await {
+                Ok((_, tasks)) => tasks,
+                // A controller that cannot say what runs does not keep pods billing.
+                Err(error) if now => {
+                    clock.emit(
+                        Step::Farm,
+                        format!("Slurm does not answer ({error}); terminating anyway"),
+                    );
+                    return Ok(0);
+                }
+                Err(error) => {
+                    return Err(farm_error(
+                        "taking the farm down",
+                        format!(
+                            "reading Slurm's tasks failed ({error}); `rpb farm down --now` terminates the pods anyway"
+                        ),
+                    ));
+                }
+            };
+            let open: Vec<&FarmTask> = tasks.iter().filter(|task| is_open(task)).collect();
+            if open.is_empty() {
+                return Ok(0);
+            }
+            if now {
+                let ended = open.len();
+                let mut jobs: Vec<String> = open
+                    .iter()
+                    .map(|task| task.array_job_id.to_string())
+                    .collect();
+                jobs.sort();
+                jobs.dedup();
+                clock.emit(
+                    Step::Farm,
+                    format!("ending {} tasks of job(s) {}", open.len(), jobs.join(", ")),
+                );
+                let mut argv = vec!["scancel".to_owned()];
+                argv.extend(jobs);
+                // Terminating the pods ends the tasks too: a failed cancel stops nothing.
+                if let Err(error) = self.slurm(controller, &argv).await {
+                    clock.emit(
+                        Step::Farm,
+                        format!("cancelling failed ({error}); terminating anyway"),
+                    );
+                }
+                return Ok(ended);
+            }
+            if started.elapsed() >= wait {
+                return Err(farm_error(
+                    "taking the farm down",
+                    format!(
+                        "{} tasks still run or wait after {wait:?}; follow them with `rpb render attach`, or end them with `rpb farm down --now`",
+                        open.len()
+                    ),
+                ));
+            }
+            clock.emit(
+                Step::Farm,
+                format!("waiting for {} tasks to finish", open.len()),
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
     /// Takes the farm down: waits until Slurm has no task left (at most `wait`), or with
     /// `now` ends them at once, then terminates every node's pod (the network volume keeps
     /// everything) and forgets the farm.
@@ -602,45 +676,9 @@ impl Orchestrator {
         if let Some(controller_id) = record.controller()
             && let Ok(controller) = self.farm_connect(controller_id).await
         {
-            let started = Instant::now();
-            loop {
-                let (_, tasks) = self.slurm_view(&controller).await?;
-                let open: Vec<&FarmTask> = tasks.iter().filter(|task| is_open(task)).collect();
-                if open.is_empty() {
-                    break;
-                }
-                if now {
-                    tasks_ended = open.len();
-                    let mut jobs: Vec<String> = open
-                        .iter()
-                        .map(|task| task.array_job_id.to_string())
-                        .collect();
-                    jobs.sort();
-                    jobs.dedup();
-                    clock.emit(
-                        Step::Farm,
-                        format!("ending {} tasks of job(s) {}", open.len(), jobs.join(", ")),
-                    );
-                    let mut argv = vec!["scancel".to_owned()];
-                    argv.extend(jobs);
-                    self.slurm(&controller, &argv).await?;
-                    break;
-                }
-                if started.elapsed() >= wait {
-                    return Err(farm_error(
-                        "taking the farm down",
-                        format!(
-                            "{} tasks still run or wait after {wait:?}; follow them with `rpb render attach`, or end them with `rpb farm down --now`",
-                            open.len()
-                        ),
-                    ));
-                }
-                clock.emit(
-                    Step::Farm,
-                    format!("waiting for {} tasks to finish", open.len()),
-                );
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
+            tasks_ended = self
+                .end_or_await_tasks(&controller, now, wait, &clock)
+                .await?;
         }
         let mut terminated = Vec::new();
         let mut gone = Vec::new();

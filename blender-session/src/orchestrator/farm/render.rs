@@ -296,15 +296,8 @@ impl Orchestrator {
             .unwrap_or_default();
         self.slurm(controller, &["scancel".into(), slurm_job])
             .await?;
-        let job_id = manifest.job_id.clone();
-        let _ = self
-            .poll_once(controller, &job_id, &mut manifest, events)
-            .await;
-        self.download_frames(controller, dir, &mut manifest, events)
+        self.close_cancelled(controller, dir, &mut manifest, &reason, events)
             .await?;
-        manifest.state = JobState::Cancelled;
-        manifest.reason = Some(reason.clone());
-        manifest.store(&dir.join(MANIFEST_FILE))?;
         if let Some(record) = record {
             self.stop_farm_pods(record, &reason).await;
         }
