@@ -132,6 +132,20 @@ pub struct FarmRecord {
 }
 
 impl FarmRecord {
+    /// Why the farm's cost guard stops it now, given what it has cost so far, if it does.
+    pub fn guard(&self, cost_so_far: f64, now: u64) -> Option<String> {
+        let hours = hours_of(now.saturating_sub(self.created_at));
+        match (self.max_cost, self.max_hours) {
+            (Some(limit), _) if cost_so_far >= limit => Some(format!(
+                "the farm has cost ${cost_so_far:.2}, the limit is ${limit:.2}"
+            )),
+            (_, Some(limit)) if hours >= limit => Some(format!(
+                "the farm has run {hours:.2} h, the limit is {limit:.2} h"
+            )),
+            _ => None,
+        }
+    }
+
     /// What each task asks Slurm for: one GPU, when every node has one (`--gres=gpu:1`).
     pub fn task_gres(&self) -> Option<String> {
         (!self.nodes.is_empty() && self.nodes.iter().all(|node| node.gpus > 0))
@@ -284,6 +298,17 @@ struct FarmEnv {
 struct NodeUp {
     #[serde(default)]
     started: Vec<String>,
+}
+
+/// What a node has billed since it joined the farm at `joined`: its price times its uptime
+/// (billing runs while the pod runs), within the time it has been a node.
+fn billed_so_far(joined: u64, pod: Option<&PodView>, now: u64) -> f64 {
+    let Some(pod) = pod else { return 0.0 };
+    let seconds = pod
+        .uptime_seconds
+        .unwrap_or(0)
+        .min(now.saturating_sub(joined));
+    pod.cost_per_hour * hours_of(seconds)
 }
 
 /// Seconds as hours (a farm runs far less than the 136 years `u32` seconds hold).
@@ -509,13 +534,7 @@ impl Orchestrator {
                 .iter()
                 .find(|node| &node.pod_id == pod_id)
                 .map_or(now, |node| node.joined_at);
-            // Billing runs while the pod runs: its uptime, within the time it has been a node.
-            let seconds = pod
-                .as_ref()
-                .and_then(|pod| pod.uptime_seconds)
-                .unwrap_or(0)
-                .min(now.saturating_sub(joined));
-            cost_so_far += rate * hours_of(seconds);
+            cost_so_far += billed_so_far(joined, pod.as_ref(), now);
             let slurm = slurm_nodes.iter().find(|node| &node.name == pod_id);
             nodes.push(FarmNodeStatus {
                 pod_id: pod_id.clone(),
@@ -532,15 +551,7 @@ impl Orchestrator {
             });
         }
         let hours = hours_of(now.saturating_sub(record.created_at));
-        let guard = match (record.max_cost, record.max_hours) {
-            (Some(limit), _) if cost_so_far >= limit => Some(format!(
-                "the farm has cost ${cost_so_far:.2}, the limit is ${limit:.2}"
-            )),
-            (_, Some(limit)) if hours >= limit => Some(format!(
-                "the farm has run {hours:.2} h, the limit is {limit:.2} h"
-            )),
-            _ => None,
-        };
+        let guard = record.guard(cost_so_far, now);
         Ok(FarmStatus {
             record,
             nodes,

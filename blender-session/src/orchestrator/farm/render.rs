@@ -152,7 +152,7 @@ impl Orchestrator {
     /// Watches the farm's nodes once: a node whose pod the API reports not running (or gone),
     /// or that Slurm has down, is lost; rpb marks it down in Slurm (which requeues its tasks)
     /// and records why. The controller is not watched here (without it nothing is followed).
-    /// Returns the farm's price per hour now.
+    /// Returns the farm's price per hour now and what it has cost so far.
     async fn watch_nodes(
         &self,
         controller: &Session,
@@ -160,9 +160,11 @@ impl Orchestrator {
         nodes: &[FarmNode],
         job: &mut FarmJob,
         events: RenderEvents<'_>,
-    ) -> Result<f64> {
+    ) -> Result<(f64, f64)> {
         let controller_id = controller.pod_id.as_str();
+        let now = super::unix_now();
         let mut rate = 0.0;
+        let mut cost_so_far = 0.0;
         for node in &record.nodes {
             let pod = match self.provider.pod(&node.pod_id).await {
                 Ok(pod) => Some(pod),
@@ -170,6 +172,7 @@ impl Orchestrator {
                 Err(error) => return Err(error),
             };
             rate += pod.as_ref().map_or(0.0, |pod| pod.cost_per_hour);
+            cost_so_far += super::billed_so_far(node.joined_at, pod.as_ref(), now);
             let lost = match &pod {
                 None => Some("its pod no longer exists".to_owned()),
                 Some(pod) if pod.status != PodStatus::Running => {
@@ -201,7 +204,7 @@ impl Orchestrator {
                 job.lost_nodes.insert(node.pod_id.clone(), reason);
             }
         }
-        Ok(rate)
+        Ok((rate, cost_so_far))
     }
 
     /// One round's news: the records the tasks wrote, the frames that landed (downloaded and
@@ -255,26 +258,6 @@ impl Orchestrator {
         let open: Vec<&FarmTask> = ours.iter().filter(|task| is_open(task)).collect();
         let running = open.iter().filter(|task| task.state == "RUNNING").count();
         Ok((open.len(), running))
-    }
-
-    /// Why the cost guard stops the farm now, if it does: the farm's own limits, or the
-    /// job's follow options.
-    async fn farm_guard_reason(
-        &self,
-        record: Option<&FarmRecord>,
-        controller: &Session,
-        manifest: &RenderManifest,
-        options: &FollowOptions,
-    ) -> Option<String> {
-        let farm_guard = match record {
-            Some(record) => self
-                .status_of(record.clone(), Some(controller))
-                .await
-                .ok()
-                .and_then(|status| status.guard),
-            None => None,
-        };
-        farm_guard.or_else(|| crate::render::guard_reason(manifest, options))
     }
 
     /// The cost guard's end on the farm: cancel the job, bring home what finished, stop every
@@ -500,13 +483,16 @@ impl Orchestrator {
             };
             // The nodes: the API's view of the pods beside Slurm's (a cluster's are Slurm's
             // alone).
+            // The farm's own cost guard, from the same reading of the pods.
+            let mut farm_guard = None;
             if let Target::Farm { record, .. } = &target {
-                let rate = self
+                let (rate, cost_so_far) = self
                     .watch_nodes(&controller, record, &nodes, &mut job, events)
                     .await?;
                 if rate > 0.0 {
                     manifest.cost_per_hour = Some(rate);
                 }
+                farm_guard = record.guard(cost_so_far, super::unix_now());
             }
             let (open, running) = self.track_tasks(&controller, &tasks, &mut job).await?;
             let more = self
@@ -525,9 +511,8 @@ impl Orchestrator {
                 Target::Cluster(_) => None,
             };
             if !manifest.state.ended()
-                && let Some(reason) = self
-                    .farm_guard_reason(record, &controller, &manifest, options)
-                    .await
+                && let Some(reason) =
+                    farm_guard.or_else(|| crate::render::guard_reason(&manifest, options))
             {
                 return self
                     .farm_guard_stop(&controller, record, dir, manifest, reason, events)
